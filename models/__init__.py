@@ -1,0 +1,22 @@
+"""Sequential recommenders behind one interface (`models.base.Recommender`) and one registry.
+
+Every model module is imported here so that the registry is complete after ``import models``.
+"""
+
+from __future__ import annotations
+
+from models.base import Recommender, SeqBatch
+from models.registry import ModelEntry, create, get, list_models, make_config, register
+
+__all__ = [
+    "ModelEntry",
+    "Recommender",
+    "SeqBatch",
+    "create",
+    "get",
+    "list_models",
+    "make_config",
+    "register",
+]
+
+# model modules (each registers itself); keep one import per line

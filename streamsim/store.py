@@ -1,0 +1,428 @@
+"""The workspace and the DuckDB event/run store: the only module that knows the table schemas.
+
+A workspace is one directory::
+
+    $STREAMSIM_HOME (default ~/.streamsim)
+    ├── streamsim.duckdb      datasets, events, items, ground truth, runs
+    ├── parquet/              Parquet exports (`streamsim datasets export`, `runs export`)
+    ├── checkpoints/          trained weights (safetensors) + JSON manifests
+    ├── runs/                 per-run scratch files
+    └── dashboards/           HTML dashboards
+
+Ids are remapped densely at ingest: users ``0..n_users-1`` and items ``1..n_items`` (item id 0 is
+the padding id every model reserves); the original ids are kept in ``users.raw`` / ``items.raw``.
+Timestamps are integer epoch seconds (UTC).
+
+Replay order is the ``idx`` column: events sorted by timestamp, ties broken by the row order of
+the source file (stable), so day-resolution data replays deterministically.
+
+Every function takes an explicit `duckdb.DuckDBPyConnection`; nothing uses DuckDB's hidden global
+connection. Writes that change more than one row happen inside one transaction, so a failure
+leaves the store exactly as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from streamsim.errors import StorageError
+
+DEFAULT_HOME = Path("~/.streamsim")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS datasets (
+    name VARCHAR PRIMARY KEY,
+    source VARCHAR NOT NULL,      -- file path, URL or 'synthetic'
+    format VARCHAR NOT NULL,      -- ingest format or generator name
+    fingerprint VARCHAR NOT NULL, -- sha256 of the events in replay order
+    created TIMESTAMP NOT NULL,
+    n_events BIGINT NOT NULL,
+    n_users INTEGER NOT NULL,
+    n_items INTEGER NOT NULL,
+    t_min BIGINT NOT NULL,        -- epoch seconds
+    t_max BIGINT NOT NULL,
+    has_category BOOLEAN NOT NULL,
+    has_rating BOOLEAN NOT NULL,
+    params VARCHAR NOT NULL       -- JSON: ingest options or generator parameters
+);
+CREATE TABLE IF NOT EXISTS events (
+    dataset VARCHAR NOT NULL,
+    idx BIGINT NOT NULL,          -- replay order 0..n-1: (ts, source row order)
+    user_id INTEGER NOT NULL,     -- dense 0..n_users-1
+    item_id INTEGER NOT NULL,     -- dense 1..n_items (0 = padding)
+    ts BIGINT NOT NULL,           -- epoch seconds, UTC
+    category INTEGER,             -- dense category id of the item, NULL when unknown
+    rating REAL
+);
+CREATE TABLE IF NOT EXISTS users (
+    dataset VARCHAR NOT NULL, user_id INTEGER NOT NULL, raw VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS items (
+    dataset VARCHAR NOT NULL, item_id INTEGER NOT NULL, raw VARCHAR NOT NULL,
+    category INTEGER,             -- primary category (dense id)
+    title VARCHAR,
+    genres VARCHAR                -- '|'-joined category names when the source has several
+);
+CREATE TABLE IF NOT EXISTS categories (
+    dataset VARCHAR NOT NULL, category INTEGER NOT NULL, raw VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS event_regimes (
+    dataset VARCHAR NOT NULL, idx BIGINT NOT NULL, regime INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS drifts (
+    dataset VARCHAR NOT NULL,
+    drift_id INTEGER NOT NULL,
+    kind VARCHAR NOT NULL,        -- sudden | gradual | incremental | recurring | new_items
+    drift_type VARCHAR NOT NULL,  -- real | virtual
+    scope DOUBLE NOT NULL,        -- fraction of users affected
+    magnitude DOUBLE NOT NULL,    -- Jensen-Shannon divergence between regimes
+    user_id INTEGER,              -- NULL for a global drift
+    start_ts BIGINT NOT NULL, end_ts BIGINT NOT NULL,
+    start_idx BIGINT NOT NULL, end_idx BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY,
+    dataset VARCHAR NOT NULL,
+    scenario VARCHAR NOT NULL,
+    scenario_hash VARCHAR NOT NULL,
+    data_fingerprint VARCHAR NOT NULL,
+    model VARCHAR NOT NULL,
+    checkpoint_hash VARCHAR NOT NULL,
+    policy VARCHAR NOT NULL,      -- display name, e.g. 'reset'
+    seed BIGINT NOT NULL,
+    manifest VARCHAR NOT NULL,    -- JSON: every setting, versions, git revision
+    status VARCHAR NOT NULL,      -- running | complete
+    started TIMESTAMP NOT NULL,
+    finished TIMESTAMP,
+    n_events BIGINT NOT NULL,     -- events scored so far
+    last_batch BIGINT NOT NULL,   -- last committed micro-batch id (-1 before the first)
+    events_per_s DOUBLE
+);
+CREATE TABLE IF NOT EXISTS run_events (
+    run_id VARCHAR NOT NULL,
+    idx BIGINT NOT NULL,          -- replay index of the event
+    batch_id BIGINT NOT NULL,
+    ts BIGINT NOT NULL,
+    user_id INTEGER NOT NULL,
+    item_id INTEGER NOT NULL,     -- the target
+    rank BIGINT NOT NULL,         -- 1-based position of the target in the full ranking
+    hit10 BOOLEAN NOT NULL,
+    hit50 BOOLEAN NOT NULL,
+    ndcg10 DOUBLE NOT NULL,
+    rr10 DOUBLE NOT NULL,         -- reciprocal rank cut at 10 (MRR@10)
+    is_repeat BOOLEAN NOT NULL,   -- target already in the user's history
+    is_cold BOOLEAN NOT NULL,     -- target unseen anywhere before the request
+    top1 INTEGER NOT NULL         -- the top-1 recommended item
+);
+CREATE TABLE IF NOT EXISTS run_batches (
+    run_id VARCHAR NOT NULL,
+    batch_id BIGINT NOT NULL,
+    first_idx BIGINT NOT NULL, last_idx BIGINT NOT NULL, n_events INTEGER NOT NULL,
+    t_start BIGINT NOT NULL, t_end BIGINT NOT NULL,
+    tta_loss_before DOUBLE,       -- test-time loss on the batch before the step(s)
+    tta_loss_after DOUBLE,        -- ... and after (NULL when the policy does not adapt)
+    param_distance DOUBLE,        -- ||theta - theta_0|| after the batch
+    backward_passes INTEGER NOT NULL,
+    filtered_share DOUBLE,        -- share of samples filtered out of adaptation (filters)
+    delta_next_mean DOUBLE,       -- mean Delta_{n+1} (T2ARec) on the batch
+    topk_entropy DOUBLE,          -- mean top-10 entropy of the scores
+    coverage DOUBLE,              -- distinct top-10 items / catalogue size
+    time_adapt DOUBLE NOT NULL, time_score DOUBLE NOT NULL,
+    time_reveal DOUBLE NOT NULL, time_detect DOUBLE NOT NULL   -- seconds per stage
+);
+CREATE TABLE IF NOT EXISTS run_alarms (
+    run_id VARCHAR NOT NULL,
+    detector VARCHAR NOT NULL,
+    signal VARCHAR NOT NULL,
+    idx BIGINT NOT NULL,
+    ts BIGINT NOT NULL
+);
+"""
+
+EVENT_SCHEMA = pa.schema(
+    [
+        ("idx", pa.int64()),
+        ("user_id", pa.int32()),
+        ("item_id", pa.int32()),
+        ("ts", pa.int64()),
+        ("category", pa.int32()),
+        ("rating", pa.float32()),
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    """The directory holding the DuckDB file, Parquet exports, checkpoints, runs and dashboards."""
+
+    root: Path
+
+    @classmethod
+    def resolve(cls, path: str | Path | None = None) -> Workspace:
+        """`path`, else ``$STREAMSIM_HOME``, else ``~/.streamsim``."""
+        raw = path if path is not None else os.environ.get("STREAMSIM_HOME") or DEFAULT_HOME
+        return cls(Path(raw).expanduser().resolve())
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "streamsim.duckdb"
+
+    def subdir(self, name: str) -> Path:
+        """`root/name` (``parquet``, ``checkpoints``, ``runs``, ``dashboards``), created on use."""
+        path = self.root / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def connect(self, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        """Open the workspace database (creating the directory and schema when writable)."""
+        if read_only and not self.db_path.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            read_only = False
+        self.root.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(self.db_path), read_only=read_only)
+        if not read_only:
+            con.execute(SCHEMA)
+        return con
+
+
+def connect_memory() -> duckdb.DuckDBPyConnection:
+    """An in-memory store with the schema (tests and throwaway computations)."""
+    con = duckdb.connect(":memory:")
+    con.execute(SCHEMA)
+    return con
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetInfo:
+    """One row of the ``datasets`` table."""
+
+    name: str
+    source: str
+    format: str
+    fingerprint: str
+    created: datetime
+    n_events: int
+    n_users: int
+    n_items: int
+    t_min: int
+    t_max: int
+    has_category: bool
+    has_rating: bool
+    params: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in self.__slots__}
+        out["created"] = self.created.isoformat()
+        return out
+
+
+def dataset_names(con: duckdb.DuckDBPyConnection) -> list[str]:
+    rows = con.execute("SELECT name FROM datasets ORDER BY name").fetchall()
+    return [r[0] for r in rows]
+
+
+def dataset_info(con: duckdb.DuckDBPyConnection, name: str) -> DatasetInfo:
+    """The stored metadata of dataset `name`; `StorageError` listing the known names if absent."""
+    row = con.execute(
+        "SELECT name, source, format, fingerprint, created, n_events, n_users, n_items, t_min,"
+        " t_max, has_category, has_rating, params FROM datasets WHERE name = ?",
+        [name],
+    ).fetchone()
+    if row is None:
+        known = dataset_names(con)
+        msg = f"unknown dataset {name!r}; the store has {known}"
+        raise StorageError(msg)
+    return DatasetInfo(*row[:-1], params=json.loads(row[-1]))
+
+
+def has_dataset(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    row = con.execute("SELECT count(*) FROM datasets WHERE name = ?", [name]).fetchone()
+    return bool(row and row[0])
+
+
+DATASET_TABLES = ("events", "users", "items", "categories", "event_regimes", "drifts")
+
+
+def delete_dataset(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Remove a dataset and everything keyed by it (call inside a transaction)."""
+    for table in DATASET_TABLES:
+        con.execute(f"DELETE FROM {table} WHERE dataset = ?", [name])
+    con.execute("DELETE FROM datasets WHERE name = ?", [name])
+
+
+def write_dataset(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    *,
+    events: pa.Table,
+    users: pa.Table,
+    items: pa.Table,
+    categories: pa.Table | None = None,
+    regimes: pa.Table | None = None,
+    drifts: pa.Table | None = None,
+    source: str,
+    format: str,
+    params: dict[str, Any] | None = None,
+    replace: bool = False,
+) -> DatasetInfo:
+    """Store a fully prepared dataset in one transaction and return its metadata.
+
+    Parameters
+    ----------
+    events
+        Columns of `EVENT_SCHEMA` (``idx`` = replay order ``0..n-1``, dense ids). ``category``
+        and ``rating`` may be all-null.
+    users, items, categories
+        Mapping tables: ``(user_id, raw)``, ``(item_id, raw, category, title, genres)`` (the
+        last three may be null), ``(category, raw)``.
+    regimes, drifts
+        Synthetic ground truth: ``(idx, regime)`` and the ``drifts`` table columns (minus
+        ``dataset``).
+    replace
+        Overwrite an existing dataset of that name; otherwise a duplicate is an error.
+    """
+    if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        msg = f"dataset name must be letters, digits, '-', '_' or '.', got {name!r}"
+        raise StorageError(msg)
+    events = _conform_events(events)
+    if events.num_rows == 0:
+        msg = f"dataset {name!r} has no events"
+        raise StorageError(msg)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if has_dataset(con, name):
+            if not replace:
+                msg = f"dataset {name!r} already exists; pass --replace to overwrite it"
+                raise StorageError(msg)
+            delete_dataset(con, name)
+        _insert(con, "events", name, events)
+        _insert(con, "users", name, users)
+        _insert(con, "items", name, items)
+        if categories is not None:
+            _insert(con, "categories", name, categories)
+        if regimes is not None:
+            _insert(con, "event_regimes", name, regimes)
+        if drifts is not None and drifts.num_rows:
+            _insert(con, "drifts", name, drifts)
+        fingerprint = events_fingerprint(con, name)
+        stats = con.execute(
+            "SELECT count(*), count(DISTINCT user_id), count(DISTINCT item_id), min(ts), max(ts),"
+            " count(category) > 0, count(rating) > 0 FROM events WHERE dataset = ?",
+            [name],
+        ).fetchone()
+        assert stats is not None
+        con.execute(
+            "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                name,
+                source,
+                format,
+                fingerprint,
+                datetime.now(timezone.utc).replace(tzinfo=None),
+                *stats,
+                json.dumps(params or {}, sort_keys=True, default=str),
+            ],
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return dataset_info(con, name)
+
+
+def _conform_events(events: pa.Table) -> pa.Table:
+    missing = [f.name for f in EVENT_SCHEMA if f.name not in events.column_names]
+    for col in missing:
+        if col in ("category", "rating"):
+            nulls = pa.nulls(events.num_rows, EVENT_SCHEMA.field(col).type)
+            events = events.append_column(col, nulls)
+    missing = [f.name for f in EVENT_SCHEMA if f.name not in events.column_names]
+    if missing:
+        msg = f"events table lacks columns {missing}; expected {EVENT_SCHEMA.names}"
+        raise StorageError(msg)
+    return events.select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA)
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, name: str, data: pa.Table) -> None:
+    """Insert an Arrow table into `table`, adding the ``dataset`` column."""
+    cols = ", ".join(data.column_names)
+    con.register("_incoming", data)
+    try:
+        query = f"INSERT INTO {table} (dataset, {cols}) SELECT ?, {cols} FROM _incoming"
+        con.execute(query, [name])
+    finally:
+        con.unregister("_incoming")
+
+
+def events_fingerprint(con: duckdb.DuckDBPyConnection, name: str) -> str:
+    """sha256 over (user, item, ts, category, rating) of every event, in replay order."""
+    digest = hashlib.sha256()
+    for batch in iter_events(con, name, batch_size=1 << 17):
+        for col in ("user_id", "item_id", "ts", "category", "rating"):
+            arr = batch.column(col)
+            fill = -1 if col != "rating" else np.nan
+            values = arr.fill_null(fill).to_numpy(zero_copy_only=False)
+            digest.update(np.ascontiguousarray(values).tobytes())
+    return digest.hexdigest()
+
+
+def iter_events(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    *,
+    start_idx: int = 0,
+    stop_idx: int | None = None,
+    batch_size: int = 65536,
+) -> Iterator[pa.RecordBatch]:
+    """Events ``start_idx <= idx < stop_idx`` of a dataset in replay order, as Arrow batches.
+
+    Memory stays bounded by `batch_size`: the rows are streamed from DuckDB, never collected into
+    a Python list. The reader runs on a cursor of `con`, so other queries may run meanwhile.
+    """
+    stop = stop_idx if stop_idx is not None else np.iinfo(np.int64).max
+    cursor = con.cursor()
+    try:
+        reader = cursor.sql(
+            "SELECT idx, user_id, item_id, ts, category, rating FROM events"
+            f" WHERE dataset = '{_quote(name)}' AND idx >= {int(start_idx)} AND idx < {int(stop)}"
+            " ORDER BY idx"
+        ).to_arrow_reader(batch_size)
+        for batch in reader:
+            yield batch.cast(EVENT_SCHEMA) if batch.schema != EVENT_SCHEMA else batch
+    finally:
+        cursor.close()
+
+
+def read_events(
+    con: duckdb.DuckDBPyConnection, name: str, *, start_idx: int = 0, stop_idx: int | None = None
+) -> pa.Table:
+    """All events of a range as one Arrow table (for ranges known to fit in memory)."""
+    batches = list(iter_events(con, name, start_idx=start_idx, stop_idx=stop_idx))
+    return pa.Table.from_batches(batches, schema=EVENT_SCHEMA)
+
+
+def idx_at_time(con: duckdb.DuckDBPyConnection, name: str, ts: int) -> int:
+    """The replay index of the first event with timestamp >= `ts` (n_events if none)."""
+    row = con.execute(
+        "SELECT coalesce(min(idx), (SELECT count(*) FROM events WHERE dataset = ?))"
+        " FROM events WHERE dataset = ? AND ts >= ?",
+        [name, name, ts],
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _quote(value: str) -> str:
+    """Escape a string literal for the one query that DuckDB cannot parameterise (the reader)."""
+    return value.replace("'", "''")
