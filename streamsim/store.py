@@ -243,7 +243,22 @@ def dataset_info(con: duckdb.DuckDBPyConnection, name: str) -> DatasetInfo:
         known = dataset_names(con)
         msg = f"unknown dataset {name!r}; the store has {known}"
         raise StorageError(msg)
-    return DatasetInfo(*row[:-1], params=json.loads(row[-1]))
+    name_, source, fmt, fingerprint, created, n_ev, n_us, n_it, t0, t1, has_c, has_r, params = row
+    return DatasetInfo(
+        name=name_,
+        source=source,
+        format=fmt,
+        fingerprint=fingerprint,
+        created=created,
+        n_events=n_ev,
+        n_users=n_us,
+        n_items=n_it,
+        t_min=t0,
+        t_max=t1,
+        has_category=has_c,
+        has_rating=has_r,
+        params=json.loads(params),
+    )
 
 
 def has_dataset(con: duckdb.DuckDBPyConnection, name: str) -> bool:
