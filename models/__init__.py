@@ -20,3 +20,4 @@ __all__ = [
 ]
 
 # model modules (each registers itself); keep one import per line
+import models.t2arec  # noqa: F401, E402
