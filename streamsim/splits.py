@@ -14,7 +14,7 @@ import duckdb
 
 from streamsim.errors import ScenarioError
 from streamsim.scenario import SplitSpec
-from streamsim.store import dataset_info, idx_at_time
+from streamsim.store import dataset_info, fetch_one, idx_at_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +43,7 @@ def _cut_time(con: duckdb.DuckDBPyConnection, dataset: str, by: str, value: floa
         return int(value)
     info = dataset_info(con, dataset)
     position = min(int(value * info.n_events), info.n_events - 1)
-    row = con.execute(
-        "SELECT ts FROM events WHERE dataset = ? AND idx = ?", [dataset, position]
-    ).fetchone()
+    row = fetch_one(con, "SELECT ts FROM events WHERE dataset = ? AND idx = ?", [dataset, position])
     assert row is not None
     return int(row[0])
 

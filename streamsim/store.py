@@ -196,6 +196,15 @@ class Workspace:
         return con
 
 
+def fetch_one(
+    con: duckdb.DuckDBPyConnection, query: str, params: list[Any] | None = None
+) -> tuple[Any, ...] | None:
+    """The first row of a query, with the result fully drained (DuckDB 2 refuses further work on
+    a connection whose last result was not read to the end)."""
+    rows = con.execute(query, params or []).fetchall()
+    return rows[0] if rows else None
+
+
 def connect_memory() -> duckdb.DuckDBPyConnection:
     """An in-memory store with the schema (tests and throwaway computations)."""
     con = duckdb.connect(":memory:")
@@ -234,11 +243,12 @@ def dataset_names(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 def dataset_info(con: duckdb.DuckDBPyConnection, name: str) -> DatasetInfo:
     """The stored metadata of dataset `name`; `StorageError` listing the known names if absent."""
-    row = con.execute(
+    row = fetch_one(
+        con,
         "SELECT name, source, format, fingerprint, created, n_events, n_users, n_items, t_min,"
         " t_max, has_category, has_rating, params FROM datasets WHERE name = ?",
         [name],
-    ).fetchone()
+    )
     if row is None:
         known = dataset_names(con)
         msg = f"unknown dataset {name!r}; the store has {known}"
@@ -262,7 +272,7 @@ def dataset_info(con: duckdb.DuckDBPyConnection, name: str) -> DatasetInfo:
 
 
 def has_dataset(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    row = con.execute("SELECT count(*) FROM datasets WHERE name = ?", [name]).fetchone()
+    row = fetch_one(con, "SELECT count(*) FROM datasets WHERE name = ?", [name])
     return bool(row and row[0])
 
 
@@ -331,11 +341,12 @@ def write_dataset(
         if drifts is not None and drifts.num_rows:
             _insert(con, "drifts", name, drifts)
         fingerprint = events_fingerprint(con, name)
-        stats = con.execute(
+        stats = fetch_one(
+            con,
             "SELECT count(*), count(DISTINCT user_id), count(DISTINCT item_id), min(ts), max(ts),"
             " count(category) > 0, count(rating) > 0 FROM events WHERE dataset = ?",
             [name],
-        ).fetchone()
+        )
         assert stats is not None
         con.execute(
             "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -429,11 +440,12 @@ def read_events(
 
 def idx_at_time(con: duckdb.DuckDBPyConnection, name: str, ts: int) -> int:
     """The replay index of the first event with timestamp >= `ts` (n_events if none)."""
-    row = con.execute(
+    row = fetch_one(
+        con,
         "SELECT coalesce(min(idx), (SELECT count(*) FROM events WHERE dataset = ?))"
         " FROM events WHERE dataset = ? AND ts >= ?",
         [name, name, ts],
-    ).fetchone()
+    )
     assert row is not None
     return int(row[0])
 

@@ -1,0 +1,166 @@
+"""Test-time adaptation and online supervised updates: a TENT-shaped wrapper around a model.
+
+Two orthogonal axes (PROTOCOL.md §6.4):
+
+- test-time adaptation ``none | reset | continual`` on the *inputs* of a micro-batch, before it is
+  scored: `tta_steps` plain-SGD steps (lr `tta_lr`, no momentum, no weight decay; MODELS.md A12) on
+  the model's label-free `test_time_loss`, in eval mode (A14). ``reset`` is T2ARec's Algorithm 1:
+  the weights and the optimizer are restored after the batch is scored; ``continual`` carries
+  both forward.
+- online supervised update after the reveal (`online`): `online_steps` Adam steps on the model's
+  supervised loss over the revealed events. It moves the *base* weights that ``reset`` restores to.
+
+With ``reset`` and no online update the weights after every micro-batch equal the pretrained ones
+bit for bit, and no gradient or optimizer state survives a batch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from models.base import Recommender, SeqBatch
+from streamsim.errors import ModelError
+from streamsim.scenario import PolicySpec
+
+
+@dataclass(frozen=True)
+class AdaptStats:
+    loss_before: float | None  # test-time loss on the batch before the first step
+    loss_after: float | None  # ... after the last step
+    backward_passes: int
+    seconds: float
+
+
+def collect_params(model: Recommender) -> tuple[list[torch.nn.Parameter], list[str]]:
+    """The parameters test-time adaptation updates (all that require grad, A13) and their names."""
+    params, names = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            params.append(p)
+            names.append(name)
+    return params, names
+
+
+def check_model(model: Recommender, policy: PolicySpec) -> None:
+    """Refuse policies the model cannot run, with the reason."""
+    if policy.tta != "none" and not model.has_test_time_loss:
+        msg = (
+            f"policy {policy.name!r} uses test-time adaptation ({policy.tta}) but model"
+            f" {model.name!r} has no test-time loss; use tta = 'none' (online updates still work)"
+        )
+        raise ModelError(msg)
+    if (policy.tta != "none" or policy.online) and not model.trainable:
+        msg = f"model {model.name!r} has no trainable parameters; policy {policy.name!r} adapts"
+        raise ModelError(msg)
+    if policy.tta != "none" and not collect_params(model)[0]:
+        msg = "adapter needs trainable params: none of `model.parameters()` require grad"
+        raise ModelError(msg)
+
+
+class Adapter:
+    """Wraps a model with one adaptation policy; snapshots the pretrained weights when built."""
+
+    def __init__(self, model: Recommender, policy: PolicySpec) -> None:
+        check_model(model, policy)
+        self.model = model
+        self.policy = policy
+        self.params, self.param_names = collect_params(model)
+        self.theta0 = _snapshot(model)  # the pretrained weights (for ||theta - theta0||)
+        self._base: dict[str, Tensor] | None = None  # weights to restore after a reset batch
+        self.tta_opt = self._new_tta_optimizer()
+        self.online_opt = (
+            torch.optim.Adam(self.params, lr=policy.online_lr) if policy.online else None
+        )
+
+    def _new_tta_optimizer(self) -> torch.optim.Optimizer | None:
+        if self.policy.tta == "none":
+            return None
+        return torch.optim.SGD(self.params, lr=self.policy.tta_lr, momentum=0.0, weight_decay=0.0)
+
+    # -- stage 1: adapt on the inputs -----------------------------------------------------------
+    def adapt(self, inputs: SeqBatch) -> AdaptStats:
+        """Test-time steps on the batch's inputs (no targets); returns the losses it saw."""
+        assert inputs.targets is None, "test-time adaptation must never see targets"
+        start = time.perf_counter()
+        if self.tta_opt is None:
+            return AdaptStats(None, None, 0, 0.0)
+        if self.policy.tta == "reset":
+            self._base = _snapshot(self.model)
+        self.model.eval()  # A14: deterministic (no dropout) during the step and the scoring
+        before = None
+        for _ in range(self.policy.tta_steps):
+            loss = self.model.test_time_loss(inputs)
+            if before is None:
+                before = float(loss.detach())
+            self.tta_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.tta_opt.step()
+        self.tta_opt.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            after = float(self.model.test_time_loss(inputs))
+        return AdaptStats(before, after, self.policy.tta_steps, time.perf_counter() - start)
+
+    # -- after scoring: restore for reset -------------------------------------------------------
+    def after_scoring(self) -> None:
+        """``reset``: restore the weights and start a fresh optimizer (Algorithm 1, line 12)."""
+        if self.policy.tta == "reset" and self._base is not None:
+            _restore(self.model, self._base)
+            self._base = None
+            self.tta_opt = self._new_tta_optimizer()
+
+    # -- stage 4: online supervised update ------------------------------------------------------
+    def learn(self, revealed: SeqBatch, *, seed: int) -> int:
+        """Supervised steps on revealed events; returns the number of backward passes."""
+        if self.online_opt is None:
+            return 0
+        assert revealed.targets is not None
+        self.model.train()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # dropout masks, scoped: deterministic and resumable
+            for _ in range(self.policy.online_steps):
+                loss = self.model.loss(revealed)
+                self.online_opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.online_opt.step()
+            self.online_opt.zero_grad(set_to_none=True)
+        self.model.eval()
+        return self.policy.online_steps
+
+    def param_distance(self) -> float:
+        """||theta - theta_0|| over the adapted parameters (0.0 bit for bit after a reset)."""
+        total = torch.zeros((), dtype=torch.float64)
+        state = dict(self.model.named_parameters())
+        for name in self.param_names:
+            diff = state[name].detach().to(torch.float64) - self.theta0[name].to(torch.float64)
+            total += (diff * diff).sum()
+        return float(total.sqrt())
+
+    def state(self) -> dict[str, object]:
+        return {
+            "model": _snapshot(self.model),
+            "tta_opt": self.tta_opt.state_dict() if self.tta_opt is not None else None,
+            "online_opt": self.online_opt.state_dict() if self.online_opt is not None else None,
+        }
+
+    def load_state(self, state: dict[str, object]) -> None:
+        weights = state["model"]
+        assert isinstance(weights, dict)
+        _restore(self.model, weights)
+        if self.tta_opt is not None and state["tta_opt"] is not None:
+            self.tta_opt.load_state_dict(state["tta_opt"])  # type: ignore[arg-type]
+        if self.online_opt is not None and state["online_opt"] is not None:
+            self.online_opt.load_state_dict(state["online_opt"])  # type: ignore[arg-type]
+
+
+def _snapshot(model: Recommender) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _restore(model: Recommender, state: dict[str, Tensor]) -> None:
+    with torch.no_grad():
+        for name, value in model.state_dict().items():
+            value.copy_(state[name])

@@ -1,0 +1,100 @@
+"""Per-user causal history buffers: the only place a replay keeps what users did before.
+
+Each user owns a fixed-length window of their last `max_len` events (items and timestamps, oldest
+first). `batch(users, request_times)` copies the windows of a micro-batch's users into a
+`SeqBatch` (right-padded with item 0); `append` reveals events after they were scored. The buffer
+also tracks which items exist so far (the catalogue known at request time) and, per user, every
+item ever consumed (repeat vs explore targets, and the optional `exclude_seen` mask).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from models.base import SeqBatch
+
+
+class HistoryBuffer:
+    """Fixed-length per-user histories plus the catalogue and per-user item sets seen so far.
+
+    Parameters
+    ----------
+    n_users, n_items
+        Dense id ranges: users ``0..n_users-1``, items ``1..n_items`` (0 is padding).
+    max_len
+        Events kept per user (the model's maximum history length L).
+
+    Examples
+    --------
+    >>> buf = HistoryBuffer(n_users=2, n_items=5, max_len=3)
+    >>> for item, ts in [(1, 10), (2, 20), (3, 30), (4, 40)]:
+    ...     buf.append(0, item, ts)
+    >>> b = buf.batch(np.array([0, 1]), np.array([50, 50]))
+    >>> b.items.tolist(), b.lengths.tolist()
+    ([[2, 3, 4], [0, 0, 0]], [3, 0])
+    >>> bool(buf.known[4]), bool(buf.known[5]), buf.has_seen(0, 1)
+    (True, False, True)
+    """
+
+    def __init__(self, *, n_users: int, n_items: int, max_len: int) -> None:
+        self.max_len = max_len
+        self.items = np.zeros((n_users, max_len), dtype=np.int64)  # (U, L) oldest first
+        self.times = np.zeros((n_users, max_len), dtype=np.int64)  # (U, L)
+        self.lengths = np.zeros(n_users, dtype=np.int64)  # (U,)
+        self.known = np.zeros(n_items + 1, dtype=bool)  # (V,) items seen anywhere so far
+        self._seen: list[set[int]] = [set() for _ in range(n_users)]
+
+    def append(self, user: int, item: int, ts: int) -> None:
+        """Reveal one event: it joins the user's window, the catalogue and the user's item set."""
+        n = self.lengths[user]
+        if n < self.max_len:
+            self.items[user, n] = item
+            self.times[user, n] = ts
+            self.lengths[user] = n + 1
+        else:  # window full: drop the oldest event
+            self.items[user, :-1] = self.items[user, 1:]
+            self.times[user, :-1] = self.times[user, 1:]
+            self.items[user, -1] = item
+            self.times[user, -1] = ts
+        self.known[item] = True
+        self._seen[user].add(item)
+
+    def extend(self, users: np.ndarray, items: np.ndarray, times: np.ndarray) -> None:
+        """Reveal events in order (a Python loop: histories of one user must stay sequential)."""
+        for u, i, t in zip(users.tolist(), items.tolist(), times.tolist()):
+            self.append(u, i, t)
+
+    def has_seen(self, user: int, item: int) -> bool:
+        return item in self._seen[user]
+
+    def seen_items(self, user: int) -> list[int]:
+        return sorted(self._seen[user])
+
+    def batch(self, users: np.ndarray, request_times: np.ndarray) -> SeqBatch:
+        """Copies of the users' current windows as a `SeqBatch` (no targets)."""
+        return SeqBatch(
+            items=torch.from_numpy(self.items[users].copy()),  # (B, L)
+            times=torch.from_numpy(self.times[users].copy()),  # (B, L)
+            lengths=torch.from_numpy(self.lengths[users].copy()),  # (B,)
+            request_times=torch.from_numpy(np.asarray(request_times, dtype=np.int64).copy()),
+        )
+
+    def state(self) -> dict[str, object]:
+        """Everything needed to resume (plain arrays and sets; picklable)."""
+        return {
+            "items": self.items,
+            "times": self.times,
+            "lengths": self.lengths,
+            "known": self.known,
+            "seen": self._seen,
+        }
+
+    def load_state(self, state: dict[str, object]) -> None:
+        self.items = np.asarray(state["items"])
+        self.times = np.asarray(state["times"])
+        self.lengths = np.asarray(state["lengths"])
+        self.known = np.asarray(state["known"])
+        seen = state["seen"]
+        assert isinstance(seen, list)
+        self._seen = seen

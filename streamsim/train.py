@@ -1,0 +1,277 @@
+"""Pretraining on a scenario's pretraining period, early stopping on its validation window.
+
+`train` returns a `Checkpoint`: ``checkpoints/<hash>/model.safetensors`` + ``manifest.json``. The
+hash covers everything that determines the weights (data fingerprint, split, model name and
+config, training settings, seed, streamsim version), so a second `train` or `replay` with the same
+inputs reuses the stored checkpoint instead of training again.
+
+Validation is next-item NDCG@10 with full-catalogue ranking (catalogue = items seen before the
+validation window) and no test-time adaptation (MODELS.md A18). Count-based models
+(`trainable = False`) are "trained" by observing the pretraining events in replay order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import torch
+from safetensors.torch import load_model, save_model
+
+import models
+from models.base import Recommender
+from streamsim import __version__
+from streamsim.errors import ModelError
+from streamsim.examples import Examples, build_examples
+from streamsim.ranking import rank_metrics, target_ranks
+from streamsim.scenario import ModelSpec, TrainSpec
+from streamsim.splits import Split
+from streamsim.store import Workspace, dataset_info
+
+ProgressFn = Callable[[dict[str, float]], None]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path  # the checkpoint directory
+    hash: str
+    model_name: str
+    config: dict[str, Any]
+    n_items: int
+    manifest: dict[str, Any]
+
+
+def build_model(model_spec: ModelSpec, *, n_items: int, seed: int) -> Recommender:
+    """Create a registered model with a seeded initialisation (the global RNG is left as it was)."""
+    try:
+        config = models.make_config(model_spec.name, model_spec.overrides)
+    except (KeyError, ValueError) as exc:
+        raise ModelError(str(exc).strip("'\"")) from None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # scoped by fork_rng: owned, not global
+        return models.create(model_spec.name, n_items=n_items, config=config)
+
+
+def checkpoint_key(
+    fingerprint: str, split: Split, model_spec: ModelSpec, train_spec: TrainSpec, seed: int
+) -> tuple[str, dict[str, Any]]:
+    """The content hash of a training job and the canonical description it hashes."""
+    config = asdict(models.make_config(model_spec.name, model_spec.overrides))
+    key = {
+        "data_fingerprint": fingerprint,
+        "split": {k: asdict(getattr(split, k)) for k in ("pretrain", "valid", "replay")},
+        "model": model_spec.name,
+        "config": config,
+        "train": asdict(train_spec),
+        "seed": seed,
+        "streamsim": __version__,
+    }
+    blob = json.dumps(key, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16], key
+
+
+@torch.no_grad()
+def evaluate_examples(
+    model: Recommender, examples: Examples, *, batch_size: int
+) -> dict[str, float]:
+    """Full-ranking HR/NDCG/MRR @10 (+HR@50) of `model` on `examples` (catalogue: `known`)."""
+    if len(examples) == 0:
+        return {"n": 0.0, "hr@10": float("nan"), "ndcg@10": float("nan"), "mrr@10": float("nan")}
+    model.eval()
+    outside = torch.from_numpy(~examples.known)
+    sums = {"hit10": 0.0, "hit50": 0.0, "ndcg10": 0.0, "rr10": 0.0}
+    for batch in examples.batches(batch_size):
+        scores = model.score(batch.without_targets()).clone()
+        scores[:, outside] = float("-inf")
+        assert batch.targets is not None
+        metrics = rank_metrics(target_ranks(scores, batch.targets))
+        for k in sums:
+            sums[k] += float(metrics[k].to(torch.float64).sum())
+    n = float(len(examples))
+    return {
+        "n": n,
+        "hr@10": sums["hit10"] / n,
+        "hr@50": sums["hit50"] / n,
+        "ndcg@10": sums["ndcg10"] / n,
+        "mrr@10": sums["rr10"] / n,
+    }
+
+
+def train(
+    con: duckdb.DuckDBPyConnection,
+    dataset: str,
+    split: Split,
+    model_spec: ModelSpec,
+    train_spec: TrainSpec,
+    *,
+    seed: int,
+    workspace: Workspace,
+    progress: ProgressFn | None = None,
+    force: bool = False,
+) -> Checkpoint:
+    """Train (or reuse) the checkpoint of `model_spec` on the pretraining period of `dataset`."""
+    info = dataset_info(con, dataset)
+    key, description = checkpoint_key(info.fingerprint, split, model_spec, train_spec, seed)
+    directory = workspace.subdir("checkpoints") / f"{model_spec.name}-{key}"
+    manifest_path = directory / "manifest.json"
+    if manifest_path.exists() and not force:
+        return _read_checkpoint(directory)
+
+    model = build_model(model_spec, n_items=info.n_items, seed=seed)
+    train_ex = build_examples(
+        con,
+        dataset,
+        max_len=model.max_len,
+        collect_start=0,
+        collect_stop=split.pretrain.stop,
+        include_cold_users=not model.trainable,
+    )
+    valid_ex = build_examples(
+        con,
+        dataset,
+        max_len=model.max_len,
+        collect_start=split.valid.start,
+        collect_stop=split.valid.stop,
+    )
+    started = time.perf_counter()
+    if model.trainable:
+        history = _fit(model, train_ex, valid_ex, train_spec, seed=seed, progress=progress)
+    else:
+        for batch in train_ex.batches(4096):
+            model.observe(batch)
+        history = [{"epoch": 0.0, **_prefixed(evaluate_examples(model, valid_ex, batch_size=512))}]
+    best = max(history, key=lambda h: _nan_low(h.get("valid.ndcg@10", float("nan"))))
+    manifest = {
+        **description,
+        "dataset": dataset,
+        "n_items": info.n_items,
+        "n_train_examples": len(train_ex),
+        "n_valid_examples": len(valid_ex),
+        "history": history,
+        "best": best,
+        "train_seconds": time.perf_counter() - started,
+        "versions": _versions(),
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    if model.trainable:
+        save_model(model, str(directory / "model.safetensors"))
+    manifest_path.write_text(json.dumps(manifest, indent=2, default=str))
+    return _read_checkpoint(directory)
+
+
+def _fit(
+    model: Recommender,
+    train_ex: Examples,
+    valid_ex: Examples,
+    spec: TrainSpec,
+    *,
+    seed: int,
+    progress: ProgressFn | None,
+) -> list[dict[str, float]]:
+    """Adam on the model's supervised loss; keeps the weights of the best validation epoch."""
+    if len(train_ex) == 0:
+        msg = "the pretraining period yields no training examples (every user has one event)"
+        raise ModelError(msg)
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    history: list[dict[str, float]] = []
+    best_score, best_state, since_best = -1.0, None, 0
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)  # dropout masks; scoped by fork_rng
+        for epoch in range(spec.epochs):
+            model.train()
+            t0, total, n = time.perf_counter(), 0.0, 0
+            for batch in train_ex.batches(spec.batch_size, rng=rng):
+                loss = model.loss(batch)
+                if not torch.isfinite(loss):
+                    msg = f"training loss became {float(loss)} in epoch {epoch}"
+                    raise ModelError(msg)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss) * batch.size
+                n += batch.size
+                if progress is not None:
+                    elapsed = time.perf_counter() - t0
+                    progress(
+                        {
+                            "epoch": epoch,
+                            "done": n / len(train_ex),
+                            "loss": total / n,
+                            "events_per_s": n / max(elapsed, 1e-9),
+                        }
+                    )
+            valid = evaluate_examples(model, valid_ex, batch_size=spec.eval_batch_size)
+            record = {
+                "epoch": float(epoch),
+                "train_loss": total / max(n, 1),
+                "seconds": time.perf_counter() - t0,
+                **_prefixed(valid),
+            }
+            history.append(record)
+            if progress is not None:
+                progress({**record, "epoch_end": 1.0})
+            score = _nan_low(valid["ndcg@10"])
+            if score > best_score:
+                best_score, since_best = score, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                since_best += 1
+                if since_best >= spec.patience:
+                    break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return history
+
+
+def _prefixed(metrics: dict[str, float]) -> dict[str, float]:
+    return {f"valid.{k}": v for k, v in metrics.items()}
+
+
+def _nan_low(x: float) -> float:
+    return -1.0 if x != x else x
+
+
+def _versions() -> dict[str, str]:
+    import duckdb as _duckdb
+    import river
+
+    return {
+        "streamsim": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "duckdb": _duckdb.__version__,
+        "river": river.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _read_checkpoint(directory: Path) -> Checkpoint:
+    manifest = json.loads((directory / "manifest.json").read_text())
+    return Checkpoint(
+        path=directory,
+        hash=directory.name.rsplit("-", 1)[-1],
+        model_name=manifest["model"],
+        config=manifest["config"],
+        n_items=int(manifest["n_items"]),
+        manifest=manifest,
+    )
+
+
+def load_checkpoint(checkpoint: Checkpoint | Path) -> Recommender:
+    """The trained model of a checkpoint, in eval mode."""
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else _read_checkpoint(checkpoint)
+    model = models.create(ckpt.model_name, n_items=ckpt.n_items, config=ckpt.config)
+    weights = ckpt.path / "model.safetensors"
+    if model.trainable:
+        load_model(model, str(weights))
+    return model.eval()

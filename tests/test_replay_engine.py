@@ -1,0 +1,234 @@
+"""The replay loop: order of stages, no leakage, naive reference, reset vs continual."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from models.base import SeqBatch
+from streamsim.replay import BatchResult, ReplayEngine, micro_batches
+from streamsim.scenario import DetectorSpec, PolicySpec, ReplaySpec
+from streamsim.store import connect_memory, dataset_info, iter_events, read_events, write_dataset
+from tests.toy import make_toy_model, store_toy, toy_events
+
+START = 150  # replay starts at this index
+
+
+def run(con, model, policy: PolicySpec, spec: ReplaySpec, name: str = "toy", detectors=()):  # type: ignore[no-untyped-def]
+    info = dataset_info(con, name)
+    engine = ReplayEngine(
+        model, policy, spec, detectors, n_users=info.n_users, n_items=info.n_items, seed=0
+    )
+    engine.warm_up(iter_events(con, name, stop_idx=START))
+    batches = micro_batches(iter_events(con, name, start_idx=START), spec)
+    return engine, [engine.step(eb) for eb in batches]
+
+
+@pytest.fixture
+def con():  # type: ignore[no-untyped-def]
+    c = connect_memory()
+    store_toy(c)
+    return c
+
+
+NONE = PolicySpec(name="none")
+RESET = PolicySpec(name="reset", tta="reset", tta_lr=0.05)
+CONTINUAL = PolicySpec(name="continual", tta="continual", tta_lr=0.05)
+
+
+def ranks_of(results: list[BatchResult]) -> np.ndarray:
+    return np.concatenate([r.ranks for r in results])
+
+
+def test_micro_batches_never_repeat_a_user_and_respect_the_size(con) -> None:  # type: ignore[no-untyped-def]
+    spec = ReplaySpec(batch_events=7)
+    batches = list(micro_batches(iter_events(con, "toy", start_idx=START), spec))
+    assert sum(len(b) for b in batches) == 400 - START
+    assert all(len(b) <= 7 for b in batches)
+    assert all(len(set(b.users.tolist())) == len(b) for b in batches)
+    idx = np.concatenate([b.idx for b in batches])
+    assert (idx == np.arange(START, 400)).all()
+    assert [b.batch_id for b in batches] == list(range(len(batches)))
+
+
+def test_time_window_batches_stay_inside_their_window(con) -> None:  # type: ignore[no-untyped-def]
+    spec = ReplaySpec(batch_window_s=7200, max_batch_events=50)
+    for b in micro_batches(iter_events(con, "toy", start_idx=START), spec):
+        assert b.ts[-1] - b.ts[0] < 7200
+
+
+def naive_ranks(con, model) -> list[int]:  # type: ignore[no-untyped-def]
+    """One event at a time, plain Python: history = every earlier event of the user."""
+    events = read_events(con, "toy").to_pylist()
+    info = dataset_info(con, "toy")
+    out = []
+    for e in events[START:]:
+        past = [p for p in events[: e["idx"]] if p["user_id"] == e["user_id"]][-model.max_len :]
+        known = {p["item_id"] for p in events[: e["idx"]]}
+        items = torch.zeros(1, model.max_len, dtype=torch.int64)
+        times = torch.zeros(1, model.max_len, dtype=torch.int64)
+        for j, p in enumerate(past):
+            items[0, j], times[0, j] = p["item_id"], p["ts"]
+        batch = SeqBatch(items, times, torch.tensor([len(past)]), torch.tensor([e["ts"]]))
+        with torch.no_grad():
+            scores = model.score(batch)[0]
+        target = scores[e["item_id"]] if e["item_id"] in known else float("-inf")
+        catalogue = [i for i in range(1, info.n_items + 1) if i in known]
+        higher = sum(1 for i in catalogue if scores[i] > target)
+        ties = sum(1 for i in catalogue if scores[i] == target and i != e["item_id"])
+        out.append(1 + higher + ties)
+    return out
+
+
+def test_batched_engine_equals_a_naive_per_event_loop_under_none(con) -> None:  # type: ignore[no-untyped-def]
+    model = make_toy_model(20)
+    expected = naive_ranks(con, model)
+    for size in (1, 5, 64):
+        _, results = run(con, copy.deepcopy(model), NONE, ReplaySpec(batch_events=size))
+        assert ranks_of(results).tolist() == expected, f"batch_events={size}"
+
+
+@pytest.mark.parametrize("policy", [NONE, RESET, CONTINUAL], ids=lambda p: p.name)
+def test_poisoned_future_leaves_earlier_batches_unchanged(policy: PolicySpec) -> None:
+    events, users, items = toy_events()
+    clean = connect_memory()
+    write_dataset(clean, "toy", events=events, users=users, items=items, source="t", format="t")
+    spec = ReplaySpec(batch_events=16)
+    _, reference = run(clean, make_toy_model(20), policy, spec)
+    cut = 4  # poison everything after micro-batch `cut`
+    last_idx = int(reference[cut].batch.idx[-1])
+    rng = np.random.default_rng(99)
+    n = events.num_rows
+    tail = slice(last_idx + 1, n)
+    poisoned_items = events.column("item_id").to_numpy().copy()
+    poisoned_users = events.column("user_id").to_numpy().copy()
+    poisoned_ts = events.column("ts").to_numpy().copy()
+    poisoned_items[tail] = rng.integers(1, 21, n - last_idx - 1)
+    poisoned_users[tail] = rng.integers(0, 12, n - last_idx - 1)
+    poisoned_ts[tail] = poisoned_ts[last_idx] + np.sort(rng.integers(0, 10**6, n - last_idx - 1))
+    garbage = (
+        events.set_column(1, "user_id", pa.array(poisoned_users))
+        .set_column(2, "item_id", pa.array(poisoned_items))
+        .set_column(3, "ts", pa.array(poisoned_ts))
+    )
+    dirty = connect_memory()
+    write_dataset(dirty, "toy", events=garbage, users=users, items=items, source="t", format="t")
+    _, poisoned = run(dirty, make_toy_model(20), policy, spec)
+    for a, b in zip(reference[: cut + 1], poisoned[: cut + 1]):
+        assert (a.ranks == b.ranks).all()
+        assert a.adapt.loss_before == b.adapt.loss_before
+
+
+class LeakWatcher:
+    """Wraps a model; asserts every input event is no later than the batch's earliest request."""
+
+    def __init__(self, model) -> None:  # type: ignore[no-untyped-def]
+        self.model = model
+        self.calls = 0
+
+    def check(self, batch: SeqBatch) -> None:
+        valid = batch.items > 0
+        if valid.any():
+            assert int(batch.times[valid].max()) <= int(batch.request_times.min())
+        self.calls += 1
+
+
+def test_inputs_never_contain_events_after_the_earliest_request(con) -> None:  # type: ignore[no-untyped-def]
+    model = make_toy_model(20)
+    watcher = LeakWatcher(model)
+    original_score, original_tta = model.score, model.test_time_loss
+
+    def score(batch: SeqBatch) -> torch.Tensor:
+        watcher.check(batch)
+        assert batch.targets is None
+        return original_score(batch)
+
+    def tta(batch: SeqBatch) -> torch.Tensor:
+        watcher.check(batch)
+        assert batch.targets is None
+        return original_tta(batch)
+
+    model.score = score  # type: ignore[method-assign]
+    model.test_time_loss = tta  # type: ignore[method-assign]
+    run(con, model, RESET, ReplaySpec(batch_events=32))
+    assert watcher.calls > 10
+
+
+def test_reset_restores_every_parameter_bit_for_bit(con) -> None:  # type: ignore[no-untyped-def]
+    model = make_toy_model(20)
+    theta0 = {k: v.clone() for k, v in model.state_dict().items()}
+    info = dataset_info(con, "toy")
+    engine = ReplayEngine(
+        model,
+        RESET,
+        ReplaySpec(batch_events=16),
+        (),
+        n_users=info.n_users,
+        n_items=info.n_items,
+        seed=0,
+    )
+    engine.warm_up(iter_events(con, "toy", stop_idx=START))
+    n = 0
+    for eb in micro_batches(iter_events(con, "toy", start_idx=START), ReplaySpec(batch_events=16)):
+        result = engine.step(eb)
+        n += 1
+        assert result.adapt.loss_after is not None
+        assert result.adapt.loss_before is not None
+        assert result.adapt.loss_after < result.adapt.loss_before  # the step did something
+        for k, v in model.state_dict().items():
+            assert torch.equal(v, theta0[k]), f"{k} changed after batch {eb.batch_id}"
+        assert all(p.grad is None for p in model.parameters())
+        assert engine.adapter.tta_opt is not None
+        assert not engine.adapter.tta_opt.state
+        assert result.param_distance == 0.0
+    assert n > 5
+
+
+def test_continual_carries_the_adaptation_forward(con) -> None:  # type: ignore[no-untyped-def]
+    model = make_toy_model(20)
+    theta0 = {k: v.clone() for k, v in model.state_dict().items()}
+    _, results = run(con, model, CONTINUAL, ReplaySpec(batch_events=16))
+    distances = [r.param_distance for r in results]
+    assert distances[0] > 0
+    assert distances[-1] > distances[0]
+    assert any(not torch.equal(v, theta0[k]) for k, v in model.state_dict().items())
+    _, none_results = run(con, make_toy_model(20), NONE, ReplaySpec(batch_events=16))
+    assert not (ranks_of(results) == ranks_of(none_results)).all()
+
+
+def test_online_update_learns_from_revealed_events_only_after_scoring(con) -> None:  # type: ignore[no-untyped-def]
+    online = PolicySpec(name="online", online=True, online_lr=0.05)
+    _, learned = run(con, make_toy_model(20), online, ReplaySpec(batch_events=16))
+    _, frozen = run(con, make_toy_model(20), NONE, ReplaySpec(batch_events=16))
+    assert (learned[0].ranks == frozen[0].ranks).all()  # first batch scored before any update
+    assert learned[-1].param_distance > 0
+    assert sum(r.backward_passes for r in learned) == len(learned)
+
+
+def test_same_seed_gives_identical_results(con) -> None:  # type: ignore[no-untyped-def]
+    online = PolicySpec(name="both", tta="continual", tta_lr=0.05, online=True)
+    a = ranks_of(run(con, make_toy_model(20), online, ReplaySpec(batch_events=16))[1])
+    b = ranks_of(run(con, make_toy_model(20), online, ReplaySpec(batch_events=16))[1])
+    assert (a == b).all()
+
+
+def test_detectors_report_alarms_at_replay_positions(con) -> None:  # type: ignore[no-untyped-def]
+    detectors = (
+        DetectorSpec(
+            name="page_hinkley", signal="rr10", params=(("threshold", 0.5), ("min_instances", 5))
+        ),
+        DetectorSpec(name="ddm", signal="miss10", params=(("warm_start", 5),)),
+        DetectorSpec(name="adwin", signal="tta_loss"),
+    )
+    _, results = run(con, make_toy_model(20), NONE, ReplaySpec(batch_events=8), detectors=detectors)
+    alarms = [a for r in results for a in r.alarms]
+    assert alarms, "a low PageHinkley threshold must fire on this noisy stream"
+    for name, signal, idx, ts in alarms:
+        assert START <= idx < 400
+        assert name in ("page_hinkley", "ddm", "adwin")
+        assert signal in ("rr10", "miss10", "tta_loss")
+        assert isinstance(ts, int)
