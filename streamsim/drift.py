@@ -85,12 +85,11 @@ def feed(watch: Watch, values: Sequence[float], positions: Sequence[int]) -> lis
     """Update with `values` in order; return the positions at which a drift was detected."""
     alarms = []
     det = watch.detector
-    binary_input = isinstance(det, BinaryDriftDetector)
     for value, pos in zip(values, positions):
-        if binary_input:
+        if isinstance(det, BinaryDriftDetector):
             det.update(bool(value))
         else:
-            det.update(value)
+            det.update(float(value))
         if det.drift_detected:
             alarms.append(pos)
     return alarms
