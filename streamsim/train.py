@@ -49,12 +49,17 @@ class Checkpoint:
     manifest: dict[str, Any]
 
 
-def build_model(model_spec: ModelSpec, *, n_items: int, seed: int) -> Recommender:
-    """Create a registered model with a seeded initialisation (the global RNG is left as it was)."""
+def model_config(model_spec: ModelSpec) -> Any:
+    """The model's config dataclass; `ModelError` for unknown models, keys or wrong types."""
     try:
-        config = models.make_config(model_spec.name, model_spec.overrides)
+        return models.make_config(model_spec.name, model_spec.overrides)
     except (KeyError, ValueError) as exc:
         raise ModelError(str(exc).strip("'\"")) from None
+
+
+def build_model(model_spec: ModelSpec, *, n_items: int, seed: int) -> Recommender:
+    """Create a registered model with a seeded initialisation (the global RNG is left as it was)."""
+    config = model_config(model_spec)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # scoped by fork_rng: owned, not global
         return models.create(model_spec.name, n_items=n_items, config=config)
@@ -64,7 +69,7 @@ def checkpoint_key(
     fingerprint: str, split: Split, model_spec: ModelSpec, train_spec: TrainSpec, seed: int
 ) -> tuple[str, dict[str, Any]]:
     """The content hash of a training job and the canonical description it hashes."""
-    config = asdict(models.make_config(model_spec.name, model_spec.overrides))
+    config = asdict(model_config(model_spec))
     key = {
         "data_fingerprint": fingerprint,
         "split": {k: asdict(getattr(split, k)) for k in ("pretrain", "valid", "replay")},
@@ -197,7 +202,7 @@ def _fit(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += float(loss) * batch.size
+                total += float(loss.detach()) * batch.size
                 n += batch.size
                 if progress is not None:
                     elapsed = time.perf_counter() - t0

@@ -1,9 +1,261 @@
-"""CLI commands: replaying (filled in by its issue)."""
+"""CLI: `streamsim replay`, `streamsim runs list|show|export`."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from streamsim.commands import workspace
+from streamsim.replay import BatchResult
+
+console = Console()
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to the root app."""
+    app.command("replay")(replay)
+    runs_app = typer.Typer(help="Stored replay runs.", no_args_is_help=True)
+    runs_app.command("list")(runs_list)
+    runs_app.command("show")(runs_show)
+    runs_app.command("export")(runs_export)
+    app.add_typer(runs_app, name="runs")
+
+
+def replay(
+    ctx: typer.Context,
+    scenario: Annotated[str, typer.Option("--scenario", "-s", help="Scenario name or TOML path.")],
+    policy: Annotated[
+        list[str] | None,
+        typer.Option("--policy", "-p", help="Replay only these policies (repeatable)."),
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Override the model.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Override the seed.")] = None,
+    max_events: Annotated[
+        int | None, typer.Option("--max-events", help="Replay only the first N events.")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue unfinished runs from their last chunk.")
+    ] = False,
+    dashboard: Annotated[
+        bool, typer.Option("--dashboard/--no-dashboard", help="Write the HTML dashboard.")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Replay a scenario: data, pretraining (cached), then one run per adaptation policy."""
+    from streamsim.pipeline import prepare, replay_policy
+    from streamsim.report import summarize
+    from streamsim.scenario import load
+
+    overrides: dict[str, Any] = {}
+    if policy:
+        overrides["policies"] = list(policy)
+    if model is not None:
+        overrides["model.name"] = model
+    if seed is not None:
+        overrides["seed"] = seed
+    if max_events is not None:
+        overrides["replay.max_events"] = max_events
+    sc = load(scenario, overrides)
+    ws = workspace(ctx)
+    con = ws.connect()
+    out = Console(stderr=True) if as_json else console
+    with _progress(out) as bar:
+        task = bar.add_task("pretraining", total=1.0, info="")
+
+        def on_train(p: dict[str, float]) -> None:
+            if "epoch_end" in p:
+                info = f"epoch {int(p['epoch'])} valid ndcg@10 {p.get('valid.ndcg@10', 0):.4f}"
+                bar.update(task, info=info)
+            else:
+                bar.update(
+                    task,
+                    completed=p["done"],
+                    description=f"pretraining epoch {int(p['epoch'])}",
+                    info=f"loss {p['loss']:.3f}  {p['events_per_s']:.0f} ex/s",
+                )
+
+        prepared = prepare(con, ws, sc, train_progress=on_train)
+        bar.update(task, completed=1.0, description="pretraining (done)")
+        run_ids = []
+        for pol in sc.policies:
+            ptask = bar.add_task(f"replay {pol.name}", total=None, info="")
+            state = {"n": 0, "ndcg": 0.0}
+
+            def on_batch(
+                name: str, r: BatchResult, period: int, t: Any = ptask, state: Any = state
+            ) -> None:
+                state["n"] += len(r.batch)
+                state["ndcg"] += float(r.ndcg10.sum())
+                bar.update(
+                    t,
+                    total=period,
+                    completed=state["n"],
+                    info=f"ndcg@10 {state['ndcg'] / state['n']:.4f}",
+                )
+
+            run_ids.append(
+                replay_policy(con, ws, sc, pol, prepared, resume=resume, progress=on_batch)
+            )
+    summaries = [summarize(con, run_id) for run_id in run_ids]
+    path = None
+    if dashboard and run_ids:
+        path = _write_dashboard(con, ws, run_ids, sc.name)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {"scenario": sc.name, "runs": summaries, "dashboard": str(path) if path else None},
+                default=str,
+                indent=2,
+            )
+        )
+        return
+    console.print(_summary_table(sc.name, summaries))
+    for s in summaries:
+        for det in s["detectors"]:
+            console.print(_detector_line(s["policy"], det))
+    if path is not None:
+        console.print(f"dashboard: {path}")
+
+
+def _write_dashboard(con: Any, ws: Any, run_ids: list[str], name: str) -> Path | None:
+    try:
+        from dashboards.page import write_dashboard
+    except ImportError:  # dashboards not installed in this build
+        return None
+    path = ws.subdir("dashboards") / f"{name}-{run_ids[0].rsplit('-', 1)[-1]}.html"
+    return Path(write_dashboard(con, run_ids, path))
+
+
+def _progress(out: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total}"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=out,
+        transient=False,
+    )
+
+
+def _summary_table(scenario: str, summaries: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"{scenario}: prequential replay, full-catalogue ranking")
+    for col in (
+        "policy",
+        "events",
+        "HR@10",
+        "NDCG@10",
+        "MRR@10",
+        "HR@50",
+        "NDCG@10 by quartile",
+        "alarms",
+        "events/s",
+    ):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    for s in summaries:
+        m = s["metrics"]
+        table.add_row(
+            s["policy"],
+            str(s["n_events"]),
+            f"{m['hr@10']:.4f}",
+            f"{m['ndcg@10']:.4f}",
+            f"{m['mrr@10']:.4f}",
+            f"{m['hr@50']:.4f}",
+            " ".join(f"{q:.4f}" for q in s["quartiles"]),
+            str(sum(d["alarms"] for d in s["detectors"])),
+            f"{s['events_per_s']:.0f}",
+        )
+    return table
+
+
+def _detector_line(policy: str, d: dict[str, Any]) -> str:
+    line = f"  [{policy}] {d['detector']}({d['signal']}): {d['alarms']} alarms"
+    if "detected" in d:
+        line += (
+            f"; detected {d['detected']}/{d['n_drifts']} drifts, delay {d['delay_events']:.0f}"
+            f" events, {d['far_per_10k']:.1f} false alarms/10k  (periodic baseline with the same"
+            f" alarm count: detected {d['periodic_detected']}/{d['n_drifts']})"
+        )
+    return line
+
+
+def runs_list(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List stored runs."""
+    from streamsim.runs import list_runs
+
+    rows = list_runs(workspace(ctx).connect())
+    if as_json:
+        typer.echo(json.dumps(rows, default=str, indent=2))
+        return
+    table = Table(title="runs")
+    for col in ("run_id", "scenario", "model", "policy", "seed", "status", "n_events", "events/s"):
+        table.add_column(col)
+    for r in rows:
+        eps = f"{r['events_per_s']:.0f}" if r["events_per_s"] else ""
+        table.add_row(
+            r["run_id"],
+            r["scenario"],
+            r["model"],
+            r["policy"],
+            str(r["seed"]),
+            r["status"],
+            str(r["n_events"]),
+            eps,
+        )
+    console.print(table)
+
+
+def runs_show(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="Run id (see `streamsim runs list`).")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show a run: its manifest, overall metrics, quartiles and detectors."""
+    from streamsim.report import summarize
+    from streamsim.runs import run_info
+
+    con = workspace(ctx).connect()
+    info = run_info(con, run_id)
+    summary = summarize(con, run_id)
+    if as_json:
+        typer.echo(json.dumps({**info, **summary}, default=str, indent=2))
+        return
+    for key in (
+        "run_id",
+        "scenario",
+        "dataset",
+        "model",
+        "policy",
+        "seed",
+        "status",
+        "n_events",
+        "events_per_s",
+        "started",
+        "finished",
+    ):
+        console.print(f"{key:>14}: {info[key]}")
+    for key, value in summary["metrics"].items():
+        console.print(f"{key:>14}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+    console.print(f"{'quartiles':>14}: " + " ".join(f"{q:.4f}" for q in summary["quartiles"]))
+    for det in summary["detectors"]:
+        console.print(_detector_line(info["policy"], det))
+
+
+def runs_export(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    path: Annotated[Path, typer.Argument(help="Output Parquet file.")],
+) -> None:
+    """Export a run's per-event table (with the 1-based `rank` of each target) as Parquet."""
+    from streamsim.runs import export_run
+
+    out = export_run(workspace(ctx).connect(), run_id, path)
+    console.print(f"wrote {out}")

@@ -1,0 +1,124 @@
+"""Data -> checkpoint -> runs, end to end on a toy dataset with a tiny T2ARec."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from streamsim.errors import ModelError, StorageError
+from streamsim.pipeline import prepare, replay_policy
+from streamsim.scenario import DataSpec
+from streamsim.store import Workspace
+from tests.pipeline_helpers import POLICIES, setup, tiny_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def events_of(con, run_id: str) -> list[tuple]:  # type: ignore[no-untyped-def,type-arg]
+    return con.execute(
+        "SELECT idx, batch_id, rank, hit10, ndcg10, rr10, is_repeat, is_cold, top1"
+        " FROM run_events WHERE run_id = ? ORDER BY idx",
+        [run_id],
+    ).fetchall()
+
+
+def test_runs_are_stored_with_every_event_and_batch(tmp_path: Path) -> None:
+    ws, con = setup(tmp_path / "ws")
+    sc = tiny_scenario()
+    prepared = prepare(con, ws, sc)  # type: ignore[arg-type]
+    replay_len = len(prepared.split.replay)
+    ids = {p.name: replay_policy(con, ws, sc, p, prepared) for p in POLICIES[:3]}  # type: ignore[arg-type]
+    for name, run_id in ids.items():
+        (n,) = con.execute("SELECT count(*) FROM run_events WHERE run_id = ?", [run_id]).fetchall()[
+            0
+        ]
+        assert n == replay_len, name
+        status, last = con.execute(
+            "SELECT status, last_batch FROM runs WHERE run_id = ?", [run_id]
+        ).fetchall()[0]
+        assert status == "complete"
+        (nb,) = con.execute(
+            "SELECT count(*) FROM run_batches WHERE run_id = ?", [run_id]
+        ).fetchall()[0]
+        assert last == nb - 1
+    dist = dict(
+        con.execute(
+            "SELECT r.policy, max(b.param_distance) FROM run_batches b JOIN runs r USING (run_id)"
+            " GROUP BY r.policy"
+        ).fetchall()
+    )
+    assert dist["reset"] == 0.0
+    assert dist["none"] == 0.0
+    assert dist["continual"] > 0.0
+    before_after = con.execute(
+        "SELECT count(*) FROM run_batches b JOIN runs r USING (run_id) WHERE r.policy = 'reset'"
+        " AND tta_loss_after IS NOT NULL AND tta_loss_before IS NOT NULL"
+    ).fetchall()[0][0]
+    assert before_after > 0
+    assert events_of(con, ids["none"]) != events_of(con, ids["continual"])
+
+
+def test_checkpoints_are_cached_by_content(tmp_path: Path) -> None:
+    ws, con = setup(tmp_path / "ws")
+    sc = tiny_scenario()
+    first = prepare(con, ws, sc)  # type: ignore[arg-type]
+    stamp = (first.checkpoint.path / "manifest.json").stat().st_mtime_ns
+    second = prepare(con, ws, sc)  # type: ignore[arg-type]
+    assert second.checkpoint.path == first.checkpoint.path
+    assert (second.checkpoint.path / "manifest.json").stat().st_mtime_ns == stamp
+    assert (first.checkpoint.path / "model.safetensors").exists()
+    manifest = first.checkpoint.manifest
+    assert manifest["data_fingerprint"] and manifest["seed"] == 3
+    assert "valid.ndcg@10" in manifest["best"]
+
+
+def test_missing_dataset_names_the_hint(tmp_path: Path) -> None:
+    ws, con = setup(tmp_path / "ws")
+    sc = tiny_scenario()
+    object.__setattr__(sc, "data", DataSpec(dataset="absent", hint="streamsim ingest X"))
+    with pytest.raises(StorageError, match="Hint: streamsim ingest X"):
+        prepare(con, ws, sc)  # type: ignore[arg-type]
+
+
+def test_adaptive_policy_needs_a_test_time_loss(tmp_path: Path) -> None:
+    ws, con = setup(tmp_path / "ws")
+    sc = tiny_scenario(model="popularity", config=(("max_len", 8),))
+    prepared = prepare(con, ws, sc)  # type: ignore[arg-type]
+    with pytest.raises(ModelError, match="has no test-time loss"):
+        replay_policy(con, ws, sc, POLICIES[1], prepared)  # type: ignore[arg-type]
+
+
+def test_killed_replay_resumes_to_identical_results(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.pipeline_helpers", str(killed)], cwd=ROOT, env=env
+    )
+    deadline = time.time() + 120
+    states = killed / "runs"
+    while time.time() < deadline and not list(states.glob("*/state.pt")):
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list(states.glob("*/state.pt")), "the replay never committed a chunk"
+    ws, con = setup(killed)
+    sc = tiny_scenario()
+    partial = con.execute("SELECT run_id, n_events, status FROM runs").fetchall()
+    assert len(partial) == 1
+    assert partial[0][2] == "running"
+    prepared = prepare(con, ws, sc)  # type: ignore[arg-type]
+    resumed = replay_policy(con, ws, sc, POLICIES[3], prepared, resume=True)  # type: ignore[arg-type]
+    assert resumed == partial[0][0]
+
+    fresh_ws, fresh = setup(tmp_path / "fresh")
+    prepared2 = prepare(fresh, fresh_ws, sc)  # type: ignore[arg-type]
+    clean = replay_policy(fresh, fresh_ws, sc, POLICIES[3], prepared2)  # type: ignore[arg-type]
+    assert events_of(con, resumed) == events_of(fresh, clean)
+    assert isinstance(fresh_ws, Workspace)
