@@ -1,0 +1,454 @@
+"""Paired, autocorrelation-aware comparison of runs over the same events (PROTOCOL.md §6.6).
+
+The first run is the baseline; every other run is compared with it on exactly the same events
+(same replay indices, users and targets — checked):
+
+1. per-segment (day, week or quartile) means of the metric for both runs and their differences
+   ``d_s``; the mean of ``d_s`` with a **moving-block bootstrap** 95% CI (blocks of `block`
+   consecutive segments, so the serial dependence that adaptation state induces between
+   consecutive days is kept) — the primary evidence;
+2. Wilcoxon signed-rank on ``d_s`` (ignores autocorrelation: secondary);
+3. per-user mean differences (users with >= 5 replay events): Wilcoxon signed-rank and an i.i.d.
+   bootstrap CI over users;
+4. McNemar on the per-event hit@10 bit (exact binomial when fewer than 25 discordant events,
+   else chi-square with continuity correction);
+5. Holm correction of each family of p-values across the comparisons when more than two runs.
+
+scipy.stats provides the tests; only the moving-block bootstrap and Holm's step-down are here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from streamsim import metrics, segments
+from streamsim.errors import StreamsimError
+from streamsim.store import fetch_one
+
+SEGMENTS = ("day", "week", "quartile")
+MIN_USER_EVENTS = 5
+EXACT_MCNEMAR_BELOW = 25
+
+
+class ComparisonError(StreamsimError):
+    """Runs that cannot be compared (different events, too few runs, unknown segment...)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PairedResult:
+    """One run compared with the baseline run (differences are run minus baseline)."""
+
+    run_id: str
+    baseline_id: str
+    label: str
+    n_segments: int
+    mean_diff: float  # mean per-segment difference
+    ci_low: float  # moving-block bootstrap 95% CI of mean_diff
+    ci_high: float
+    rel_diff: float  # mean_diff / mean baseline segment value
+    rel_ci_low: float
+    rel_ci_high: float
+    wilcoxon_stat: float  # on the segment differences
+    wilcoxon_p: float
+    wilcoxon_p_holm: float
+    n_users: int
+    user_mean_diff: float
+    user_ci_low: float
+    user_ci_high: float
+    user_wilcoxon_p: float
+    user_wilcoxon_p_holm: float
+    mcnemar_b: int  # events hit@10 by the run and missed by the baseline
+    mcnemar_c: int  # events missed by the run and hit by the baseline
+    mcnemar_stat: float
+    mcnemar_p: float
+    mcnemar_p_holm: float
+    mcnemar_method: str  # 'exact' | 'chi2' | 'none'
+    verdict: str  # 'better' | 'worse' | 'no significant difference'
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Comparison:
+    """Everything `streamsim compare` reports."""
+
+    run_ids: tuple[str, ...]
+    labels: tuple[str, ...]  # policy (or run id when policies repeat) per run
+    metric: str
+    segment: str
+    block: int
+    n_boot: int
+    seed: int
+    overall: dict[str, dict[str, float]]  # run id -> metrics.overall
+    segments: pd.DataFrame  # segment, order, n_events, t_start, t_end, one column per run id
+    pairs: tuple[PairedResult, ...]
+    verdict: str
+    holm: bool = field(default=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (NaN becomes None)."""
+        seg = self.segments.astype(object).where(self.segments.notna(), None)
+        return _clean(
+            {
+                "run_ids": list(self.run_ids),
+                "labels": list(self.labels),
+                "baseline": self.run_ids[0],
+                "metric": self.metric,
+                "segment": self.segment,
+                "block": self.block,
+                "n_boot": self.n_boot,
+                "seed": self.seed,
+                "holm": self.holm,
+                "overall": self.overall,
+                "segments": seg.to_dict(orient="records"),
+                "pairs": [{k: getattr(p, k) for k in p.__slots__} for p in self.pairs],
+                "verdict": self.verdict,
+            }
+        )
+
+
+def compare(
+    con: duckdb.DuckDBPyConnection,
+    run_ids: list[str] | tuple[str, ...],
+    *,
+    metric: str = "ndcg@10",
+    segment: str = "day",
+    block: int = 7,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> Comparison:
+    """Compare runs over the same events with the first as baseline.
+
+    Parameters
+    ----------
+    run_ids
+        Two or more distinct run ids; the first is the baseline.
+    metric
+        Per-event metric (``ndcg@10``, ``hr@10``, ``hr@50``, ``mrr@10``).
+    segment
+        Unit of the paired differences: ``day``, ``week`` (UTC calendar) or ``quartile``
+        (equal-count quarters of replay order).
+    block
+        Moving-block bootstrap block length in segments (clipped to the number of segments).
+    n_boot
+        Bootstrap resamples (>= 2000 recommended).
+    seed
+        Seed of the bootstrap's own generator.
+
+    Raises
+    ------
+    ComparisonError
+        Fewer than two or repeated runs, unknown `segment`, or runs over different events.
+    """
+    run_ids = tuple(run_ids)
+    if len(run_ids) < 2:
+        msg = f"compare needs at least two runs, got {list(run_ids)}"
+        raise ComparisonError(msg)
+    if len(set(run_ids)) != len(run_ids):
+        msg = f"each run may appear once, got {list(run_ids)}"
+        raise ComparisonError(msg)
+    if segment not in SEGMENTS:
+        msg = f"unknown segment {segment!r}; expected one of {list(SEGMENTS)}"
+        raise ComparisonError(msg)
+    if block < 1 or n_boot < 1:
+        msg = f"`block` and `n_boot` must be >= 1, got block={block}, n_boot={n_boot}"
+        raise ComparisonError(msg)
+    metric = metrics.canonical_metric(metric)
+    rows = [metrics.run_row(con, r) for r in run_ids]
+    for row in rows[1:]:
+        check_same_events(con, run_ids[0], row["run_id"])
+    labels = _labels(rows)
+    overall = {r: metrics.overall(con, r) for r in run_ids}
+    seg = _segment_table(con, run_ids, metric, segment)
+    rng = np.random.default_rng(seed)
+    raw = [
+        _pair(con, seg, run_ids[0], r, label, metric=metric, block=block, n_boot=n_boot, rng=rng)
+        for r, label in zip(run_ids[1:], labels[1:])
+    ]
+    holm = len(raw) > 1
+    adj = {
+        key: holm_adjust([p[key] for p in raw]) if holm else [p[key] for p in raw]
+        for key in ("wilcoxon_p", "user_wilcoxon_p", "mcnemar_p")
+    }
+    pairs = tuple(
+        PairedResult(
+            **p,
+            wilcoxon_p_holm=adj["wilcoxon_p"][i],
+            user_wilcoxon_p_holm=adj["user_wilcoxon_p"][i],
+            mcnemar_p_holm=adj["mcnemar_p"][i],
+        )
+        for i, p in enumerate(raw)
+    )
+    verdict = _verdict(pairs, labels[0], metric, segment, holm=holm)
+    return Comparison(
+        run_ids=run_ids,
+        labels=labels,
+        metric=metric,
+        segment=segment,
+        block=block,
+        n_boot=n_boot,
+        seed=seed,
+        overall=overall,
+        segments=seg,
+        pairs=pairs,
+        verdict=verdict,
+        holm=holm,
+    )
+
+
+def check_same_events(con: duckdb.DuckDBPyConnection, run_a: str, run_b: str) -> None:
+    """`ComparisonError` unless both runs scored the same replay indices, users and targets."""
+    row = fetch_one(
+        con,
+        "WITH a AS (SELECT idx, user_id, item_id FROM run_events WHERE run_id = ?),"
+        " b AS (SELECT idx, user_id, item_id FROM run_events WHERE run_id = ?)"
+        " SELECT count(*) FILTER (WHERE a.idx IS NULL), count(*) FILTER (WHERE b.idx IS NULL),"
+        " count(*) FILTER (WHERE a.item_id <> b.item_id OR a.user_id <> b.user_id),"
+        " min(coalesce(a.idx, b.idx)) FILTER (WHERE a.idx IS NULL OR b.idx IS NULL"
+        " OR a.item_id <> b.item_id OR a.user_id <> b.user_id), count(a.idx), count(b.idx)"
+        " FROM a FULL OUTER JOIN b ON a.idx = b.idx",
+        [run_a, run_b],
+    )
+    assert row is not None
+    only_b, only_a, differ, first, n_a, n_b = row
+    if n_a == 0 or n_b == 0:
+        empty = run_a if n_a == 0 else run_b
+        msg = f"run {empty!r} has no scored events; nothing to compare"
+        raise ComparisonError(msg)
+    if only_a or only_b or differ:
+        msg = (
+            f"runs {run_a!r} and {run_b!r} are not over the same events: expected identical"
+            f" replay indices and targets, got {n_a} vs {n_b} events, {only_a} only in"
+            f" {run_a!r}, {only_b} only in {run_b!r}, {differ} with a different user or target"
+            f" (first difference at replay index {first})\n\nHint: compare runs of the same"
+            " scenario and dataset that both completed"
+        )
+        raise ComparisonError(msg)
+
+
+def moving_block_bootstrap(
+    values: np.ndarray, *, block: int, n_boot: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Resample indices of a series by the moving-block bootstrap (Künsch 1989).
+
+    Blocks of `block` consecutive positions start uniformly in ``0..n-block``; ``ceil(n/block)``
+    blocks are concatenated and cut to length ``n``. `block` is clipped to ``n``; ``block = 1``
+    is the ordinary i.i.d. bootstrap.
+
+    Returns
+    -------
+    ndarray
+        ``(n_boot, n)`` integer indices into `values`.
+    """
+    n = len(values)
+    if n == 0:
+        return np.zeros((n_boot, 0), dtype=np.int64)
+    b = max(1, min(int(block), n))
+    k = math.ceil(n / b)
+    starts = rng.integers(0, n - b + 1, size=(n_boot, k))
+    picks = (starts[:, :, None] + np.arange(b)[None, None, :]).reshape(n_boot, k * b)
+    return picks[:, :n]
+
+
+def bootstrap_mean_ci(
+    values: np.ndarray, *, block: int, n_boot: int, rng: np.random.Generator
+) -> tuple[float, float]:
+    """95% percentile CI of the mean of `values` by the moving-block bootstrap."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 2:
+        return math.nan, math.nan
+    means = values[moving_block_bootstrap(values, block=block, n_boot=n_boot, rng=rng)].mean(1)
+    low, high = np.quantile(means, [0.025, 0.975])
+    return float(low), float(high)
+
+
+def holm_adjust(pvalues: list[float]) -> list[float]:
+    """Holm–Bonferroni step-down adjusted p-values (NaN stays NaN and is not counted)."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    m = len(ok)
+    order = ok[np.argsort(p[ok], kind="stable")]
+    running = 0.0
+    for i, j in enumerate(order):
+        running = max(running, min(1.0, (m - i) * p[j]))
+        out[j] = running
+    return [float(x) for x in out]
+
+
+def mcnemar(b: int, c: int) -> tuple[float, float, str]:
+    """McNemar's test on discordant counts: (statistic, p, method).
+
+    Exact two-sided binomial test of ``b ~ Bin(b + c, 1/2)`` when ``b + c < 25`` (statistic =
+    `b`), else the chi-square statistic with continuity correction ``(|b - c| - 1)^2 / (b + c)``
+    on one degree of freedom. No discordant pair: p = 1, method ``'none'``.
+    """
+    n = b + c
+    if n == 0:
+        return 0.0, 1.0, "none"
+    if n < EXACT_MCNEMAR_BELOW:
+        return float(b), float(stats.binomtest(b, n, 0.5).pvalue), "exact"
+    stat = (abs(b - c) - 1.0) ** 2 / n
+    return float(stat), float(stats.chi2.sf(stat, 1)), "chi2"
+
+
+def wilcoxon(diffs: np.ndarray) -> tuple[float, float]:
+    """Wilcoxon signed-rank (two-sided) on paired differences: (statistic, p).
+
+    All-zero differences give p = 1; fewer than two non-zero differences give NaN.
+    """
+    d = np.asarray(diffs, dtype=np.float64)
+    d = d[~np.isnan(d)]
+    if len(d) and np.all(d == 0):
+        return 0.0, 1.0
+    if np.count_nonzero(d) < 2:
+        return math.nan, math.nan
+    res = stats.wilcoxon(d)
+    return float(res.statistic), float(res.pvalue)
+
+
+def _labels(rows: list[dict[str, Any]]) -> tuple[str, ...]:
+    policies = [str(r["policy"]) for r in rows]
+    if len(set(policies)) == len(policies):
+        return tuple(policies)
+    return tuple(f"{r['policy']} ({r['run_id']})" for r in rows)
+
+
+def _segment_table(
+    con: duckdb.DuckDBPyConnection, run_ids: tuple[str, ...], metric: str, segment: str
+) -> pd.DataFrame:
+    base = segments.by_name(con, run_ids[0], segment, metric, n_boot=0)
+    out = base[["segment", "order", "n_events", "t_start", "t_end"]].copy()
+    out[run_ids[0]] = base["value"].to_numpy()
+    for run_id in run_ids[1:]:
+        other = segments.by_name(con, run_id, segment, metric, n_boot=0)
+        assert list(other["segment"]) == list(base["segment"])
+        out[run_id] = other["value"].to_numpy()
+    return out
+
+
+def _pair(
+    con: duckdb.DuckDBPyConnection,
+    seg: pd.DataFrame,
+    base_id: str,
+    run_id: str,
+    label: str,
+    *,
+    metric: str,
+    block: int,
+    n_boot: int,
+    rng: np.random.Generator,
+) -> dict[str, Any]:
+    base = seg[base_id].to_numpy(dtype=np.float64)
+    d = seg[run_id].to_numpy(dtype=np.float64) - base
+    mean_diff = float(d.mean())
+    low, high = bootstrap_mean_ci(d, block=block, n_boot=n_boot, rng=rng)
+    rel = rel_low = rel_high = math.nan
+    if len(d) >= 2 and base.mean() != 0:
+        picks = moving_block_bootstrap(d, block=block, n_boot=n_boot, rng=rng)
+        ratios = d[picks].mean(1) / base[picks].mean(1)
+        rel = mean_diff / float(base.mean())
+        rel_low, rel_high = (float(x) for x in np.nanquantile(ratios, [0.025, 0.975]))
+    w_stat, w_p = wilcoxon(d)
+    user_d = _user_diffs(con, base_id, run_id, metric)
+    u_low, u_high = bootstrap_mean_ci(user_d, block=1, n_boot=n_boot, rng=rng)
+    _, u_p = wilcoxon(user_d)
+    b, c = _discordant(con, base_id, run_id)
+    m_stat, m_p, m_method = mcnemar(b, c)
+    if low > 0:
+        verdict = "better"
+    elif high < 0:
+        verdict = "worse"
+    else:
+        verdict = "no significant difference"
+    return {
+        "run_id": run_id,
+        "baseline_id": base_id,
+        "label": label,
+        "n_segments": len(d),
+        "mean_diff": mean_diff,
+        "ci_low": low,
+        "ci_high": high,
+        "rel_diff": rel,
+        "rel_ci_low": rel_low,
+        "rel_ci_high": rel_high,
+        "wilcoxon_stat": w_stat,
+        "wilcoxon_p": w_p,
+        "n_users": len(user_d),
+        "user_mean_diff": float(user_d.mean()) if len(user_d) else math.nan,
+        "user_ci_low": u_low,
+        "user_ci_high": u_high,
+        "user_wilcoxon_p": u_p,
+        "mcnemar_b": b,
+        "mcnemar_c": c,
+        "mcnemar_stat": m_stat,
+        "mcnemar_p": m_p,
+        "mcnemar_method": m_method,
+        "verdict": verdict,
+    }
+
+
+def _user_diffs(
+    con: duckdb.DuckDBPyConnection, base_id: str, run_id: str, metric: str
+) -> np.ndarray:
+    """Per-user mean metric difference (run - baseline), users with >= 5 events, by user id."""
+    r_expr = metrics.metric_column(metric, "r")
+    b_expr = metrics.metric_column(metric, "b")
+    rows = con.execute(
+        f"SELECT avg({r_expr} - {b_expr}) AS d"
+        " FROM run_events b JOIN run_events r ON r.idx = b.idx"
+        " WHERE b.run_id = ? AND r.run_id = ? GROUP BY b.user_id HAVING count(*) >= ?"
+        " ORDER BY b.user_id",
+        [base_id, run_id, MIN_USER_EVENTS],
+    ).fetchall()
+    return np.array([r[0] for r in rows], dtype=np.float64)
+
+
+def _discordant(con: duckdb.DuckDBPyConnection, base_id: str, run_id: str) -> tuple[int, int]:
+    row = fetch_one(
+        con,
+        "SELECT count(*) FILTER (WHERE r.hit10 AND NOT b.hit10),"
+        " count(*) FILTER (WHERE b.hit10 AND NOT r.hit10)"
+        " FROM run_events b JOIN run_events r ON r.idx = b.idx"
+        " WHERE b.run_id = ? AND r.run_id = ?",
+        [base_id, run_id],
+    )
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def _verdict(
+    pairs: tuple[PairedResult, ...], base_label: str, metric: str, segment: str, *, holm: bool
+) -> str:
+    """One line: for each run vs the baseline, the sign decided by the block-bootstrap CI."""
+    parts = []
+    for p in pairs:
+        p_seg = p.wilcoxon_p_holm if holm else p.wilcoxon_p
+        parts.append(
+            f"{p.label} vs {base_label}: {p.verdict} ({metric} {p.mean_diff:+.4f} per {segment},"
+            f" 95% CI [{p.ci_low:+.4f}, {p.ci_high:+.4f}], Wilcoxon p"
+            f"{' (Holm)' if holm else ''}={_fmt_p(p_seg)})"
+        )
+    return "; ".join(parts)
+
+
+def _fmt_p(p: float) -> str:
+    return "n/a" if math.isnan(p) else f"{p:.3g}"
+
+
+def _clean(value: Any) -> Any:
+    """NaN/inf -> None and numpy scalars -> Python, recursively (strict JSON)."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

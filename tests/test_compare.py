@@ -1,0 +1,149 @@
+"""Run comparison: bootstrap with known answers, scipy tests, Holm, event checks, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import numpy as np
+import pytest
+from scipy import stats
+from typer.testing import CliRunner
+
+from streamsim import compare, store
+from streamsim.cli import app
+from tests.runfactory import copy_run, fabricate_dataset, fabricate_run
+
+
+@pytest.fixture
+def con() -> duckdb.DuckDBPyConnection:
+    con = store.connect_memory()
+    fabricate_dataset(con, n_events=2800, n_days=28)
+    fabricate_run(con, "base", policy="reset", seed=1)
+    return con
+
+
+def test_identical_runs_ci_contains_zero(con: duckdb.DuckDBPyConnection) -> None:
+    fabricate_run(con, "same", policy="continual", seed=1)
+    c = compare.compare(con, ["base", "same"])
+    (p,) = c.pairs
+    assert p.mean_diff == 0.0
+    assert p.ci_low <= 0.0 <= p.ci_high
+    assert p.wilcoxon_p == 1.0
+    assert p.mcnemar_b == p.mcnemar_c == 0
+    assert p.mcnemar_p == 1.0
+    assert p.verdict == "no significant difference"
+    assert p.n_segments == 28
+
+
+def test_constant_shift_ci_around_shift(con: duckdb.DuckDBPyConnection) -> None:
+    copy_run(con, "base", "shifted", policy="continual", ndcg_shift=0.1)
+    c = compare.compare(con, ["base", "shifted"], segment="day", block=7, n_boot=2000)
+    (p,) = c.pairs
+    assert p.mean_diff == pytest.approx(0.1)
+    assert p.ci_low == pytest.approx(0.1)
+    assert p.ci_high == pytest.approx(0.1)
+    assert p.verdict == "better"
+    assert p.wilcoxon_p < 0.001
+    assert "continual vs reset: better" in c.verdict
+
+
+def test_noisy_shift_ci_covers_truth() -> None:
+    rng = np.random.default_rng(5)
+    d = 0.1 + rng.normal(0, 0.05, 60)
+    low, high = compare.bootstrap_mean_ci(d, block=7, n_boot=2000, rng=rng)
+    assert low < d.mean() < high
+    assert low > 0.05
+    assert high < 0.15
+    # coverage of the true shift over independent replicate series is close to 95%
+    covered = 0
+    for _ in range(200):
+        d = 0.1 + rng.normal(0, 0.05, 60)
+        low, high = compare.bootstrap_mean_ci(d, block=7, n_boot=400, rng=rng)
+        covered += low < 0.1 < high
+    assert 0.85 <= covered / 200 <= 0.99
+
+
+def test_moving_block_indices_are_consecutive_blocks() -> None:
+    rng = np.random.default_rng(0)
+    picks = compare.moving_block_bootstrap(np.zeros(10), block=3, n_boot=50, rng=rng)
+    assert picks.shape == (50, 10)
+    assert picks.min() >= 0
+    assert picks.max() <= 9
+    # within a block positions increase by one: positions 0-1-2, 3-4-5, 6-7-8 of each resample
+    for start in (0, 3, 6):
+        assert np.all(np.diff(picks[:, start : start + 3], axis=1) == 1)
+    # block longer than the series is clipped: the single block is the series itself
+    whole = compare.moving_block_bootstrap(np.zeros(4), block=7, n_boot=3, rng=rng)
+    assert np.all(whole == np.arange(4))
+
+
+def test_mcnemar_exact_and_chi2() -> None:
+    stat, p, method = compare.mcnemar(2, 10)
+    assert method == "exact"
+    assert p == pytest.approx(stats.binomtest(2, 12, 0.5).pvalue)
+    stat, p, method = compare.mcnemar(30, 60)
+    assert method == "chi2"
+    assert stat == pytest.approx((30 - 1) ** 2 / 90)
+    assert p == pytest.approx(stats.chi2.sf(stat, 1))
+    assert compare.mcnemar(0, 0) == (0.0, 1.0, "none")
+
+
+def test_holm() -> None:
+    adj = compare.holm_adjust([0.01, 0.04, 0.03])
+    assert adj == pytest.approx([0.03, 0.06, 0.06])
+    assert compare.holm_adjust([0.5, float("nan")])[0] == 0.5
+
+
+def test_three_runs_use_holm_and_user_tests(con: duckdb.DuckDBPyConnection) -> None:
+    copy_run(con, "base", "up", policy="continual", ndcg_shift=0.05)
+    fabricate_run(con, "other", policy="none", seed=9)
+    c = compare.compare(con, ["base", "up", "other"], segment="week")
+    assert c.holm
+    up, other = c.pairs
+    ps = [up.wilcoxon_p, other.wilcoxon_p]
+    assert [up.wilcoxon_p_holm, other.wilcoxon_p_holm] == pytest.approx(compare.holm_adjust(ps))
+    assert up.n_users == 60
+    assert up.user_mean_diff == pytest.approx(0.05)
+    assert up.user_wilcoxon_p < 0.001
+    doc = c.to_json()
+    json.dumps(doc, allow_nan=False)
+    assert doc["baseline"] == "base"
+    assert len(doc["segments"]) == 5
+
+
+def test_mismatched_runs_raise(con: duckdb.DuckDBPyConnection) -> None:
+    fabricate_run(con, "short", seed=2, start_idx=100)
+    with pytest.raises(compare.ComparisonError, match="not over the same events.*100 only in"):
+        compare.compare(con, ["base", "short"])
+    with pytest.raises(compare.ComparisonError, match="at least two runs"):
+        compare.compare(con, ["base"])
+    with pytest.raises(compare.ComparisonError, match="unknown segment 'month'"):
+        compare.compare(con, ["base", "short"], segment="month")
+
+
+def test_other_dataset_targets_raise(con: duckdb.DuckDBPyConnection) -> None:
+    fabricate_dataset(con, "other", n_events=2800, n_days=28, seed=3)
+    fabricate_run(con, "elsewhere", dataset="other")
+    with pytest.raises(compare.ComparisonError, match="with a different user or target"):
+        compare.compare(con, ["base", "elsewhere"])
+
+
+def test_cli_compare_json_and_table(workspace: store.Workspace) -> None:
+    con = workspace.connect()
+    fabricate_dataset(con, n_events=700, n_days=7)
+    fabricate_run(con, "r1", policy="reset")
+    copy_run(con, "r1", "r2", policy="continual", ndcg_shift=0.02)
+    con.close()
+    runner = CliRunner()
+    res = runner.invoke(app, ["compare", "r1", "r2", "--json", "--segment", "day", "--block", "2"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert doc["pairs"][0]["mean_diff"] == pytest.approx(0.02)
+    res = runner.invoke(app, ["compare", "r1", "r2"])
+    assert res.exit_code == 0, res.output
+    assert "continual vs reset: better" in res.output
+    assert "95% CI" in res.output
+    res = runner.invoke(app, ["compare", "r1", "missing"])
+    assert res.exit_code == 1
+    assert "unknown run 'missing'" in res.output
