@@ -45,12 +45,13 @@ class Examples:
         )
 
     def batches(
-        self, batch_size: int, *, rng: np.random.Generator | None = None
+        self, batch_size: int, *, rng: np.random.Generator | None = None, device: str = "cpu"
     ) -> Iterator[SeqBatch]:
         """Consecutive batches (replay order), or shuffled ones when `rng` is given."""
         order = rng.permutation(len(self)) if rng is not None else np.arange(len(self))
         for start in range(0, len(self), batch_size):
-            yield self.batch(order[start : start + batch_size])
+            batch = self.batch(order[start : start + batch_size])
+            yield batch if device == "cpu" else batch.to(device)
 
 
 def build_examples(

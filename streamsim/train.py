@@ -85,15 +85,15 @@ def checkpoint_key(
 
 @torch.no_grad()
 def evaluate_examples(
-    model: Recommender, examples: Examples, *, batch_size: int
+    model: Recommender, examples: Examples, *, batch_size: int, device: str = "cpu"
 ) -> dict[str, float]:
     """Full-ranking HR/NDCG/MRR @10 (+HR@50) of `model` on `examples` (catalogue: `known`)."""
     if len(examples) == 0:
         return {"n": 0.0, "hr@10": float("nan"), "ndcg@10": float("nan"), "mrr@10": float("nan")}
     model.eval()
-    outside = torch.from_numpy(~examples.known)
+    outside = torch.from_numpy(~examples.known).to(device)
     sums = {"hit10": 0.0, "hit50": 0.0, "ndcg10": 0.0, "rr10": 0.0}
-    for batch in examples.batches(batch_size):
+    for batch in examples.batches(batch_size, device=device):
         scores = model.score(batch.without_targets()).clone()
         scores[:, outside] = float("-inf")
         assert batch.targets is not None
@@ -180,6 +180,7 @@ def _fit(
     *,
     seed: int,
     progress: ProgressFn | None,
+    device: str = "cpu",
 ) -> list[dict[str, float]]:
     """Adam on the model's supervised loss; keeps the weights of the best validation epoch."""
     if len(train_ex) == 0:
@@ -194,7 +195,7 @@ def _fit(
         for epoch in range(spec.epochs):
             model.train()
             t0, total, n = time.perf_counter(), 0.0, 0
-            for batch in train_ex.batches(spec.batch_size, rng=rng):
+            for batch in train_ex.batches(spec.batch_size, rng=rng, device=device):
                 loss = model.loss(batch)
                 if not torch.isfinite(loss):
                     msg = f"training loss became {float(loss)} in epoch {epoch}"
@@ -214,7 +215,9 @@ def _fit(
                             "events_per_s": n / max(elapsed, 1e-9),
                         }
                     )
-            valid = evaluate_examples(model, valid_ex, batch_size=spec.eval_batch_size)
+            valid = evaluate_examples(
+                model, valid_ex, batch_size=spec.eval_batch_size, device=device
+            )
             record = {
                 "epoch": float(epoch),
                 "train_loss": total / max(n, 1),

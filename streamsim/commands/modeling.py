@@ -19,6 +19,7 @@ def register(app: typer.Typer) -> None:
     models_app.command("list")(models_list)
     app.add_typer(models_app, name="models")
     app.command("train")(train)
+    app.command("evaluate")(evaluate)
 
 
 def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
@@ -121,3 +122,75 @@ def train(
     else:
         console.print(f"checkpoint {ckpt.path}")
         console.print(f"best epoch: {json.dumps(ckpt.manifest['best'], default=str)}")
+
+
+def evaluate(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name in the store.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Registered model name.")],
+    protocol: Annotated[str, typer.Option("--protocol", help="Only 'loo' (RecBole LS).")] = "loo",
+    max_len: Annotated[int, typer.Option("--max-len", help="History length L.")] = 50,
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds 0..N-1 (mean ± std).")] = 1,
+    epochs: Annotated[int, typer.Option("--epochs")] = 50,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 4096,
+    patience: Annotated[int, typer.Option("--patience")] = 5,
+    lr: Annotated[float, typer.Option("--lr")] = 1e-3,
+    tta: Annotated[
+        bool, typer.Option("--tta/--no-tta", help="Also score with test-time alignment.")
+    ] = False,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda")] = "cpu",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Leave-one-out evaluation with full ranking (RecBole protocol), with and without TTA."""
+    import numpy as np
+
+    from streamsim.errors import StreamsimError
+    from streamsim.evaluate import default_tta, evaluate_loo
+    from streamsim.scenario import ModelSpec, TrainSpec
+
+    if protocol != "loo":
+        msg = f"unknown protocol {protocol!r}; expected one of ['loo']"
+        raise StreamsimError(msg)
+    con = workspace(ctx).connect()
+    spec = ModelSpec(name=model, config=(("max_len", max_len),))
+    train_spec = TrainSpec(
+        epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, eval_batch_size=4096
+    )
+    results = []
+    for seed in range(seeds):
+        result = evaluate_loo(
+            con,
+            dataset,
+            spec,
+            train_spec,
+            seed=seed,
+            tta=default_tta() if tta else None,
+            device=device,
+        )
+        results.append(result)
+        if not as_json:
+            console.print(f"seed {seed}: {result['test']}")
+    summary: dict[str, Any] = {
+        "dataset": dataset,
+        "model": model,
+        "protocol": protocol,
+        "max_len": max_len,
+        "runs": results,
+    }
+    for part in ("test", "test_tta"):
+        if part in results[0]:
+            per_seed: list[dict[str, float]] = [r[part] for r in results]  # type: ignore[misc]
+            summary[part] = {
+                k: (
+                    float(np.mean([m[k] for m in per_seed])),
+                    float(np.std([m[k] for m in per_seed])),
+                )
+                for k in per_seed[0]
+            }
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    for part in ("test", "test_tta"):
+        if part in summary:
+            line = ", ".join(f"{k} {m:.4f}±{s:.4f}" for k, (m, s) in summary[part].items())
+            console.print(f"{part}: {line}")

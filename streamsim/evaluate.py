@@ -1,0 +1,182 @@
+"""The RecBole leave-one-out protocol with full ranking, for comparing with published numbers.
+
+Per user, every interaction after the first becomes one example (previous <= L items -> this
+item, RecBole's augmentation); the user's last example is the test example and the second-to-last
+the validation example (RecBole ``LS: valid_and_test``: a user with two examples gives only a
+test example, a user with one example only a training example). The test input therefore holds
+the validation item. Ranking is over every item of the dataset (padding excluded), history items
+are not masked, and ties count against the target (`streamsim.ranking`).
+
+This protocol ignores the global timeline (PROTOCOL.md P1): it exists to reproduce published
+numbers, not to measure interest tracking (use `streamsim replay` for that).
+
+With test-time alignment (`tta`), each evaluation batch is handled as in T2ARec's Algorithm 1:
+snapshot, `tta_steps` SGD steps on the test-time loss of the batch's inputs, re-score, restore.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import numpy as np
+import torch
+
+from models.base import Recommender
+from streamsim.adapt import Adapter
+from streamsim.errors import ModelError
+from streamsim.examples import Examples
+from streamsim.history import HistoryBuffer
+from streamsim.ranking import target_ranks
+from streamsim.scenario import ModelSpec, PolicySpec, TrainSpec
+from streamsim.store import dataset_info, iter_events
+from streamsim.train import _fit, build_model
+
+KS = (10, 50)
+
+
+@dataclass(frozen=True)
+class LooData:
+    train: Examples
+    valid: Examples
+    test: Examples
+
+
+def loo_examples(con: duckdb.DuckDBPyConnection, dataset: str, *, max_len: int) -> LooData:
+    """RecBole-style augmented examples split leave-one-out per user."""
+    info = dataset_info(con, dataset)
+    counts = np.zeros(info.n_users, dtype=np.int64)
+    for user, count in con.execute(
+        "SELECT user_id, count(*) FROM events WHERE dataset = ? GROUP BY user_id", [dataset]
+    ).fetchall():
+        counts[user] = count
+    n_examples = np.maximum(counts - 1, 0)  # examples per user
+    buf = HistoryBuffer(n_users=info.n_users, n_items=info.n_items, max_len=max_len)
+    seen = np.zeros(info.n_users, dtype=np.int64)
+    parts: dict[str, dict[str, list[Any]]] = {
+        k: {"items": [], "times": [], "len": [], "req": [], "tgt": []}
+        for k in ("train", "valid", "test")
+    }
+    for batch in iter_events(con, dataset):
+        users = batch.column("user_id").to_numpy().astype(np.int64)
+        items = batch.column("item_id").to_numpy().astype(np.int64)
+        ts = batch.column("ts").to_numpy().astype(np.int64)
+        for u, it, t in zip(users.tolist(), items.tolist(), ts.tolist()):
+            k = seen[u]  # this event's position in the user's sequence
+            if k > 0:
+                example = k - 1  # 0-based example index of the user
+                total = n_examples[u]
+                leave = min(2, total - 1)  # RecBole: legal_leave_one_num
+                if leave >= 1 and example == total - 1:
+                    part = "test"
+                elif leave == 2 and example == total - 2:
+                    part = "valid"
+                else:
+                    part = "train"
+                rows = parts[part]
+                rows["items"].append(buf.items[u].copy())
+                rows["times"].append(buf.times[u].copy())
+                rows["len"].append(np.int64(buf.lengths[u]))
+                rows["req"].append(np.int64(t))
+                rows["tgt"].append(np.int64(it))
+            buf.append(u, it, t)
+            seen[u] = k + 1
+    everything = np.ones(info.n_items + 1, dtype=bool)
+    return LooData(**{name: _stack(rows, max_len, everything) for name, rows in parts.items()})
+
+
+def _stack(rows: dict[str, list[Any]], max_len: int, known: np.ndarray) -> Examples:
+    if not rows["tgt"]:
+        empty = np.zeros((0, max_len), dtype=np.int64)
+        none = np.zeros(0, dtype=np.int64)
+        return Examples(empty, empty.copy(), none, none.copy(), none.copy(), known)
+    return Examples(
+        items=np.stack(rows["items"]),
+        times=np.stack(rows["times"]),
+        lengths=np.asarray(rows["len"], dtype=np.int64),
+        request_times=np.asarray(rows["req"], dtype=np.int64),
+        targets=np.asarray(rows["tgt"], dtype=np.int64),
+        known=known,
+    )
+
+
+def full_ranking_metrics(
+    model: Recommender,
+    examples: Examples,
+    *,
+    batch_size: int,
+    tta: PolicySpec | None = None,
+    device: str = "cpu",
+) -> dict[str, float]:
+    """Recall, MRR and NDCG @10 and @50 over the full catalogue (optionally with Algorithm 1)."""
+    model.eval()
+    sums = {f"{m}@{k}": 0.0 for m in ("recall", "mrr", "ndcg") for k in KS}
+    adapter = Adapter(model, tta) if tta is not None else None
+    for batch in examples.batches(batch_size, device=device):
+        inputs = batch.without_targets()
+        if adapter is not None:
+            adapter.adapt(inputs)
+        with torch.no_grad():
+            scores = model.score(inputs)
+        if adapter is not None:
+            adapter.after_scoring()
+        assert batch.targets is not None
+        ranks = target_ranks(scores, batch.targets).to(torch.float64)
+        for k in KS:
+            hit = ranks <= k
+            sums[f"recall@{k}"] += float(hit.sum())
+            sums[f"mrr@{k}"] += float(torch.where(hit, 1.0 / ranks, 0.0).sum())
+            sums[f"ndcg@{k}"] += float(torch.where(hit, 1.0 / torch.log2(ranks + 1), 0.0).sum())
+    n = max(len(examples), 1)
+    return {k: v / n for k, v in sums.items()}
+
+
+def evaluate_loo(
+    con: duckdb.DuckDBPyConnection,
+    dataset: str,
+    model_spec: ModelSpec,
+    train_spec: TrainSpec,
+    *,
+    seed: int,
+    tta: PolicySpec | None = None,
+    eval_batch_size: int = 4096,
+    device: str = "cpu",
+    progress: Callable[[dict[str, float]], None] | None = None,
+) -> dict[str, object]:
+    """Train on the LOO training examples, early-stop on validation, report test metrics."""
+    info = dataset_info(con, dataset)
+    model = build_model(model_spec, n_items=info.n_items, seed=seed).to(device)
+    data = loo_examples(con, dataset, max_len=model.max_len)
+    if model.trainable:
+        history = _fit(
+            model, data.train, data.valid, train_spec, seed=seed, progress=progress, device=device
+        )
+    else:
+        for batch in data.train.batches(4096, device=device):
+            model.observe(batch)
+        history = []
+    result: dict[str, object] = {
+        "dataset": dataset,
+        "model": model_spec.name,
+        "seed": seed,
+        "n_train": len(data.train),
+        "n_valid": len(data.valid),
+        "n_test": len(data.test),
+        "epochs": len(history),
+        "test": full_ranking_metrics(model, data.test, batch_size=eval_batch_size, device=device),
+    }
+    if tta is not None:
+        if not model.has_test_time_loss:
+            msg = f"model {model_spec.name!r} has no test-time loss; drop --tta"
+            raise ModelError(msg)
+        result["test_tta"] = full_ranking_metrics(
+            model, data.test, batch_size=eval_batch_size, tta=tta, device=device
+        )
+    return result
+
+
+def default_tta() -> PolicySpec:
+    """T2ARec's test-time setting: one SGD step, lr 0.005, reset after every batch."""
+    return PolicySpec(name="loo-tta", tta="reset", tta_lr=0.005, tta_steps=1)
