@@ -1,0 +1,216 @@
+"""Queries that turn the run tables into the frames the figure functions take.
+
+Everything long is aggregated in DuckDB (``ntile`` buckets of replay order or of micro-batches),
+so a 1M-event run becomes a few thousand rows per panel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from streamsim import segments
+from streamsim.metrics import run_row
+
+MAX_POINTS = 2000
+MIX_BUCKETS = 60
+MIX_TOP_CATEGORIES = 8
+MAX_DELTAS = 5000
+
+
+def run_labels(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> dict[str, str]:
+    """Display label per run: the policy, or ``policy (run id)`` when policies repeat."""
+    rows = [run_row(con, r) for r in run_ids]
+    policies = [str(r["policy"]) for r in rows]
+    unique = len(set(policies)) == len(policies)
+    return {r["run_id"]: (p if unique else f"{p} ({r['run_id']})") for r, p in zip(rows, policies)}
+
+
+def rolling_frame(
+    con: duckdb.DuckDBPyConnection,
+    run_ids: Sequence[str],
+    *,
+    window: int = 500,
+    max_points: int = MAX_POINTS,
+) -> pd.DataFrame:
+    """Rolling NDCG@10 and HR@10 of every run (`streamsim.segments.rolling` + run, metric)."""
+    labels = run_labels(con, run_ids)
+    frames = []
+    for run_id in run_ids:
+        for metric in ("ndcg@10", "hr@10"):
+            part = segments.rolling(con, run_id, metric, window, max_points=max_points)
+            part.insert(0, "metric", metric)
+            part.insert(0, "run", labels[run_id])
+            frames.append(part)
+    return pd.concat(frames, ignore_index=True)
+
+
+def drifts_frame(con: duckdb.DuckDBPyConnection, dataset: str) -> pd.DataFrame:
+    """Global ground-truth drifts of `dataset` (empty for real data)."""
+    return con.execute(
+        "SELECT drift_id, kind, start_ts, end_ts, start_idx, end_idx FROM drifts"
+        " WHERE dataset = ? AND user_id IS NULL ORDER BY start_idx",
+        [dataset],
+    ).df()
+
+
+def alarms_frame(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> pd.DataFrame:
+    """Detector alarms of every run, with its display label in ``run``."""
+    labels = run_labels(con, run_ids)
+    frame = con.execute(
+        "SELECT run_id, detector, signal, idx, ts FROM run_alarms"
+        " WHERE list_contains(?, run_id) ORDER BY run_id, idx",
+        [list(run_ids)],
+    ).df()
+    frame.insert(0, "run", frame.pop("run_id").map(labels))
+    return frame
+
+
+def segment_frame(
+    con: duckdb.DuckDBPyConnection,
+    run_ids: Sequence[str],
+    kind: str,
+    *,
+    dataset: str | None = None,
+    rolling_window: int = 500,
+    eps: float = 0.05,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Per-segment NDCG@10 with CIs of every run: `kind` = quartile, weekpart, day, week, drift."""
+    labels = run_labels(con, run_ids)
+    frames = []
+    for run_id in run_ids:
+        if kind == "drift":
+            assert dataset is not None
+            part = segments.drift_windows(
+                con,
+                run_id,
+                dataset,
+                rolling_window=rolling_window,
+                eps=eps,
+                n_boot=n_boot,
+                seed=seed,
+            )
+        else:
+            part = segments.by_name(con, run_id, kind, "ndcg@10", n_boot=n_boot, seed=seed)
+        part.insert(0, "run", labels[run_id])
+        frames.append(part)
+    return pd.concat(frames, ignore_index=True)
+
+
+def mix_frames(
+    con: duckdb.DuckDBPyConnection,
+    run_ids: Sequence[str],
+    dataset: str,
+    *,
+    buckets: int = MIX_BUCKETS,
+    top: int = MIX_TOP_CATEGORIES,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(targets, top1) category shares per time bucket; categories beyond the `top` most
+    frequent targets are pooled as ``other``, items without a category as ``unknown``."""
+    labels = run_labels(con, run_ids)
+    query = (
+        "WITH e AS (SELECT r.ts, r.{col} AS item, ntile(?) OVER (ORDER BY r.idx) AS b"
+        " FROM run_events r WHERE r.run_id = ?),"
+        " c AS (SELECT e.b, e.ts, coalesce(k.raw, CAST(i.category AS VARCHAR), 'unknown')"
+        " AS category FROM e LEFT JOIN items i ON i.dataset = ? AND i.item_id = e.item"
+        " LEFT JOIN categories k ON k.dataset = ? AND k.category = i.category)"
+        " SELECT b AS bucket, category, count(*) AS count,"
+        " min(min(ts)) OVER (PARTITION BY b) AS t_start,"
+        " max(max(ts)) OVER (PARTITION BY b) AS t_end,"
+        " sum(count(*)) OVER (PARTITION BY b) AS n_events FROM c GROUP BY b, category"
+    )
+
+    def counts(col: str, run_id: str) -> pd.DataFrame:
+        return con.execute(query.format(col=col), [buckets, run_id, dataset, dataset]).df()
+
+    targets_raw = counts("item_id", run_ids[0])
+    totals = targets_raw.groupby("category")["count"].sum().sort_values(ascending=False)
+    keep = totals.index[:top].tolist()
+
+    def pooled(raw: pd.DataFrame) -> pd.DataFrame:
+        raw = raw.assign(category=raw["category"].where(raw["category"].isin(keep), "other"))
+        out = (
+            raw.groupby(["bucket", "t_start", "t_end", "n_events", "category"], sort=True)["count"]
+            .sum()
+            .reset_index()
+        )
+        out["share"] = out["count"] / out["n_events"]
+        order = {c: i for i, c in enumerate([*keep, "other"])}
+        out["rank"] = out["category"].map(order)
+        return out.sort_values(["rank", "bucket"]).drop(columns="rank").reset_index(drop=True)
+
+    targets = pooled(targets_raw)
+    top1 = []
+    for run_id in run_ids:
+        part = pooled(counts("top1", run_id))
+        part.insert(0, "run", labels[run_id])
+        top1.append(part)
+    return targets, pd.concat(top1, ignore_index=True)
+
+
+def batch_frames(
+    con: duckdb.DuckDBPyConnection,
+    run_ids: Sequence[str],
+    *,
+    max_points: int = MAX_POINTS,
+    max_deltas: int = MAX_DELTAS,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(health, deltas): micro-batch diagnostics bucketed to `max_points` rows per run, and
+    Δ_{n+1} per micro-batch (evenly subsampled to at most `max_deltas` per run)."""
+    labels = run_labels(con, run_ids)
+    health, deltas = [], []
+    for run_id in run_ids:
+        part = con.execute(
+            "WITH b AS (SELECT *, ntile(?) OVER (ORDER BY batch_id) AS bucket,"
+            " sum(backward_passes) OVER (ORDER BY batch_id) AS cum FROM run_batches"
+            " WHERE run_id = ?)"
+            " SELECT bucket, min(t_start) AS t_start, max(t_end) AS t_end, count(*) AS n_batches,"
+            " sum(n_events) AS n_events, avg(tta_loss_before) AS tta_loss_before,"
+            " avg(tta_loss_after) AS tta_loss_after, arg_max(param_distance, batch_id)"
+            " AS param_distance, max(cum) AS backward_passes_cum FROM b"
+            " GROUP BY bucket ORDER BY bucket",
+            [max_points, run_id],
+        ).df()
+        part.insert(0, "run", labels[run_id])
+        health.append(part)
+        count = con.execute(
+            "SELECT count(*) FROM run_batches WHERE run_id = ?", [run_id]
+        ).fetchall()[0][0]
+        step = max(1, int(np.ceil(count / max_deltas)))
+        d = con.execute(
+            "SELECT delta_next_mean FROM run_batches WHERE run_id = ? AND batch_id % ? = 0"
+            " AND delta_next_mean IS NOT NULL ORDER BY batch_id",
+            [run_id, step],
+        ).df()
+        d.insert(0, "run", labels[run_id])
+        deltas.append(d)
+    return pd.concat(health, ignore_index=True), pd.concat(deltas, ignore_index=True)
+
+
+def throughput_frame(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> pd.DataFrame:
+    """Total seconds per stage and events of every run (long format: one row per stage)."""
+    labels = run_labels(con, run_ids)
+    rows = []
+    for run_id in run_ids:
+        got = con.execute(
+            "SELECT sum(time_adapt), sum(time_score), sum(time_reveal), sum(time_detect),"
+            " sum(n_events) FROM run_batches WHERE run_id = ?",
+            [run_id],
+        ).fetchall()[0]
+        eps = run_row(con, run_id)["events_per_s"]
+        for stage, seconds in zip(("adapt", "score", "reveal", "detect"), got[:4]):
+            rows.append(
+                {
+                    "run": labels[run_id],
+                    "stage": stage,
+                    "seconds": float(seconds or 0.0),
+                    "n_events": int(got[4] or 0),
+                    "events_per_s": float("nan") if eps is None else float(eps),
+                }
+            )
+    return pd.DataFrame(rows, columns=["run", "stage", "seconds", "n_events", "events_per_s"])

@@ -1,0 +1,225 @@
+"""One self-contained HTML dashboard for a set of runs (works offline: plotly.js is inlined once).
+
+Layout: a header (scenario, dataset and its fingerprint, model and checkpoint, policies, the
+compare verdict), then one panel per figure of `dashboards.figures`. Every string taken from the
+store is HTML-escaped here (header) or in the figure functions (labels); the figure JSON is
+emitted by plotly, which escapes ``<``, ``>`` and ``/`` inside the ``<script>`` blocks.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import duckdb
+import plotly.io as pio
+from plotly.offline import get_plotlyjs
+
+from dashboards import data, figures
+from streamsim.compare import compare
+from streamsim.errors import StreamsimError
+from streamsim.metrics import run_row
+
+PLOT_CONFIG = {"responsive": True, "displaylogo": False, "scrollZoom": False}
+CSS = """
+body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 0 2rem 3rem;
+       color: #222; }
+header { border-bottom: 1px solid #ddd; margin-bottom: 1rem; }
+h1 { font-size: 1.5rem; margin: 1rem 0 0.5rem; }
+dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: 0.15rem 1rem;
+          margin: 0 0 1rem; font-size: 0.9rem; }
+dl.meta dt { font-weight: 600; color: #555; }
+dl.meta dd { margin: 0; font-family: ui-monospace, monospace; overflow-wrap: anywhere; }
+p.verdict { background: #f4f7fb; border-left: 4px solid #1f77b4; padding: 0.5rem 0.75rem;
+            font-size: 0.95rem; }
+section.panel { margin: 1.5rem 0; }
+section.panel h2 { font-size: 1.1rem; margin: 0 0 0.25rem; }
+section.panel p.note { color: #666; font-size: 0.85rem; margin: 0 0 0.25rem; }
+"""
+
+
+def _panel_notes() -> dict[str, tuple[str, str]]:
+    """Panel id -> (heading, one-line explanation)."""
+    return {
+        "rolling": (
+            "Rolling metrics over time",
+            "Trailing mean over about the last 500 events, aggregated server-side; shaded bands"
+            " are ground-truth drifts, crosses are detector alarms. Click a run in the legend to"
+            " hide or show it.",
+        ),
+        "quartiles": (
+            "Equal-count quartiles of the replay",
+            "Mean NDCG@10 per quarter of the stream (same number of events each); error bars are"
+            " 95% bootstrap intervals over chunks of consecutive events.",
+        ),
+        "weekpart": ("Weekday vs weekend (UTC)", "Mean NDCG@10 with 95% bootstrap intervals."),
+        "drift": (
+            "Drift-aligned windows",
+            "Pre, transition, early and late post windows around every ground-truth drift, and"
+            " the events until the rolling NDCG@10 is back within eps of its pre-drift level.",
+        ),
+        "mix": (
+            "Category mix of targets and of top-1 recommendations",
+            "Share of each category among the events' targets, beside each run's top-1"
+            " recommended items, per time bucket.",
+        ),
+        "tta": (
+            "Test-time adaptation health",
+            "Per micro-batch diagnostics (bucketed): test-time loss before/after the step,"
+            " distribution of the mean Δ_{n+1}, distance of the weights from θ0, backward passes.",
+        ),
+        "throughput": ("Throughput per stage", "Wall time of each loop stage per 1,000 events."),
+    }
+
+
+def build_figures(
+    con: duckdb.DuckDBPyConnection, run_ids: Sequence[str], *, rolling_window: int = 500
+) -> dict[str, object]:
+    """Panel id -> plotly Figure for the runs (drift panel only when the dataset has drifts)."""
+    dataset = str(run_row(con, run_ids[0])["dataset"])
+    drifts = data.drifts_frame(con, dataset)
+    figs: dict[str, object] = {
+        "rolling": figures.rolling_figure(
+            data.rolling_frame(con, run_ids, window=rolling_window),
+            drifts,
+            data.alarms_frame(con, run_ids),
+        ),
+        "quartiles": figures.segment_figure(
+            data.segment_frame(con, run_ids, "quartile"), title="NDCG@10 per replay quartile"
+        ),
+        "weekpart": figures.segment_figure(
+            data.segment_frame(con, run_ids, "weekpart"), title="NDCG@10 on weekdays and weekends"
+        ),
+    }
+    if len(drifts):
+        windows = data.segment_frame(
+            con, run_ids, "drift", dataset=dataset, rolling_window=rolling_window
+        )
+        if len(windows):
+            figs["drift"] = figures.drift_figure(windows)
+    targets, top1 = data.mix_frames(con, run_ids, dataset)
+    figs["mix"] = figures.mix_figure(targets, top1)
+    health, deltas = data.batch_frames(con, run_ids)
+    figs["tta"] = figures.tta_figure(health, deltas)
+    figs["throughput"] = figures.throughput_figure(data.throughput_frame(con, run_ids))
+    return figs
+
+
+def build_dashboard(
+    con: duckdb.DuckDBPyConnection,
+    run_ids: Sequence[str],
+    *,
+    title_info: Mapping[str, str] | None = None,
+) -> str:
+    """The dashboard HTML for `run_ids` (first = baseline) as one string.
+
+    Parameters
+    ----------
+    title_info
+        Extra ``label -> value`` lines for the header (e.g. the command that produced the runs).
+    """
+    run_ids = list(run_ids)
+    if not run_ids:
+        msg = "a dashboard needs at least one run, got none"
+        raise StreamsimError(msg)
+    rows = [run_row(con, r) for r in run_ids]
+    verdict = _verdict(con, run_ids)
+    figs = build_figures(con, run_ids)
+    notes = _panel_notes()
+    panels = []
+    for k, (key, fig) in enumerate(figs.items()):
+        div = pio.to_html(
+            fig,
+            full_html=False,
+            include_plotlyjs=False,
+            div_id=f"panel-{key}",
+            config=PLOT_CONFIG,
+        )
+        heading, note = notes[key]
+        panels.append(
+            f'<section class="panel" id="section-{key}" data-index="{k}">'
+            f'<h2>{html.escape(heading)}</h2><p class="note">{html.escape(note)}</p>'
+            f"{div}</section>"
+        )
+    title = f"streamsim · {rows[0]['scenario']} · {', '.join(str(r['policy']) for r in rows)}"
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title>"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<style>{CSS}</style>"
+        f'<script type="text/javascript">{get_plotlyjs()}</script>'
+        f"</head><body>{_header(rows, verdict, title_info)}{''.join(panels)}</body></html>\n"
+    )
+
+
+def write_dashboard(
+    con: duckdb.DuckDBPyConnection,
+    run_ids: Sequence[str],
+    path: Path,
+    *,
+    title_info: Mapping[str, str] | None = None,
+) -> Path:
+    """Write `build_dashboard` to `path` (parents created) and return the path."""
+    page = build_dashboard(con, run_ids, title_info=title_info)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def default_path(directory: Path, run_ids: Sequence[str]) -> Path:
+    """``<directory>/<run ids joined by '_'>.html`` with unsafe characters replaced."""
+    stem = "_".join(run_ids)
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip(".-")[:150] or "dashboard"
+    return directory / f"{stem}.html"
+
+
+def _verdict(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> str:
+    if len(run_ids) < 2:
+        return "single run: nothing to compare"
+    try:
+        return compare(con, run_ids).verdict
+    except StreamsimError as exc:
+        return f"not compared: {exc}"
+
+
+def _header(
+    rows: list[dict[str, object]], verdict: str, title_info: Mapping[str, str] | None
+) -> str:
+    first = rows[0]
+    fields: list[tuple[str, str]] = [
+        ("scenario", f"{first['scenario']} (hash {str(first['scenario_hash'])[:12]})"),
+        ("dataset", str(first["dataset"])),
+        ("data fingerprint", str(first["data_fingerprint"])),
+        ("model", f"{first['model']} (checkpoint {str(first['checkpoint_hash'])[:12]})"),
+    ]
+    policies = []
+    for r in rows:
+        manifest = r.get("manifest")
+        settings = ""
+        if isinstance(manifest, str):
+            try:
+                policy = json.loads(manifest).get("policy")
+            except (ValueError, AttributeError):
+                policy = None
+            if isinstance(policy, dict):
+                settings = ", ".join(f"{k}={v}" for k, v in sorted(policy.items()))
+        n = int(str(r["n_events"]))
+        policies.append(
+            f"{r['policy']} — run {r['run_id']}, seed {r['seed']}, {n:,} events"
+            + (f" [{settings}]" if settings else "")
+        )
+    fields.append(("policies", " | ".join(policies)))
+    if any(r["data_fingerprint"] != first["data_fingerprint"] for r in rows):
+        fields.append(("warning", "the runs were made on data with different fingerprints"))
+    for key, value in (title_info or {}).items():
+        fields.append((str(key), str(value)))
+    meta = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in fields)
+    title = f"streamsim dashboard — {first['scenario']}"
+    return (
+        f'<header><h1>{html.escape(title)}</h1><dl class="meta">{meta}</dl>'
+        f'<p class="verdict"><strong>compare:</strong> {html.escape(verdict)}</p></header>'
+    )
