@@ -467,6 +467,6 @@ def throughput_figure(frame: pd.DataFrame, *, title: str = "Throughput per stage
         xaxis_title="seconds per 1,000 events",
         yaxis_title="run",
         legend_title_text="stage",
-        height=max(260, 90 + 50 * len(runs)),
+        height=max(320, 140 + 50 * len(runs)),
     )
     return fig
