@@ -237,8 +237,9 @@ def moving_block_bootstrap(
     """Resample indices of a series by the moving-block bootstrap (Künsch 1989).
 
     Blocks of `block` consecutive positions start uniformly in ``0..n-block``; ``ceil(n/block)``
-    blocks are concatenated and cut to length ``n``. `block` is clipped to ``n``; ``block = 1``
-    is the ordinary i.i.d. bootstrap.
+    blocks are concatenated and cut to length ``n``. `block` is clipped to ``max(1, n // 2)``
+    (a block as long as the series would reproduce it in every resample and give a zero-width
+    interval); ``block = 1`` is the ordinary i.i.d. bootstrap.
 
     Returns
     -------
@@ -248,7 +249,7 @@ def moving_block_bootstrap(
     n = len(values)
     if n == 0:
         return np.zeros((n_boot, 0), dtype=np.int64)
-    b = max(1, min(int(block), n))
+    b = max(1, min(int(block), n // 2))
     k = math.ceil(n / b)
     starts = rng.integers(0, n - b + 1, size=(n_boot, k))
     picks = (starts[:, :, None] + np.arange(b)[None, None, :]).reshape(n_boot, k * b)

@@ -73,9 +73,11 @@ def test_moving_block_indices_are_consecutive_blocks() -> None:
     # within a block positions increase by one: positions 0-1-2, 3-4-5, 6-7-8 of each resample
     for start in (0, 3, 6):
         assert np.all(np.diff(picks[:, start : start + 3], axis=1) == 1)
-    # block longer than the series is clipped: the single block is the series itself
-    whole = compare.moving_block_bootstrap(np.zeros(4), block=7, n_boot=3, rng=rng)
-    assert np.all(whole == np.arange(4))
+    # a block longer than half the series is clipped to half of it: 2 blocks of 2 out of 4
+    clipped = compare.moving_block_bootstrap(np.zeros(4), block=7, n_boot=200, rng=rng)
+    assert np.all(np.diff(clipped[:, :2], axis=1) == 1)
+    assert np.all(np.diff(clipped[:, 2:], axis=1) == 1)
+    assert set(clipped[:, 0].tolist()) == {0, 1, 2}
 
 
 def test_mcnemar_exact_and_chi2() -> None:
