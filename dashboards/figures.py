@@ -435,11 +435,10 @@ def throughput_figure(frame: pd.DataFrame, *, title: str = "Throughput per stage
     runs = _runs(frame)
     for s, stage in enumerate(STAGES):
         part = frame[frame["stage"] == stage].set_index("run").reindex(runs)
-        per_1k = (
-            1000.0
-            * part["seconds"].to_numpy(dtype=np.float64)
-            / part["n_events"].to_numpy(dtype=np.float64)
-        )
+        events = part["n_events"].to_numpy(dtype=np.float64)
+        seconds = part["seconds"].to_numpy(dtype=np.float64)
+        # a run without events has no rate (NaN, drawn as no bar)
+        per_1k = 1000.0 * seconds / np.where(events > 0, events, np.nan)
         fig.add_trace(
             go.Bar(
                 y=[text(r) for r in runs],
