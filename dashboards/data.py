@@ -12,7 +12,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from streamsim import segments
+from streamsim import metrics, segments
+from streamsim.compare import mcnemar
 from streamsim.metrics import run_row
 
 MAX_POINTS = 2000
@@ -214,3 +215,35 @@ def throughput_frame(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> 
                 }
             )
     return pd.DataFrame(rows, columns=["run", "stage", "seconds", "n_events", "events_per_s"])
+
+
+def paired_frame(
+    con: duckdb.DuckDBPyConnection, run_ids: Sequence[str], *, metric: str = "ndcg@10"
+) -> pd.DataFrame:
+    """Per UTC day, every run minus the baseline (first run) on the same events.
+
+    Columns: ``run, day, t_start, t_end, n_events, diff`` (mean per-event metric difference),
+    ``b`` / ``c`` (hit@10 discordant events: run only / baseline only), ``mcnemar_p`` (that day's
+    McNemar test, `streamsim.compare.mcnemar`). Empty for fewer than two runs.
+    """
+    columns = ["run", "day", "t_start", "t_end", "n_events", "diff", "b", "c", "mcnemar_p"]
+    if len(run_ids) < 2:
+        return pd.DataFrame(columns=columns)
+    labels = run_labels(con, run_ids)
+    r_expr = metrics.metric_column(metric, "r")
+    b_expr = metrics.metric_column(metric, "b")
+    frames = []
+    for run_id in run_ids[1:]:
+        part = con.execute(
+            "SELECT CAST(floor(b.ts / 86400.0) AS BIGINT) AS day, min(b.ts) AS t_start,"
+            f" max(b.ts) AS t_end, count(*) AS n_events, avg({r_expr} - {b_expr}) AS diff,"
+            " count(*) FILTER (WHERE r.hit10 AND NOT b.hit10) AS b,"
+            " count(*) FILTER (WHERE b.hit10 AND NOT r.hit10) AS c"
+            " FROM run_events b JOIN run_events r ON r.idx = b.idx"
+            " WHERE b.run_id = ? AND r.run_id = ? GROUP BY day ORDER BY day",
+            [run_ids[0], run_id],
+        ).df()
+        part["mcnemar_p"] = [mcnemar(int(x), int(y))[1] for x, y in zip(part["b"], part["c"])]
+        part.insert(0, "run", labels[run_id])
+        frames.append(part)
+    return pd.concat(frames, ignore_index=True)[columns]

@@ -469,3 +469,125 @@ def throughput_figure(frame: pd.DataFrame, *, title: str = "Throughput per stage
         height=max(320, 140 + 50 * len(runs)),
     )
     return fig
+
+
+def paired_figure(
+    frame: pd.DataFrame,
+    intervals: pd.DataFrame,
+    *,
+    baseline: str,
+    metric_label: str = "NDCG@10",
+    title: str = "Paired daily difference vs the baseline",
+) -> go.Figure:
+    """When does a run beat the baseline? Daily paired differences and daily McNemar p-values.
+
+    Parameters
+    ----------
+    frame
+        `dashboards.data.paired_frame`: ``run, t_start, t_end, n_events, diff, b, c,
+        mcnemar_p`` per run and UTC day.
+    intervals
+        The compare result per run: ``run, mean_diff, ci_low, ci_high`` (moving-block
+        bootstrap); drawn as a dashed line at the mean and a shaded band over the CI.
+    baseline
+        Label of the baseline run (for titles and hover).
+    """
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        row_heights=[0.65, 0.35],
+        subplot_titles=(
+            f"daily {text(metric_label)} difference vs {text(baseline)}"
+            " (markers), 7-day moving average (line), mean and 95% block-bootstrap CI (band)",
+            "daily McNemar p-value on hit@10",
+        ),
+    )
+    for k, run in enumerate(_runs(frame)):
+        part = frame[frame["run"] == run]
+        name = text(run)
+        x = to_datetime(part["t_end"])
+        custom = np.column_stack(
+            [_window_text(part["t_start"], part["t_end"]), part["n_events"], part["b"], part["c"]]
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=part["diff"].to_numpy(dtype=np.float64),
+                mode="markers",
+                name=name,
+                legendgroup=name,
+                marker={"color": color(k), "size": 6, "opacity": 0.6},
+                customdata=custom,
+                hovertemplate=(
+                    f"<b>{name}</b> − {text(baseline)}<br>difference %{{y:+.4f}}<br>"
+                    "%{customdata[0]} (%{customdata[1]} events)<extra></extra>"
+                ),
+            ),
+            row=1,
+            col=1,
+        )
+        moving = part["diff"].rolling(7, min_periods=1).mean().to_numpy(dtype=np.float64)
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=moving,
+                mode="lines",
+                name=name,
+                legendgroup=name,
+                showlegend=False,
+                line={"color": color(k), "width": 2},
+                hovertemplate=(
+                    f"<b>{name}</b> − {text(baseline)}<br>7-day moving average %{{y:+.4f}}"
+                    "<br>up to %{x|%Y-%m-%d}<extra></extra>"
+                ),
+            ),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=part["mcnemar_p"].to_numpy(dtype=np.float64),
+                mode="markers",
+                name=name,
+                legendgroup=name,
+                showlegend=False,
+                marker={"color": color(k), "size": 6, "symbol": "diamond"},
+                customdata=custom,
+                hovertemplate=(
+                    f"<b>{name}</b> vs {text(baseline)}, hit@10<br>McNemar p = %{{y:.3g}}<br>"
+                    "%{customdata[2]} events hit only by the run, %{customdata[3]} only by the"
+                    " baseline<br>%{customdata[0]} (%{customdata[1]} events)<extra></extra>"
+                ),
+            ),
+            row=2,
+            col=1,
+        )
+        ci = intervals[intervals["run"] == run]
+        if len(ci) and len(x):
+            row = ci.iloc[0]
+            fig.add_hrect(
+                y0=float(row["ci_low"]),
+                y1=float(row["ci_high"]),
+                fillcolor=color(k),
+                opacity=0.15,
+                line_width=0,
+                layer="below",
+                row=1,
+                col=1,
+            )
+            fig.add_hline(
+                y=float(row["mean_diff"]),
+                line={"color": color(k), "dash": "dash", "width": 1},
+                row=1,
+                col=1,
+            )
+    fig.add_hline(y=0.0, line={"color": "#444", "width": 1}, row=1, col=1)
+    fig.add_hline(y=0.05, line={"color": "#999", "dash": "dot", "width": 1}, row=2, col=1)
+    fig.update_yaxes(title_text=f"Δ {text(metric_label)}", row=1, col=1)
+    fig.update_yaxes(title_text="p (log)", type="log", row=2, col=1)
+    fig.update_xaxes(title_text="time (UTC)", row=2, col=1)
+    fig.update_layout(title=text(title), height=560, legend_title_text="run")
+    return fig

@@ -15,11 +15,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from dashboards import data, figures
-from streamsim.compare import compare
+from streamsim.compare import Comparison, compare
 from streamsim.errors import StreamsimError
 from streamsim.metrics import run_row
 
@@ -50,6 +51,12 @@ def _panel_notes() -> dict[str, tuple[str, str]]:
             " are ground-truth drifts, crosses are detector alarms. Click a run in the legend to"
             " hide or show it.",
         ),
+        "paired": (
+            "Paired comparison with the baseline over time",
+            "Each run minus the first run on the same events, per UTC day; the band is the"
+            " 95% moving-block bootstrap CI of the mean daily difference that `streamsim compare`"
+            " reports; the lower plot shows when the hit@10 difference is significant that day.",
+        ),
         "quartiles": (
             "Equal-count quartiles of the replay",
             "Mean NDCG@10 per quarter of the stream (same number of events each); error bars are"
@@ -76,9 +83,14 @@ def _panel_notes() -> dict[str, tuple[str, str]]:
 
 
 def build_figures(
-    con: duckdb.DuckDBPyConnection, run_ids: Sequence[str], *, rolling_window: int = 500
+    con: duckdb.DuckDBPyConnection,
+    run_ids: Sequence[str],
+    *,
+    comparison: Comparison | None = None,
+    rolling_window: int = 500,
 ) -> dict[str, object]:
-    """Panel id -> plotly Figure for the runs (drift panel only when the dataset has drifts)."""
+    """Panel id -> plotly Figure for the runs (the paired panel only with a `comparison`, the
+    drift panel only when the dataset has drifts)."""
     dataset = str(run_row(con, run_ids[0])["dataset"])
     drifts = data.drifts_frame(con, dataset)
     figs: dict[str, object] = {
@@ -87,6 +99,27 @@ def build_figures(
             drifts,
             data.alarms_frame(con, run_ids),
         ),
+    }
+    if comparison is not None:
+        labels = data.run_labels(con, run_ids)
+        intervals = pd.DataFrame(
+            [
+                {
+                    "run": labels[p.run_id],
+                    "mean_diff": p.mean_diff,
+                    "ci_low": p.ci_low,
+                    "ci_high": p.ci_high,
+                }
+                for p in comparison.pairs
+            ],
+            columns=["run", "mean_diff", "ci_low", "ci_high"],
+        )
+        figs["paired"] = figures.paired_figure(
+            data.paired_frame(con, run_ids, metric=comparison.metric),
+            intervals,
+            baseline=labels[run_ids[0]],
+        )
+    figs |= {
         "quartiles": figures.segment_figure(
             data.segment_frame(con, run_ids, "quartile"), title="NDCG@10 per replay quartile"
         ),
@@ -126,8 +159,8 @@ def build_dashboard(
         msg = "a dashboard needs at least one run, got none"
         raise StreamsimError(msg)
     rows = [run_row(con, r) for r in run_ids]
-    verdict = _verdict(con, run_ids)
-    figs = build_figures(con, run_ids)
+    comparison, verdict = _compare(con, run_ids)
+    figs = build_figures(con, run_ids, comparison=comparison)
     notes = _panel_notes()
     panels = []
     for k, (key, fig) in enumerate(figs.items()):
@@ -177,13 +210,15 @@ def default_path(directory: Path, run_ids: Sequence[str]) -> Path:
     return directory / f"{stem}.html"
 
 
-def _verdict(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> str:
+def _compare(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> tuple[Comparison | None, str]:
+    """The default `compare` of the runs (per day) and its verdict, or why there is none."""
     if len(run_ids) < 2:
-        return "single run: nothing to compare"
+        return None, "single run: nothing to compare"
     try:
-        return compare(con, run_ids).verdict
+        result = compare(con, run_ids)
     except StreamsimError as exc:
-        return f"not compared: {exc}"
+        return None, f"not compared: {exc}"
+    return result, result.verdict
 
 
 def _header(

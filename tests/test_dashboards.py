@@ -145,6 +145,36 @@ def test_drift_mix_tta_throughput_figures() -> None:
     assert fig.layout.xaxis.title.text == "seconds per 1,000 events"
 
 
+def test_paired_figure_daily_differences_and_ci_band() -> None:
+    con = store.connect_memory()
+    fabricate_dataset(con, n_events=1400, n_days=14)
+    fabricate_run(con, "r1", policy="reset")
+    copy_run(con, "r1", "r2", policy="continual", ndcg_shift=0.05)
+    from dashboards import data
+
+    frame = data.paired_frame(con, ["r1", "r2"])
+    assert len(frame) == 14
+    assert frame["diff"].to_numpy() == pytest.approx(np.full(14, 0.05))
+    assert (frame["b"] == 0).all()
+    assert (frame["mcnemar_p"] == 1.0).all()
+    assert data.paired_frame(con, ["r1"]).empty
+    intervals = pd.DataFrame(
+        {"run": ["continual"], "mean_diff": [0.05], "ci_low": [0.04], "ci_high": [0.06]}
+    )
+    fig = figures.paired_figure(frame, intervals, baseline="reset")
+    assert len(fig.data) == 3  # daily markers, 7-day average, daily McNemar p
+    assert pd.Timestamp(fig.data[0].x[0]) == pd.Timestamp(
+        pd.to_datetime(frame["t_end"].iloc[0], unit="s")
+    )
+    band = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert len(band) == 1
+    assert (band[0].y0, band[0].y1) == (0.04, 0.06)
+    lines = sorted(s.y0 for s in fig.layout.shapes if s.type == "line")
+    assert lines == [0.0, 0.05, 0.05]  # zero, the mean difference, p = 0.05
+    assert fig.layout.yaxis2.type == "log"
+    assert fig.layout.yaxis.title.text == "Δ NDCG@10"
+
+
 def test_text_escapes_markup() -> None:
     assert figures.text("<b>x</b>") == "&lt;b&gt;x&lt;/b&gt;"
     assert figures.text('a"b') == 'a"b'
@@ -170,7 +200,16 @@ def test_page_is_self_contained_and_escaped(evil_con: duckdb.DuckDBPyConnection)
     page = build_dashboard(evil_con, ["base", EVIL], title_info={"command": EVIL})
     # plotly.js embedded exactly once, nothing fetched from the network
     panels = re.findall(r'<section class="panel" id="section-(\w+)"', page)
-    assert panels == ["rolling", "quartiles", "weekpart", "drift", "mix", "tta", "throughput"]
+    assert panels == [
+        "rolling",
+        "paired",
+        "quartiles",
+        "weekpart",
+        "drift",
+        "mix",
+        "tta",
+        "throughput",
+    ]
     assert page.count('class="plotly-graph-div"') == len(panels)
     assert len(re.findall(r"plotly\.js v\d", page)) == 1
     assert not re.search(r"<script[^>]+src=", page)
