@@ -83,16 +83,19 @@ def rolling_figure(
         Ground-truth global drifts: ``drift_id, kind, start_ts, end_ts``; each is a shaded
         rectangle over all rows.
     alarms
-        Detector alarms: ``run, detector, signal, idx, ts``; markers on the third row, one
-        y category per detector/signal.
+        Detector alarms: ``run, detector, signal, idx, ts``; markers on a third row, one
+        y category per detector/signal (no third row when there are no alarms).
     """
+    has_alarms = len(alarms) > 0
     fig = make_subplots(
-        rows=3,
+        rows=3 if has_alarms else 2,
         cols=1,
         shared_xaxes=True,
-        vertical_spacing=0.04,
-        row_heights=[0.42, 0.42, 0.16],
-        subplot_titles=("NDCG@10 (rolling)", "HR@10 (rolling)", "drift alarms"),
+        vertical_spacing=0.04 if has_alarms else 0.06,
+        row_heights=[0.42, 0.42, 0.16] if has_alarms else [0.5, 0.5],
+        subplot_titles=("NDCG@10 (rolling)", "HR@10 (rolling)", "drift alarms")
+        if has_alarms
+        else ("NDCG@10 (rolling)", "HR@10 (rolling; no detector alarms)"),
     )
     runs = list(dict.fromkeys(_runs(rolling) + _runs(alarms)))
     for k, run in enumerate(runs):
@@ -164,8 +167,9 @@ def rolling_figure(
         )
     fig.update_yaxes(title_text="NDCG@10", row=1, col=1)
     fig.update_yaxes(title_text="HR@10", row=2, col=1)
-    fig.update_yaxes(title_text="detector", row=3, col=1, type="category")
-    fig.update_xaxes(title_text="time (UTC)", row=3, col=1)
+    if has_alarms:
+        fig.update_yaxes(title_text="detector", row=3, col=1, type="category")
+    fig.update_xaxes(title_text="time (UTC)", row=3 if has_alarms else 2, col=1)
     fig.update_layout(title=text(title), height=720, hovermode="closest", legend_title_text="run")
     return fig
 
@@ -504,7 +508,8 @@ def paired_figure(
             "daily McNemar p-value on hit@10",
         ),
     )
-    for k, run in enumerate(_runs(frame)):
+    # colours match the other panels: the baseline is run 0, the compared runs are 1, 2, ...
+    for k, run in enumerate(_runs(frame), start=1):
         part = frame[frame["run"] == run]
         name = text(run)
         x = to_datetime(part["t_end"])

@@ -88,6 +88,11 @@ def test_rolling_figure_traces_drifts_and_alarms() -> None:
     assert fig.layout.xaxis3.title.text == "time (UTC)"
     # legend: one entry per run, toggling all of its traces
     assert sum(bool(t.showlegend) for t in fig.data) == 2
+    # without alarms there is no alarm row, and the time axis is on the second row
+    quiet = figures.rolling_figure(_rolling(["reset"]), drifts, alarms.iloc[0:0])
+    assert len(quiet.data) == 2
+    assert quiet.layout.xaxis2.title.text == "time (UTC)"
+    assert "xaxis3" not in quiet.layout.to_plotly_json()
 
 
 def test_segment_figure_bars_with_cis() -> None:
