@@ -103,6 +103,14 @@ def segment_frame(
     return pd.concat(frames, ignore_index=True)
 
 
+def has_categories(con: duckdb.DuckDBPyConnection, dataset: str) -> bool:
+    """Whether any item of `dataset` has a category (else the category mix is meaningless)."""
+    rows = con.execute(
+        "SELECT count(*) FROM items WHERE dataset = ? AND category IS NOT NULL", [dataset]
+    ).fetchall()
+    return bool(rows[0][0])
+
+
 def mix_frames(
     con: duckdb.DuckDBPyConnection,
     run_ids: Sequence[str],

@@ -90,7 +90,7 @@ def build_figures(
     rolling_window: int = 500,
 ) -> dict[str, object]:
     """Panel id -> plotly Figure for the runs (the paired panel only with a `comparison`, the
-    drift panel only when the dataset has drifts)."""
+    drift panel only when the dataset has drifts, the category mix only when it has categories)."""
     dataset = str(run_row(con, run_ids[0])["dataset"])
     drifts = data.drifts_frame(con, dataset)
     figs: dict[str, object] = {
@@ -133,8 +133,9 @@ def build_figures(
         )
         if len(windows):
             figs["drift"] = figures.drift_figure(windows)
-    targets, top1 = data.mix_frames(con, run_ids, dataset)
-    figs["mix"] = figures.mix_figure(targets, top1)
+    if data.has_categories(con, dataset):
+        targets, top1 = data.mix_frames(con, run_ids, dataset)
+        figs["mix"] = figures.mix_figure(targets, top1)
     health, deltas = data.batch_frames(con, run_ids)
     figs["tta"] = figures.tta_figure(health, deltas)
     figs["throughput"] = figures.throughput_figure(data.throughput_frame(con, run_ids))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -149,3 +150,30 @@ def test_cli_compare_json_and_table(workspace: store.Workspace) -> None:
     res = runner.invoke(app, ["compare", "r1", "missing"])
     assert res.exit_code == 1
     assert "unknown run 'missing'" in res.output
+
+
+def test_compare_and_dashboard_on_engine_runs(tmp_path: Path) -> None:
+    """Real runs from the replay pipeline (tiny T2ARec on toy data): compare prints the CI and
+    p-values, the dashboard builds from the engine's tables."""
+    from dashboards.page import build_dashboard
+    from streamsim.pipeline import prepare, replay_policy
+    from tests.pipeline_helpers import POLICIES, setup, tiny_scenario
+
+    ws, con = setup(tmp_path / "ws")
+    sc = tiny_scenario()
+    prepared = prepare(con, ws, sc)  # type: ignore[arg-type]
+    ids = [
+        replay_policy(con, ws, sc, p, prepared, progress=lambda *_: None)  # type: ignore[arg-type]
+        for p in POLICIES[1:3]  # reset, continual
+    ]
+    page = build_dashboard(con, ids)  # type: ignore[arg-type]
+    assert "continual vs reset:" in page
+    con.close()  # type: ignore[attr-defined]
+    res = CliRunner().invoke(
+        app, ["--store", str(ws.root), "compare", *ids, "--block", "3", "--n-boot", "500"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "continual vs reset:" in res.output
+    assert "95% CI [" in res.output
+    assert "Wilcoxon p=" in res.output
+    assert "McNemar" in res.output
