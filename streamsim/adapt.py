@@ -24,6 +24,7 @@ from torch import Tensor
 
 from models.base import Recommender, SeqBatch
 from streamsim.errors import ModelError
+from streamsim.filters import EtaFilter, EtaFilterSpec
 from streamsim.scenario import PolicySpec
 
 
@@ -33,6 +34,7 @@ class AdaptStats:
     loss_after: float | None  # ... after the last step
     backward_passes: int
     seconds: float
+    filtered_share: float | None = None  # share of requests a sample filter left out
 
 
 def collect_params(model: Recommender) -> tuple[list[torch.nn.Parameter], list[str]]:
@@ -64,10 +66,13 @@ def check_model(model: Recommender, policy: PolicySpec) -> None:
 class Adapter:
     """Wraps a model with one adaptation policy; snapshots the pretrained weights when built."""
 
-    def __init__(self, model: Recommender, policy: PolicySpec) -> None:
+    def __init__(
+        self, model: Recommender, policy: PolicySpec, *, sample_filter: EtaFilterSpec | None = None
+    ) -> None:
         check_model(model, policy)
         self.model = model
         self.policy = policy
+        self.filter = EtaFilter(sample_filter) if sample_filter is not None else None
         self.params, self.param_names = collect_params(model)
         self.theta0 = _snapshot(model)  # the pretrained weights (for ||theta - theta0||)
         self._base: dict[str, Tensor] | None = None  # weights to restore after a reset batch
@@ -82,8 +87,11 @@ class Adapter:
         return torch.optim.SGD(self.params, lr=self.policy.tta_lr, momentum=0.0, weight_decay=0.0)
 
     # -- stage 1: adapt on the inputs -----------------------------------------------------------
-    def adapt(self, inputs: SeqBatch) -> AdaptStats:
-        """Test-time steps on the batch's inputs (no targets); returns the losses it saw."""
+    def adapt(self, inputs: SeqBatch, *, outside: Tensor | None = None) -> AdaptStats:
+        """Test-time steps on the batch's inputs (no targets); returns the losses it saw.
+
+        `outside` marks items outside the catalogue (scored -inf by the sample filter).
+        """
         assert inputs.targets is None, "test-time adaptation must never see targets"
         start = time.perf_counter()
         if self.tta_opt is None:
@@ -91,6 +99,16 @@ class Adapter:
         if self.policy.tta == "reset":
             self._base = _snapshot(self.model)
         self.model.eval()  # A14: deterministic (no dropout) during the step and the scoring
+        filtered = None
+        if self.filter is not None:
+            with torch.no_grad():
+                scores = self.model.score(inputs).clone()
+            if outside is not None:
+                scores[:, outside] = float("-inf")
+            keep = self.filter.select(scores)
+            filtered = 1.0 - float(keep.double().mean())
+            if not bool(keep.all()):
+                inputs = inputs.subset(keep.nonzero()[:, 0])
         before = None
         for _ in range(self.policy.tta_steps):
             loss = self.model.test_time_loss(inputs)
@@ -102,7 +120,8 @@ class Adapter:
         self.tta_opt.zero_grad(set_to_none=True)
         with torch.no_grad():
             after = float(self.model.test_time_loss(inputs))
-        return AdaptStats(before, after, self.policy.tta_steps, time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        return AdaptStats(before, after, self.policy.tta_steps, seconds, filtered)
 
     # -- after scoring: restore for reset -------------------------------------------------------
     def after_scoring(self) -> None:
@@ -141,6 +160,7 @@ class Adapter:
 
     def state(self) -> dict[str, object]:
         return {
+            "filter": self.filter.state() if self.filter is not None else None,
             "model": _snapshot(self.model),
             "tta_opt": self.tta_opt.state_dict() if self.tta_opt is not None else None,
             "online_opt": self.online_opt.state_dict() if self.online_opt is not None else None,
@@ -150,6 +170,8 @@ class Adapter:
         weights = state["model"]
         assert isinstance(weights, dict)
         _restore(self.model, weights)
+        if self.filter is not None and isinstance(state.get("filter"), dict):
+            self.filter.load_state(state["filter"])  # type: ignore[arg-type]
         if self.tta_opt is not None and state["tta_opt"] is not None:
             self.tta_opt.load_state_dict(state["tta_opt"])  # type: ignore[arg-type]
         if self.online_opt is not None and state["online_opt"] is not None:

@@ -34,6 +34,7 @@ import torch
 from models.base import Recommender, SeqBatch
 from streamsim.adapt import Adapter, AdaptStats
 from streamsim.drift import BATCH_SIGNALS, Watch, feed, make_detector
+from streamsim.filters import EtaFilterSpec
 from streamsim.history import HistoryBuffer
 from streamsim.ranking import rank_metrics, target_ranks, topk_entropy
 from streamsim.scenario import DetectorSpec, PolicySpec, ReplaySpec
@@ -140,12 +141,13 @@ class ReplayEngine:
         n_users: int,
         n_items: int,
         seed: int,
+        sample_filter: EtaFilterSpec | None = None,
     ) -> None:
         self.model = model.eval()
         self.policy = policy
         self.spec = spec
         self.seed = seed
-        self.adapter = Adapter(model, policy)
+        self.adapter = Adapter(model, policy, sample_filter=sample_filter)
         self.history = HistoryBuffer(n_users=n_users, n_items=n_items, max_len=model.max_len)
         self.watches: list[Watch] = [make_detector(d) for d in detectors]
         self.next_idx = 0  # first replay index not processed yet
@@ -186,7 +188,7 @@ class ReplayEngine:
         is_cold = ~self.history.known[eb.items]
         # 2. adapt on the inputs
         t0 = time.perf_counter()
-        adapt = self.adapter.adapt(inputs)
+        adapt = self.adapter.adapt(inputs, outside=torch.from_numpy(~self.history.known))
         tta_loss, delta = self._label_free_signals(inputs, adapt)
         seconds["adapt"] = time.perf_counter() - t0
         # 3. score against the catalogue known now

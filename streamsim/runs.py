@@ -181,7 +181,7 @@ def _batch_row(run_id: str, r: BatchResult) -> dict[str, Any]:
         "tta_loss_after": r.adapt.loss_after,
         "param_distance": r.param_distance,
         "backward_passes": r.backward_passes,
-        "filtered_share": None,
+        "filtered_share": r.adapt.filtered_share,
         "delta_next_mean": r.delta_next_mean,
         "topk_entropy": r.topk_entropy,
         "coverage": r.coverage,
