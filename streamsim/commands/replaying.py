@@ -47,6 +47,8 @@ def replay(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Replay a scenario: data, pretraining (cached), then one run per adaptation policy."""
+    from streamsim.commands.compare import render_comparison
+    from streamsim.compare import compare
     from streamsim.pipeline import prepare, replay_policy
     from streamsim.report import summarize
     from streamsim.scenario import load
@@ -102,31 +104,30 @@ def replay(
                 replay_policy(con, ws, sc, pol, prepared, resume=resume, progress=on_batch)
             )
     summaries = [summarize(con, run_id) for run_id in run_ids]
-    path = None
-    if dashboard and run_ids:
-        path = _write_dashboard(con, ws, run_ids, sc.name)
+    comparison = compare(con, run_ids) if len(run_ids) > 1 else None
+    path = _write_dashboard(con, ws, run_ids, sc.name) if dashboard and run_ids else None
     if as_json:
-        typer.echo(
-            json.dumps(
-                {"scenario": sc.name, "runs": summaries, "dashboard": str(path) if path else None},
-                default=str,
-                indent=2,
-            )
-        )
+        payload = {
+            "scenario": sc.name,
+            "runs": summaries,
+            "comparison": comparison.to_json() if comparison else None,
+            "dashboard": str(path) if path else None,
+        }
+        typer.echo(json.dumps(payload, default=str, indent=2))
         return
     console.print(_summary_table(sc.name, summaries))
     for s in summaries:
         for det in s["detectors"]:
             console.print(_detector_line(s["policy"], det))
+    if comparison is not None:
+        console.print(render_comparison(comparison))
     if path is not None:
         console.print(f"dashboard: {path}")
 
 
-def _write_dashboard(con: Any, ws: Any, run_ids: list[str], name: str) -> Path | None:
-    try:
-        from dashboards.page import write_dashboard
-    except ImportError:  # dashboards not installed in this build
-        return None
+def _write_dashboard(con: Any, ws: Any, run_ids: list[str], name: str) -> Path:
+    from dashboards.page import write_dashboard
+
     path = ws.subdir("dashboards") / f"{name}-{run_ids[0].rsplit('-', 1)[-1]}.html"
     return Path(write_dashboard(con, run_ids, path))
 
