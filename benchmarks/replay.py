@@ -36,7 +36,8 @@ def bench(scenario_name: str, store: Path, max_events: int | None) -> list[tuple
     pop = load(scenario_name, {**overrides, "model.name": "popularity", "model.config": {}})
     pop_prepared = prepare(con, ws, pop)
     none = PolicySpec(name="bench-none")
-    rows.append(("popularity none (engine overhead)", _events_per_s(con, ws, pop, none, pop_prepared)))
+    overhead = _events_per_s(con, ws, pop, none, pop_prepared)
+    rows.append(("popularity none (engine overhead)", overhead))
     return rows
 
 

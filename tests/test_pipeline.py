@@ -74,7 +74,8 @@ def test_checkpoints_are_cached_by_content(tmp_path: Path) -> None:
     assert (second.checkpoint.path / "manifest.json").stat().st_mtime_ns == stamp
     assert (first.checkpoint.path / "model.safetensors").exists()
     manifest = first.checkpoint.manifest
-    assert manifest["data_fingerprint"] and manifest["seed"] == 3
+    assert manifest["data_fingerprint"]
+    assert manifest["seed"] == 3
     assert "valid.ndcg@10" in manifest["best"]
 
 
