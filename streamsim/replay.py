@@ -10,7 +10,8 @@ For every micro-batch, in this order and only here (`ReplayEngine.step`):
    is recorded (`streamsim.ranking`). Then ``reset`` restores the weights.
 4. **reveal**: the targets join the histories and the catalogue; count models `observe` them;
    an optional online supervised update learns from them.
-5. **detect**: river detectors are fed the batch's per-event and per-batch signals.
+5. **detect**: river detectors are fed the batch's per-event and per-batch signals (the
+   label-free ones, computed on the inputs right after adaptation, are timed with this stage).
 
 Micro-batches never hold two requests of the same user: the batcher closes a batch before a
 user's second event, so every request sees exactly the events before it (and a second request
@@ -189,8 +190,10 @@ class ReplayEngine:
         # 2. adapt on the inputs
         t0 = time.perf_counter()
         adapt = self.adapter.adapt(inputs, outside=torch.from_numpy(~self.history.known))
-        tta_loss, delta = self._label_free_signals(inputs, adapt)
         seconds["adapt"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        tta_loss, delta = self._label_free_signals(inputs, adapt)  # with the adapted weights
+        seconds["signals"] = time.perf_counter() - t0
         # 3. score against the catalogue known now
         t0 = time.perf_counter()
         with torch.no_grad():
@@ -218,7 +221,7 @@ class ReplayEngine:
         # 5. detect
         t0 = time.perf_counter()
         alarms = self._detect(eb, metrics, tta_loss, entropy)
-        seconds["detect"] = time.perf_counter() - t0
+        seconds["detect"] = time.perf_counter() - t0 + seconds.pop("signals")
         self.next_idx = int(eb.idx[-1]) + 1
         self.next_batch_id = eb.batch_id + 1
         return BatchResult(
