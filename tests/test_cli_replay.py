@@ -1,0 +1,109 @@
+"""`streamsim replay` / `runs` through the CLI, on a toy dataset and a scenario file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from typer.testing import CliRunner
+
+from streamsim.cli import app
+from tests.pipeline_helpers import setup
+
+SCENARIO = """
+name = "tiny-cli"
+description = "toy data, tiny T2ARec"
+seed = 1
+
+[data]
+dataset = "toy"
+
+[split]
+valid_start = 0.5
+replay_start = 0.6
+
+[model]
+name = "t2arec"
+
+[model.config]
+max_len = 8
+d_model = 16
+d_state = 8
+chunk = 8
+time_block = 8
+
+[train]
+epochs = 1
+batch_size = 64
+
+[[adaptation.policies]]
+name = "none"
+
+[[adaptation.policies]]
+name = "reset"
+tta = "reset"
+tta_lr = 0.01
+
+[replay]
+batch_events = 64
+
+[[detectors]]
+name = "adwin"
+signal = "rr10"
+"""
+
+
+def invoke(store: Path, *args: str):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(app, ["--store", str(store), *args])
+
+
+def test_replay_runs_show_and_export(tmp_path: Path) -> None:
+    store = tmp_path / "ws"
+    setup(store)  # stores the toy dataset
+    scenario = tmp_path / "tiny.toml"
+    scenario.write_text(SCENARIO)
+    result = invoke(store, "replay", "--scenario", str(scenario), "--json", "--no-dashboard")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout[result.stdout.index("{") :])
+    runs = {r["policy"]: r for r in payload["runs"]}
+    assert set(runs) == {"none", "reset"}
+    assert 0.0 <= runs["reset"]["metrics"]["ndcg@10"] <= 1.0
+    assert payload["comparison"] is not None
+
+    listed = invoke(store, "runs", "list", "--json")
+    assert listed.exit_code == 0
+    assert len(json.loads(listed.stdout)) == 2
+
+    run_id = runs["reset"]["run_id"]
+    shown = invoke(store, "runs", "show", run_id, "--json")
+    assert shown.exit_code == 0
+    info = json.loads(shown.stdout)
+    assert info["metrics"]["ndcg@10"] == runs["reset"]["metrics"]["ndcg@10"]
+    assert info["manifest"]["policy"]["tta"] == "reset"
+
+    out = tmp_path / "events.parquet"
+    exported = invoke(store, "runs", "export", run_id, str(out))
+    assert exported.exit_code == 0
+    table = pq.read_table(out)
+    assert "rank" in table.column_names
+    assert table.num_rows == runs["reset"]["n_events"]
+    assert min(table.column("rank").to_pylist()) >= 1
+
+
+def test_bad_scenario_key_is_one_clean_error(tmp_path: Path) -> None:
+    store = tmp_path / "ws"
+    setup(store)
+    scenario = tmp_path / "bad.toml"
+    scenario.write_text(SCENARIO.replace("batch_events = 64", "batchsize = 64"))
+    result = invoke(store, "replay", "--scenario", str(scenario))
+    assert result.exit_code == 1
+    assert "batchsize" in result.output
+    assert "bad.toml" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unknown_run_is_one_clean_error(tmp_path: Path) -> None:
+    result = invoke(tmp_path / "ws", "runs", "show", "nope")
+    assert result.exit_code == 1
+    assert "unknown run 'nope'" in result.output
