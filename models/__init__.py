@@ -20,4 +20,9 @@ __all__ = [
 ]
 
 # model modules (each registers itself); keep one import per line
+import models.gru4rec  # noqa: F401, E402
+import models.mamba4rec  # noqa: F401, E402
+import models.popularity  # noqa: F401, E402
+import models.sasrec  # noqa: F401, E402
 import models.t2arec  # noqa: F401, E402
+import models.transition  # noqa: F401, E402
