@@ -31,7 +31,7 @@ from streamsim.errors import ModelError
 @dataclass(frozen=True)
 class TransitionConfig:
     max_len: int = 50  # only the last history item is used
-    backoff: float = 0.5  # weight of the popularity share (≤ 1: a tie-breaker only)
+    backoff: float = 1e-3  # weight of the popularity share (≤ 1: a tie-breaker only)
 
     def __post_init__(self) -> None:
         if self.max_len < 1 or self.backoff < 0:

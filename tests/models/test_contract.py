@@ -1,12 +1,13 @@
 """The contract every registered model keeps (parametrized over `models.list_models()`).
 
-Tiny sizes (V = 31, L = 8, B = 4) so the whole file runs in seconds. Ids read "<model>:<check>".
+Tiny sizes (V = 31, L = 8, B = 4) so the whole file runs in seconds. Ids read "<model>-<check>".
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
+import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -72,7 +73,7 @@ def _scores(model: Recommender, batch: SeqBatch) -> torch.Tensor:
 
 
 def _ids(check: str) -> Callable[[str], str]:
-    return lambda name: f"{name}:{check}"
+    return lambda name: f"{name}-{check}"
 
 
 @pytest.mark.parametrize("name", NAMES, ids=_ids("shapes"))
@@ -114,6 +115,20 @@ def test_state_dict_round_trip(name: str) -> None:
     other = _build(name, 2)
     other.load_state_dict(torch.load(buffer, weights_only=False))
     assert torch.equal(_scores(model, _batch()), _scores(other, _batch()))
+
+
+@pytest.mark.parametrize("name", NAMES, ids=_ids("pickle"))
+def test_pickle_round_trip(name: str) -> None:
+    """The replay pickles count models to resume; the copy scores and keeps learning alike."""
+    model = _prepared(name, 1)
+    other = pickle.loads(pickle.dumps(model))
+    assert torch.equal(_scores(model, _batch()), _scores(other, _batch()))
+    if not model.trainable:
+        for m in (model, other):
+            m.observe(_batch(7))
+        after = _scores(model, _batch())
+        assert torch.equal(after, _scores(other, _batch()))
+        assert not torch.equal(after, _scores(_prepared(name, 1), _batch()))
 
 
 @pytest.mark.parametrize("name", NAMES, ids=_ids("no-peeking"))
