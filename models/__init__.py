@@ -27,3 +27,4 @@ import models.sasrec  # noqa: F401, E402
 import models.t2arec  # noqa: F401, E402
 import models.transition  # noqa: F401, E402
 import models.caser  # noqa: F401, E402
+import models.bert4rec  # noqa: F401, E402

@@ -101,3 +101,41 @@ def test_loss_finite_and_backward(name: str) -> None:
     assert grads
     assert all(torch.isfinite(g).all() for g in grads)
     assert sum(float(g.abs().sum()) for g in grads) > 0
+
+
+def test_bert4rec_inference_puts_mask_at_request_position() -> None:
+    model = _build("bert4rec")
+    batch = _batch()
+    seqs, at = model.inference_sequences(batch)  # type: ignore[operator]
+    mask = N_ITEMS + 1
+    # lengths 7 (full window of 7: shift left by one), 4, 1, 0
+    assert at.tolist() == [6, 4, 1, 0]
+    assert torch.equal(seqs[0], torch.cat([batch.items[0, 1:7], torch.tensor([mask])]))
+    assert torch.equal(seqs[1, :5], torch.cat([batch.items[1, :4], torch.tensor([mask])]))
+    assert seqs[1, 5:].eq(0).all()
+    assert seqs[3].tolist() == [mask] + [0] * (SEQ - 1)
+    assert (seqs == mask).sum() == batch.size
+
+
+def test_bert4rec_scores_read_the_mask_token_not_the_target() -> None:
+    model = _build("bert4rec")
+    batch = _batch()
+    before = _scores(model, batch)
+    other_targets = dataclasses.replace(batch, targets=batch.targets % N_ITEMS + 1)
+    with torch.no_grad():
+        torch.testing.assert_close(model.score(other_targets), before, rtol=0, atol=0)
+        model.item_emb.weight[N_ITEMS + 1] += 1.0  # type: ignore[union-attr,index]
+    assert not torch.allclose(_scores(model, batch), before)
+
+
+def test_bert4rec_training_masks_always_include_the_last_position() -> None:
+    model = _build("bert4rec", mask_ratio=0.5, ft_ratio=0.0)
+    lengths = torch.tensor([7, 3, 1, 5])
+    masks = model.training_masks(lengths)  # type: ignore[operator]
+    assert masks[torch.arange(4), lengths - 1].all()
+    assert not (masks & (torch.arange(SEQ)[None, :] >= lengths[:, None])).any()
+    assert masks.sum() > 4  # some earlier positions too at ratio 0.5
+    fresh = _build("bert4rec", mask_ratio=0.5, ft_ratio=0.0)
+    assert torch.equal(fresh.training_masks(lengths), masks)  # type: ignore[operator]
+    only_last = _build("bert4rec", ft_ratio=1.0).training_masks(lengths)  # type: ignore[operator]
+    assert only_last.sum(1).tolist() == [1, 1, 1, 1]
