@@ -28,3 +28,4 @@ import models.t2arec  # noqa: F401, E402
 import models.transition  # noqa: F401, E402
 import models.caser  # noqa: F401, E402
 import models.bert4rec  # noqa: F401, E402
+import models.ttt4rec  # noqa: F401, E402

@@ -139,3 +139,36 @@ def test_bert4rec_training_masks_always_include_the_last_position() -> None:
     assert torch.equal(fresh.training_masks(lengths), masks)  # type: ignore[operator]
     only_last = _build("bert4rec", ft_ratio=1.0).training_masks(lengths)  # type: ignore[operator]
     assert only_last.sum(1).tolist() == [1, 1, 1, 1]
+
+
+def test_topk_entropy_is_on_the_renormalised_top_k() -> None:
+    from models.ttt4rec import topk_entropy
+
+    logits = torch.tensor([[-torch.inf, 3.0, 2.0, 0.0, -1.0], [-torch.inf, 1.0, 1.0, 1.0, 1.0]])
+    p = torch.softmax(logits, -1)
+    top = p.topk(2, -1).values
+    top = top / top.sum(-1, keepdim=True)
+    expected = -(top * top.log()).sum(-1)
+    torch.testing.assert_close(topk_entropy(logits, 2), expected)
+    torch.testing.assert_close(topk_entropy(logits, 2)[1], torch.log(torch.tensor(2.0)))
+    full = -(p[:, 1:] * p[:, 1:].log()).sum(-1)
+    assert not torch.allclose(topk_entropy(logits, 2), full)
+
+
+@pytest.mark.parametrize("variant", [{}, {"inner": "linear"}, {"backbone": "mamba"}])
+def test_ttt4rec_test_time_loss(variant: dict[str, Any]) -> None:
+    from models.ttt4rec import topk_entropy
+
+    model = _build("ttt4rec", **variant)
+    assert model.has_test_time_loss
+    batch = _batch()
+    loss = model.test_time_loss(batch)
+    with torch.no_grad():
+        expected = topk_entropy(model.score(batch.without_targets()), 10).mean()
+    torch.testing.assert_close(loss.detach(), expected)
+    other = dataclasses.replace(batch, targets=batch.targets % N_ITEMS + 1)
+    torch.testing.assert_close(model.test_time_loss(other).detach(), expected)  # inputs only
+    loss.backward()
+    params = model.test_time_parameters()  # type: ignore[operator]
+    assert params
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in params)
