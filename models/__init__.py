@@ -29,3 +29,4 @@ import models.transition  # noqa: F401, E402
 import models.caser  # noqa: F401, E402
 import models.bert4rec  # noqa: F401, E402
 import models.ttt4rec  # noqa: F401, E402
+import models.ttt_linear_rec  # noqa: F401, E402

@@ -172,3 +172,12 @@ def test_ttt4rec_test_time_loss(variant: dict[str, Any]) -> None:
     params = model.test_time_parameters()  # type: ignore[operator]
     assert params
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in params)
+
+
+def test_ttt_linear_rec_online_and_mini_batch_differ() -> None:
+    batch = _batch()
+    online = _scores(_build("ttt_linear_rec", mini_batch_size=1), batch)
+    mini = _scores(_build("ttt_linear_rec", mini_batch_size=10), batch)
+    assert torch.isfinite(online[:, 1:]).all()
+    torch.testing.assert_close(online[2], mini[2])  # one event: one gradient at W0 either way
+    assert not torch.allclose(online[0], mini[0])
