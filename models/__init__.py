@@ -30,3 +30,4 @@ import models.caser  # noqa: F401, E402
 import models.bert4rec  # noqa: F401, E402
 import models.ttt4rec  # noqa: F401, E402
 import models.ttt_linear_rec  # noqa: F401, E402
+import models.tim4rec  # noqa: F401, E402

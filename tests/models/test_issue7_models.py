@@ -181,3 +181,40 @@ def test_ttt_linear_rec_online_and_mini_batch_differ() -> None:
     assert torch.isfinite(online[:, 1:]).all()
     torch.testing.assert_close(online[2], mini[2])  # one event: one gradient at W0 either way
     assert not torch.allclose(online[0], mini[0])
+
+
+def test_tim4rec_gaps_are_causally_standardised() -> None:
+    from models.tim4rec import standardised_gaps
+
+    times = torch.tensor([[100, 160, 160, 1000, 5000, 0], [7, 9, 0, 0, 0, 0]])
+    lengths = torch.tensor([5, 2])
+    g = standardised_gaps(times, lengths, 1e-5, torch.nn.Identity())
+    raw = torch.log1p(torch.tensor([0.0, 60.0, 0.0, 840.0, 4000.0], dtype=torch.float64))
+    for t in range(5):
+        prefix = raw[: t + 1]
+        var = prefix.var(unbiased=False)
+        expected = (raw[t] - prefix.mean()) / torch.sqrt(var + 1e-5)
+        torch.testing.assert_close(g[0, t], expected)
+    assert g[0, 5] == 0
+    assert g[1, 2:].eq(0).all()
+    later = times.clone()
+    later[0, 4] = 9_000_000  # a later gap never changes earlier values
+    torch.testing.assert_close(
+        standardised_gaps(later, lengths, 1e-5, torch.nn.Identity())[0, :4], g[0, :4]
+    )
+
+
+def test_tim4rec_reads_time_gaps_not_absolute_times() -> None:
+    model = _build("tim4rec")
+    with torch.no_grad():  # at init dt_raw ≈ 0 hides the time path (Δ = softplus(dt_raw·τ + b))
+        for name, param in model.named_parameters():
+            if "in_proj" in name or "time_" in name:
+                param.mul_(50.0)
+    batch = _batch()
+    base = _scores(model, batch)
+    valid = torch.arange(SEQ)[None, :] < batch.lengths[:, None]
+    shifted = dataclasses.replace(batch, times=torch.where(valid, batch.times + 12_345, 0))
+    torch.testing.assert_close(_scores(model, shifted), base)
+    times = batch.times.clone()
+    times[0, 3:7] += 40 * DAY  # one long gap inside the history
+    assert not torch.allclose(_scores(model, dataclasses.replace(batch, times=times))[0], base[0])
