@@ -48,6 +48,11 @@ def _batch(seed: int = 0, lengths: tuple[int, ...] = LENGTHS) -> SeqBatch:
     return SeqBatch(items, times, n, request, targets)
 
 
+def _shifted_targets(batch: SeqBatch) -> torch.Tensor:
+    assert batch.targets is not None
+    return batch.targets % N_ITEMS + 1
+
+
 def _scores(model: Recommender, batch: SeqBatch) -> torch.Tensor:
     with torch.no_grad():
         return model.score(batch.without_targets())
@@ -121,10 +126,10 @@ def test_bert4rec_scores_read_the_mask_token_not_the_target() -> None:
     model = _build("bert4rec")
     batch = _batch()
     before = _scores(model, batch)
-    other_targets = dataclasses.replace(batch, targets=batch.targets % N_ITEMS + 1)
+    other_targets = dataclasses.replace(batch, targets=_shifted_targets(batch))
     with torch.no_grad():
         torch.testing.assert_close(model.score(other_targets), before, rtol=0, atol=0)
-        model.item_emb.weight[N_ITEMS + 1] += 1.0  # type: ignore[union-attr,index]
+        model.get_parameter("item_emb.weight")[N_ITEMS + 1] += 1.0
     assert not torch.allclose(_scores(model, batch), before)
 
 
@@ -166,7 +171,7 @@ def test_ttt4rec_test_time_loss(variant: dict[str, Any]) -> None:
     with torch.no_grad():
         expected = topk_entropy(model.score(batch.without_targets()), 10).mean()
     torch.testing.assert_close(loss.detach(), expected)
-    other = dataclasses.replace(batch, targets=batch.targets % N_ITEMS + 1)
+    other = dataclasses.replace(batch, targets=_shifted_targets(batch))
     torch.testing.assert_close(model.test_time_loss(other).detach(), expected)  # inputs only
     loss.backward()
     params = model.test_time_parameters()  # type: ignore[operator]
