@@ -20,14 +20,14 @@ __all__ = [
 ]
 
 # model modules (each registers itself); keep one import per line
+import models.bert4rec  # noqa: F401, E402
+import models.caser  # noqa: F401, E402
 import models.gru4rec  # noqa: F401, E402
 import models.mamba4rec  # noqa: F401, E402
 import models.popularity  # noqa: F401, E402
 import models.sasrec  # noqa: F401, E402
 import models.t2arec  # noqa: F401, E402
+import models.tim4rec  # noqa: F401, E402
 import models.transition  # noqa: F401, E402
-import models.caser  # noqa: F401, E402
-import models.bert4rec  # noqa: F401, E402
 import models.ttt4rec  # noqa: F401, E402
 import models.ttt_linear_rec  # noqa: F401, E402
-import models.tim4rec  # noqa: F401, E402
