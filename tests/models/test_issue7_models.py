@@ -8,6 +8,7 @@ use of time gaps.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,6 +28,15 @@ TINY: dict[str, dict[str, Any]] = {
     "tim4rec": {"d_model": 16, "d_state": 8, "headdim": 8, "chunk": 4},
 }
 NAMES = [n for n in TINY if n in {e.name for e in models.list_models()}]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny tensors: one intra-op thread is ~50x faster than two on a loaded 2-core box."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _build(name: str, **extra: Any) -> Recommender:
@@ -223,3 +233,26 @@ def test_tim4rec_reads_time_gaps_not_absolute_times() -> None:
     times = batch.times.clone()
     times[0, 3:7] += 40 * DAY  # one long gap inside the history
     assert not torch.allclose(_scores(model, dataclasses.replace(batch, times=times))[0], base[0])
+
+
+NO_DROPOUT: dict[str, dict[str, Any]] = {
+    "caser": {"dropout": 0.0},
+    "bert4rec": {"hidden_dropout": 0.0, "attn_dropout": 0.0, "ft_ratio": 1.0},
+    "ttt4rec": {"dropout": 0.0},
+    "ttt_linear_rec": {"dropout": 0.0},
+    "tim4rec": {"dropout": 0.0, "time_dropout": 0.0},
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_training_fits_a_small_batch(name: str) -> None:
+    """A few Adam steps on one batch lower the training loss a lot (the model can learn)."""
+    model = _build(name, **NO_DROPOUT[name]).train()
+    batch = _batch(3, lengths=(7, 6, 5, 4, 3, 2))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = float(model.loss(batch).detach())
+    for _ in range(20):
+        opt.zero_grad()
+        model.loss(batch).backward()
+        opt.step()
+    assert float(model.loss(batch).detach()) < 0.5 * first
