@@ -1,0 +1,59 @@
+"""Training-step time of the issue-7 models at their default configs, against SASRec.
+
+One Adam step of `model.loss` (forward + backward + update) on a random batch of B = 256 histories
+(L = 50, lengths uniform in 1..50) over a catalogue of 12 000 items, one torch thread, CPU.
+Prints ms/step and the ratio to SASRec measured in the same run.
+
+    /tmp/venv/bin/python benchmarks/issue7_models.py
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+# run as a script, this folder comes first on sys.path and benchmarks/models.py would shadow the
+# `models` package; drop that entry before importing it
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import torch  # noqa: E402
+
+import models  # noqa: E402
+from models.base import SeqBatch  # noqa: E402
+
+NAMES = ("sasrec", "caser", "bert4rec", "ttt4rec", "ttt_linear_rec", "tim4rec")
+
+
+def main(batch_size: int = 256, max_len: int = 50, n_items: int = 12_000, reps: int = 3) -> None:
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    n = torch.randint(1, max_len + 1, (batch_size,), generator=g)
+    valid = torch.arange(max_len)[None] < n[:, None]
+    items = torch.randint(1, n_items + 1, (batch_size, max_len), generator=g) * valid
+    gaps = torch.randint(0, 86_400, (batch_size, max_len), generator=g)
+    times = (1_600_000_000 + torch.cumsum(gaps, 1)) * valid
+    targets = torch.randint(1, n_items + 1, (batch_size,), generator=g)
+    batch = SeqBatch(items, times, n, times.max(1).values + 1, targets)
+    base = None
+    for name in NAMES:
+        model = models.create(name, n_items=n_items).train()
+        opt = torch.optim.Adam(model.parameters(), 1e-3)
+
+        def step(model: models.Recommender = model, opt: torch.optim.Adam = opt) -> None:
+            opt.zero_grad()
+            model.loss(batch).backward()
+            opt.step()
+
+        step()  # warm-up
+        start = time.perf_counter()
+        for _ in range(reps):
+            step()
+        seconds = (time.perf_counter() - start) / reps
+        base = base or seconds
+        print(f"{name:15s} {seconds * 1000:8.1f} ms/step  {seconds / base:.2f}x sasrec", flush=True)
+
+
+if __name__ == "__main__":
+    main()
