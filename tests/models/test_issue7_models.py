@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -256,3 +257,24 @@ def test_training_fits_a_small_batch(name: str) -> None:
         model.loss(batch).backward()
         opt.step()
     assert float(model.loss(batch).detach()) < 0.5 * first
+
+
+@pytest.mark.parametrize(
+    ("name", "config", "policy"),
+    [
+        ("bert4rec", (("hidden_size", 8), ("inner_size", 16), ("max_len", 8)), 0),
+        ("ttt4rec", (("hidden_size", 8), ("intermediate_size", 16), ("max_len", 8)), 2),
+    ],
+)
+def test_train_and_replay_on_toy_data(
+    tmp_path: Path, name: str, config: tuple[tuple[str, Any], ...], policy: int
+) -> None:
+    """The pipeline trains the model and replays it (TTT4Rec with continual test-time steps)."""
+    from streamsim.pipeline import prepare, replay_policy
+    from tests.pipeline_helpers import POLICIES, setup, tiny_scenario
+
+    ws, con = setup(tmp_path)
+    scenario = tiny_scenario(name, config)
+    prepared = prepare(con, ws, scenario)  # type: ignore[arg-type]
+    run_id = replay_policy(con, ws, scenario, POLICIES[policy], prepared)  # type: ignore[arg-type]
+    assert run_id
