@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +40,7 @@ from torch import Tensor, nn
 
 from models.base import Recommender, SeqBatch
 from models.registry import register
-from models.ssd import ssd_chunked
+from models.ssd import ssd_chunked, ssd_step
 from models.ttt import causal_depthwise_conv
 from models.ttt4rec import gather_last
 from streamsim.errors import ModelError
@@ -77,8 +78,10 @@ class TiM4RecConfig:
             raise ModelError(msg)
 
 
-def standardised_gaps(times: Tensor, lengths: Tensor, eps: float, drop: nn.Module) -> Tensor:
-    """(B, L) float64 ĝ: log1p gaps standardised by running (causal) mean/std; 0 on padding."""
+def gap_features(
+    times: Tensor, lengths: Tensor, eps: float, drop: nn.Module
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(B, L) float64 ĝ (0 on padding) and the running sums Σg, Σg² (B,) over each history."""
     seq = times.shape[1]
     pos = torch.arange(seq, device=times.device)
     valid = pos[None, :] < lengths[:, None]
@@ -86,9 +89,51 @@ def standardised_gaps(times: Tensor, lengths: Tensor, eps: float, drop: nn.Modul
     gaps = F.pad(torch.log1p(diff.to(torch.float64)), (1, 0))  # g_1 = 0 (float64 sums)
     gaps = drop(torch.where(valid, gaps, 0.0))
     count = (pos + 1).to(gaps.dtype)[None, :]
-    mean = gaps.cumsum(1) / count
-    var = (gaps.pow(2).cumsum(1) / count - mean.pow(2)).clamp(min=0.0)
-    return torch.where(valid, (gaps - mean) / torch.sqrt(var + eps), 0.0)
+    s1, s2 = gaps.cumsum(1), gaps.pow(2).cumsum(1)
+    mean = s1 / count
+    var = (s2 / count - mean.pow(2)).clamp(min=0.0)
+    g_hat = torch.where(valid, (gaps - mean) / torch.sqrt(var + eps), 0.0)
+    rows = torch.arange(times.shape[0], device=times.device)
+    last = (lengths - 1).clamp(min=0)
+    has = lengths > 0
+    return g_hat, torch.where(has, s1[rows, last], 0.0), torch.where(has, s2[rows, last], 0.0)
+
+
+def standardised_gaps(times: Tensor, lengths: Tensor, eps: float, drop: nn.Module) -> Tensor:
+    """(B, L) float64 ĝ: log1p gaps standardised by running (causal) mean/std; 0 on padding."""
+    return gap_features(times, lengths, eps, drop)[0]
+
+
+class LayerState(NamedTuple):
+    """One time-aware SSD layer's recurrent state after n events."""
+
+    conv_state: Tensor  # (B, X, K−1) pre-conv xBC rows of the last K−1 events, oldest first
+    time_state: Tensor  # (B, H, K−1) pre-conv ĝ·s rows of the last K−1 events
+    ssm_state: Tensor  # (B, H, P, N)
+
+
+class TiM4RecState(NamedTuple):
+    """What `step` consumes and returns."""
+
+    layers: tuple[LayerState, ...]
+    last_time: Tensor  # (B,) int64 t_n (0 when n = 0)
+    length: Tensor  # (B,) int64 n
+    gap_sum: Tensor  # (B,) float64 Σ g over the history
+    gap_sq_sum: Tensor  # (B,) float64 Σ g²
+
+
+def _tail_rows(rows: Tensor, lengths: Tensor, k: int) -> Tensor:
+    """(B, L, C) per-position rows → (B, C, k): rows n−k..n−1 of each history (zeros before 0)."""
+    padded = F.pad(rows, (0, 0, k, 0))
+    idx = lengths[:, None] + torch.arange(k, device=rows.device)
+    batch = torch.arange(rows.shape[0], device=rows.device)[:, None]
+    return padded[batch, idx].transpose(1, 2)
+
+
+def _conv_step(window: Tensor, conv: nn.Conv1d) -> Tensor:
+    """The causal depthwise conv's output for the newest column of window (B, C, K)."""
+    assert conv.bias is not None
+    return (window * conv.weight.squeeze(1)).sum(-1) + conv.bias
 
 
 class TimeAwareSSD(nn.Module):
@@ -124,21 +169,47 @@ class TimeAwareSSD(nn.Module):
         self.A_log.copy_(torch.log(1.0 + 15.0 * torch.rand(self.nheads, generator=gen)))
         self.D.fill_(1.0)
 
-    def forward(self, u: Tensor, gaps: Tensor, valid: Tensor) -> Tensor:
-        """u (B, L, D), ĝ (B, L), valid (B, L) → (B, L, D); causal in L."""
-        e, n = self.d_inner, self.cfg.d_state
+    def forward(
+        self, u: Tensor, gaps: Tensor, valid: Tensor, lengths: Tensor
+    ) -> tuple[Tensor, LayerState]:
+        """u (B, L, D), ĝ (B, L), valid (B, L) → (B, L, D) and the state after each history."""
+        e, n, k = self.d_inner, self.cfg.d_state, self.cfg.d_conv - 1
         proj = self.in_proj(u)
-        z, xbc, dt_raw = proj[..., :e], proj[..., e : e + self.conv_dim], proj[..., -self.nheads :]
-        xbc = F.silu(causal_depthwise_conv(xbc, self.conv1d))
+        z, xbc_in, dt_raw = (
+            proj[..., :e], proj[..., e : e + self.conv_dim], proj[..., -self.nheads :]
+        )  # fmt: skip
+        xbc = F.silu(causal_depthwise_conv(xbc_in, self.conv1d))
         x, bm, cm = xbc[..., :e], xbc[..., e : e + n], xbc[..., e + n :]
         g = gaps.unsqueeze(-1).to(u.dtype)  # (B, L, 1)
-        scale = self.time_out(F.silu(self.time_in(g)))  # (B, L, H)
-        tau = F.silu(causal_depthwise_conv(g * scale, self.time_conv))
+        gs = g * self.time_out(F.silu(self.time_in(g)))  # (B, L, H): ĝ · time scale
+        tau = F.silu(causal_depthwise_conv(gs, self.time_conv))
         dt = F.softplus(dt_raw * tau + self.dt_bias) * valid.unsqueeze(-1).to(u.dtype)
         xh = x.unflatten(-1, (self.nheads, -1))  # (B, L, H, P)
-        y, _ = ssd_chunked(xh, dt, -torch.exp(self.A_log), bm, cm, chunk=self.cfg.chunk)
+        y, h_n = ssd_chunked(xh, dt, -torch.exp(self.A_log), bm, cm, chunk=self.cfg.chunk)
         y = y + self.D[:, None] * xh
-        return self.out_proj(self.norm(y.flatten(-2) * F.silu(z)))
+        state = LayerState(_tail_rows(xbc_in, lengths, k), _tail_rows(gs, lengths, k), h_n)
+        return self.out_proj(self.norm(y.flatten(-2) * F.silu(z))), state
+
+    def step(self, u: Tensor, g: Tensor, state: LayerState) -> tuple[Tensor, LayerState]:
+        """One event: u (B, D), ĝ (B,) → (B, D) and the new state (matches `forward`)."""
+        e, n = self.d_inner, self.cfg.d_state
+        proj = self.in_proj(u)
+        z, xbc_in, dt_raw = (
+            proj[..., :e], proj[..., e : e + self.conv_dim], proj[..., -self.nheads :]
+        )  # fmt: skip
+        window = torch.cat([state.conv_state, xbc_in.unsqueeze(-1)], dim=-1)
+        xbc = F.silu(_conv_step(window, self.conv1d))
+        x, bm, cm = xbc[..., :e], xbc[..., e : e + n], xbc[..., e + n :]
+        g1 = g.unsqueeze(-1).to(u.dtype)  # (B, 1)
+        gs = g1 * self.time_out(F.silu(self.time_in(g1)))  # (B, H)
+        t_window = torch.cat([state.time_state, gs.unsqueeze(-1)], dim=-1)
+        tau = F.silu(_conv_step(t_window, self.time_conv))
+        dt = F.softplus(dt_raw * tau + self.dt_bias)
+        xh = x.unflatten(-1, (self.nheads, -1))  # (B, H, P)
+        y, h = ssd_step(xh, dt, -torch.exp(self.A_log), bm, cm, state.ssm_state)
+        y = y + self.D[:, None] * xh
+        out = self.out_proj(self.norm(y.flatten(-2) * F.silu(z)))
+        return out, LayerState(window[..., 1:], t_window[..., 1:], h)
 
 
 class TiM4RecLayer(nn.Module):
@@ -155,11 +226,21 @@ class TiM4RecLayer(nn.Module):
         self.ffn_out = nn.Linear(4 * d, d)
         self.ffn_norm = nn.LayerNorm(d, eps=cfg.layer_norm_eps)
 
-    def forward(self, x: Tensor, gaps: Tensor, valid: Tensor) -> Tensor:
-        h = self.dropout(self.mixer(x, gaps, valid))
+    def _rest(self, x: Tensor, mixed: Tensor) -> Tensor:
+        h = self.dropout(mixed)
         h = self.norm(h + x if self.residual else h)
         ffn = self.dropout(self.ffn_out(self.dropout(F.hardswish(self.ffn_in(h)))))
         return self.ffn_norm(ffn + h)
+
+    def forward(
+        self, x: Tensor, gaps: Tensor, valid: Tensor, lengths: Tensor
+    ) -> tuple[Tensor, LayerState]:
+        mixed, state = self.mixer(x, gaps, valid, lengths)
+        return self._rest(x, mixed), state
+
+    def step(self, x: Tensor, g: Tensor, state: LayerState) -> tuple[Tensor, LayerState]:
+        mixed, state = self.mixer.step(x, g, state)
+        return self._rest(x, mixed), state
 
 
 @register("tim4rec", TiM4RecConfig, "TiM4Rec: time-aware SSD (Δ modulated by normalised gaps)")
@@ -195,15 +276,71 @@ class TiM4Rec(Recommender):
     def item_table(self) -> Tensor:
         return self.item_emb.weight
 
-    def forward(self, batch: SeqBatch) -> tuple[Tensor, None]:
-        """User representations (B, D) at the last valid position; no recurrent state."""
-        items, times = batch.items, batch.times
+    def forward(self, batch: SeqBatch) -> tuple[Tensor, TiM4RecState]:
+        """User representations (B, D) at the last valid position and the state after them."""
+        items, times, lengths = batch.items, batch.times, batch.lengths
         if items.shape[1] == 0:
             items, times = items.new_zeros(items.shape[0], 1), times.new_zeros(times.shape[0], 1)
-        valid = torch.arange(items.shape[1], device=items.device) < batch.lengths[:, None]
+        valid = torch.arange(items.shape[1], device=items.device) < lengths[:, None]
         x = self.emb_norm(self.emb_dropout(self.item_emb(items * valid)))
-        gaps = standardised_gaps(times, batch.lengths, self.config.gap_eps, self.time_dropout)
-        gaps = gaps.to(x.dtype)
+        g_hat, s1, s2 = gap_features(times, lengths, self.config.gap_eps, self.time_dropout)
+        gaps = g_hat.to(x.dtype)
+        states = []
         for layer in self.layers:
-            x = layer(x, gaps, valid)
-        return gather_last(x, batch.lengths), None
+            x, st = layer(x, gaps, valid, lengths)
+            states.append(st)
+        rows = torch.arange(items.shape[0], device=items.device)
+        last_time = torch.where(lengths > 0, times[rows, (lengths - 1).clamp(min=0)], 0)
+        state = TiM4RecState(tuple(states), last_time, lengths, s1, s2)
+        return gather_last(x, lengths), state
+
+    def initial_state(
+        self,
+        batch_size: int,
+        *,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> TiM4RecState:
+        """The state of empty histories."""
+        ref = self.item_emb.weight
+        dev, dt = device or ref.device, dtype or ref.dtype
+        cfg, k = self.config, self.config.d_conv - 1
+        layers = []
+        for layer in self.layers:
+            assert isinstance(layer, TiM4RecLayer)
+            mix = layer.mixer
+            layers.append(
+                LayerState(
+                    torch.zeros(batch_size, mix.conv_dim, k, device=dev, dtype=dt),
+                    torch.zeros(batch_size, mix.nheads, k, device=dev, dtype=dt),
+                    torch.zeros(
+                        batch_size, mix.nheads, cfg.headdim, cfg.d_state, device=dev, dtype=dt
+                    ),
+                )
+            )
+        zeros = torch.zeros(batch_size, dtype=torch.long, device=dev)
+        sums = torch.zeros(batch_size, dtype=torch.float64, device=dev)
+        return TiM4RecState(tuple(layers), zeros, zeros.clone(), sums, sums.clone())
+
+    def step(self, item: Tensor, time: Tensor, state: TiM4RecState) -> tuple[Tensor, TiM4RecState]:
+        """Append one event per row (item (B,), time (B,)); returns (B, D) and the new state.
+
+        Matches `forward` on the history extended by that event (eval mode: no dropout).
+        """
+        time = time.to(torch.long)
+        n = state.length
+        diff = (time - state.last_time).clamp(min=0).to(torch.float64)
+        g = torch.where(n > 0, torch.log1p(diff), 0.0)
+        s1, s2 = state.gap_sum + g, state.gap_sq_sum + g * g
+        count = (n + 1).to(torch.float64)
+        mean = s1 / count
+        var = (s2 / count - mean * mean).clamp(min=0.0)
+        g_hat = (g - mean) / torch.sqrt(var + self.config.gap_eps)
+        x = self.emb_norm(self.emb_dropout(self.item_emb(item)))
+        gaps = g_hat.to(x.dtype)
+        layers = []
+        for layer, st in zip(self.layers, state.layers, strict=True):
+            assert isinstance(layer, TiM4RecLayer)
+            x, st = layer.step(x, gaps, st)
+            layers.append(st)
+        return x, TiM4RecState(tuple(layers), time, n + 1, s1, s2)

@@ -278,3 +278,30 @@ def test_train_and_replay_on_toy_data(
     prepared = prepare(con, ws, scenario)  # type: ignore[arg-type]
     run_id = replay_policy(con, ws, scenario, POLICIES[policy], prepared)  # type: ignore[arg-type]
     assert run_id
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_tim4rec_step_matches_forward(layers: int) -> None:
+    from models.tim4rec import TiM4Rec
+
+    model = _build("tim4rec", num_layers=layers, d_conv=3).double()
+    assert isinstance(model, TiM4Rec)
+    batch = _batch(2).without_targets()
+    rep, _ = model(batch)
+    state = model.initial_state(batch.size, dtype=torch.float64)
+    outs = []
+    with torch.no_grad():
+        for t in range(SEQ):
+            out, state = model.step(batch.items[:, t], batch.times[:, t], state)
+            outs.append(out)
+    have = batch.lengths > 0
+    stepped = torch.stack(outs, 1)[torch.arange(batch.size), (batch.lengths - 1).clamp(min=0)]
+    torch.testing.assert_close(stepped[have], rep.detach()[have], rtol=1e-9, atol=1e-9)
+    # continuing from forward's state: a history of 4 plus one event equals a history of 5
+    short = dataclasses.replace(batch, lengths=torch.full((batch.size,), 4))
+    longer = dataclasses.replace(batch, lengths=torch.full((batch.size,), 5))
+    with torch.no_grad():
+        _, st = model(short)
+        out, _ = model.step(batch.items[:, 4], batch.times[:, 4], st)
+        expected, _ = model(longer)
+    torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-9)
