@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -340,7 +340,9 @@ def write_dataset(
             _insert(con, "event_regimes", name, regimes)
         if drifts is not None and drifts.num_rows:
             _insert(con, "drifts", name, drifts)
-        fingerprint = events_fingerprint(con, name)
+        # from the Arrow table, not the database: `iter_events` reads on a cursor, which does
+        # not see this uncommitted transaction (it would hash zero events)
+        fingerprint = _digest(_blocks([events.sort_by("idx")]))
         stats = fetch_one(
             con,
             "SELECT count(*), count(DISTINCT user_id), count(DISTINCT item_id), min(ts), max(ts),"
@@ -391,14 +393,42 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, name: str, data: pa.Tabl
         con.unregister("_incoming")
 
 
+_FINGERPRINT_BLOCK = 1 << 17
+
+
 def events_fingerprint(con: duckdb.DuckDBPyConnection, name: str) -> str:
-    """sha256 over (user, item, ts, category, rating) of every event, in replay order."""
+    """sha256 over (user, item, ts, category, rating) of every event, in replay order.
+
+    The events are hashed column by column in blocks of exactly `_FINGERPRINT_BLOCK` rows, so the
+    value does not depend on how DuckDB or Arrow happen to chunk the data.
+    """
+    return _digest(_blocks(iter_events(con, name, batch_size=_FINGERPRINT_BLOCK)))
+
+
+def _blocks(parts: Iterable[pa.RecordBatch | pa.Table]) -> Iterator[pa.Table]:
+    """Re-slice batches into tables of exactly `_FINGERPRINT_BLOCK` rows (the last one shorter)."""
+    pending: list[pa.Table] = []
+    held = 0
+    for part in parts:
+        table = part if isinstance(part, pa.Table) else pa.Table.from_batches([part])
+        pending.append(table)
+        held += table.num_rows
+        while held >= _FINGERPRINT_BLOCK:
+            joined = pa.concat_tables(pending)
+            yield joined.slice(0, _FINGERPRINT_BLOCK)
+            rest = joined.slice(_FINGERPRINT_BLOCK)
+            pending, held = [rest], rest.num_rows
+    if held:
+        yield pa.concat_tables(pending)
+
+
+def _digest(blocks: Iterable[pa.Table]) -> str:
     digest = hashlib.sha256()
-    for batch in iter_events(con, name, batch_size=1 << 17):
+    for block in blocks:
         for col in ("user_id", "item_id", "ts", "category", "rating"):
-            arr = batch.column(col)
+            arr = block.column(col).cast(EVENT_SCHEMA.field(col).type)
             fill = -1 if col != "rating" else np.nan
-            values = arr.fill_null(fill).to_numpy(zero_copy_only=False)
+            values = arr.fill_null(fill).to_numpy()
             digest.update(np.ascontiguousarray(values).tobytes())
     return digest.hexdigest()
 

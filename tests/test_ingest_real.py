@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streamsim.ingest import ingest
-from streamsim.store import connect_memory
+from streamsim.store import connect_memory, events_fingerprint
 from tests.conftest import shared_dataset
 
 # name: (format, rows, users, items, first ts, last ts, has categories) -- from each SOURCE.md
@@ -38,6 +38,8 @@ def test_staged_dataset_matches_source_md(name: str) -> None:
     got = (info.format, info.n_events, info.n_users, info.n_items, info.t_min, info.t_max)
     assert got == (fmt, rows, users, items, t0, t1)
     assert info.has_category is has_cat
+    # the stored fingerprint is the hash of the committed events (several blocks for big sets)
+    assert info.fingerprint == events_fingerprint(con, name)
     # dense ids and replay order invariants
     row = con.execute(
         "SELECT min(user_id), max(user_id), min(item_id), max(item_id), min(idx), max(idx),"

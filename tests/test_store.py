@@ -1,0 +1,169 @@
+"""Event store: Parquet round trip keeps the fingerprint, bounded batches, fingerprints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from streamsim.errors import IngestError, StorageError
+from streamsim.ingest import ingest
+from streamsim.parquet_io import export_dataset, import_dataset
+from streamsim.store import (
+    Workspace,
+    connect_memory,
+    dataset_info,
+    events_fingerprint,
+    iter_events,
+    write_dataset,
+)
+from tests.conftest import shared_dataset
+
+
+def _synthetic(con: object, name: str = "syn") -> None:
+    n = 1000
+    events = pa.table(
+        {
+            "idx": list(range(n)),
+            "user_id": [i % 7 for i in range(n)],
+            "item_id": [1 + i % 13 for i in range(n)],
+            "ts": [10 * i for i in range(n)],
+            "category": [i % 3 for i in range(n)],
+            "rating": [None] * n,
+        }
+    )
+    write_dataset(
+        con,  # type: ignore[arg-type]
+        name,
+        events=events,
+        users=pa.table({"user_id": list(range(7)), "raw": [f"u{i}" for i in range(7)]}),
+        items=pa.table(
+            {
+                "item_id": list(range(1, 14)),
+                "raw": [f"i{i}" for i in range(1, 14)],
+                "category": [i % 3 for i in range(1, 14)],
+                "title": [None] * 13,
+                "genres": [None] * 13,
+            }
+        ),
+        categories=pa.table({"category": [0, 1, 2], "raw": ["a", "b", "c"]}),
+        regimes=pa.table({"idx": list(range(n)), "regime": [int(i >= 500) for i in range(n)]}),
+        drifts=pa.table(
+            {
+                "drift_id": [0],
+                "kind": ["sudden"],
+                "drift_type": ["real"],
+                "scope": [1.0],
+                "magnitude": [0.4],
+                "user_id": pa.array([None], pa.int32()),
+                "start_ts": [5000],
+                "end_ts": [5000],
+                "start_idx": [500],
+                "end_idx": [500],
+            }
+        ),
+        source="synthetic",
+        format="test",
+        params={"seed": 1},
+    )
+
+
+def _contents(con: object, name: str) -> list[list[tuple[object, ...]]]:
+    out = []
+    for table, order in (
+        ("events", "idx"),
+        ("users", "user_id"),
+        ("items", "item_id"),
+        ("categories", "category"),
+        ("event_regimes", "idx"),
+        ("drifts", "drift_id"),
+    ):
+        rows = con.execute(  # type: ignore[attr-defined]
+            f"SELECT * EXCLUDE (dataset) FROM {table} WHERE dataset = ? ORDER BY {order}", [name]
+        ).fetchall()
+        out.append(rows)
+    return out
+
+
+def test_parquet_round_trip_synthetic(tmp_path: Path) -> None:
+    con = connect_memory()
+    _synthetic(con)
+    export_dataset(con, "syn", tmp_path / "exp")
+    assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == [
+        "categories.parquet",
+        "drifts.parquet",
+        "events.parquet",
+        "items.parquet",
+        "meta.json",
+        "regimes.parquet",
+        "users.parquet",
+    ]
+    other = Workspace.resolve(tmp_path / "ws2").connect()
+    info = import_dataset(other, tmp_path / "exp")
+    original = dataset_info(con, "syn")
+    assert info.fingerprint == original.fingerprint
+    assert (info.n_events, info.n_users, info.n_items, info.t_min, info.t_max) == (
+        original.n_events,
+        original.n_users,
+        original.n_items,
+        original.t_min,
+        original.t_max,
+    )
+    assert info.params == {"seed": 1}
+    assert _contents(other, "syn") == _contents(con, "syn")
+
+
+def test_parquet_round_trip_real(tmp_path: Path) -> None:
+    con = connect_memory()
+    ingest(con, shared_dataset("ml-100k"), name="ml")
+    export_dataset(con, "ml", tmp_path / "exp")
+    other = connect_memory()
+    info = import_dataset(other, tmp_path / "exp", name="ml-copy")
+    assert info.fingerprint == dataset_info(con, "ml").fingerprint
+    assert _contents(other, "ml-copy") == _contents(con, "ml")
+
+
+def test_import_refuses_altered_files_and_duplicates(tmp_path: Path) -> None:
+    con = connect_memory()
+    _synthetic(con)
+    exp = export_dataset(con, "syn", tmp_path / "exp")
+    with pytest.raises(StorageError, match="dataset 'syn' already exists"):
+        import_dataset(con, exp)
+    before = _contents(con, "syn")
+    events = pq.read_table(exp / "events.parquet")
+    pq.write_table(events.slice(0, 999), exp / "events.parquet")
+    with pytest.raises(IngestError, match=r"events.parquet: events fingerprint .* from meta.json"):
+        import_dataset(con, exp, replace=True)
+    assert _contents(con, "syn") == before
+    meta = json.loads((exp / "meta.json").read_text())
+    meta["format_version"] = 99
+    (exp / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(IngestError, match=r"meta.json: format_version 99; expected 1"):
+        import_dataset(con, exp, name="other")
+    with pytest.raises(IngestError, match=r"meta.json: file not found"):
+        import_dataset(con, tmp_path / "nowhere")
+
+
+def test_iter_events_batches_are_bounded() -> None:
+    con = connect_memory()
+    _synthetic(con)
+    sizes = [b.num_rows for b in iter_events(con, "syn", batch_size=128)]
+    assert sum(sizes) == 1000
+    assert max(sizes) <= 128
+    first = next(iter_events(con, "syn", start_idx=990, batch_size=4))
+    assert first.column("idx").to_pylist() == [990, 991, 992, 993]
+
+
+def test_fingerprint_hashes_the_events() -> None:
+    con = connect_memory()
+    _synthetic(con, "a")
+    _synthetic(con, "b")
+    a, b = dataset_info(con, "a"), dataset_info(con, "b")
+    assert a.fingerprint == b.fingerprint == events_fingerprint(con, "a")
+    empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # sha256(b"")
+    assert a.fingerprint != empty
+    con.execute("UPDATE events SET ts = ts + 1 WHERE dataset = 'b' AND idx = 999")
+    assert events_fingerprint(con, "b") != a.fingerprint
