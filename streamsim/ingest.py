@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -33,6 +34,7 @@ FORMATS = (
     "ciaodvd",
     "taobao",
     "rechorus",
+    "amazon-ratings",
 )
 
 
@@ -264,7 +266,9 @@ def _generic(cur: duckdb.DuckDBPyConnection, path: Path, fmt: str, cols: Columns
             f"{path}: format {fmt!r} needs --user-col, --item-col and --time-col; missing {missing}"
         )
         raise IngestError(msg)
-    assert cols.user and cols.item and cols.time
+    assert cols.user is not None
+    assert cols.item is not None
+    assert cols.time is not None
     if fmt == "parquet":
         reader = f"read_parquet({_s(path)})"
         header_lines = 0
@@ -536,6 +540,25 @@ def _rechorus(cur: duckdb.DuckDBPyConnection, path: Path) -> None:
         )
 
 
+def _amazon_ratings(cur: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Amazon review data 2018 "ratings only" CSV: ``item,user,rating,timestamp``, no header."""
+    names = ["item", "user", "rating", "timestamp"]
+    reader = _delimited(cur, path, delim=",", header=False, names=names)
+    _load_rows(
+        cur,
+        path,
+        reader,
+        user="user",
+        item="item",
+        time="timestamp",
+        category=None,
+        rating="rating",
+        header_lines=0,
+    )
+    _time_sql(cur, path, "timestamp", "s")
+    _check_ids(cur, path, "user", "item")
+
+
 _READERS: dict[str, Callable[[duckdb.DuckDBPyConnection, Path], None]] = {
     "ml-100k": _movielens_100k,
     "ml-1m": _movielens_1m,
@@ -545,6 +568,7 @@ _READERS: dict[str, Callable[[duckdb.DuckDBPyConnection, Path], None]] = {
     "ciaodvd": _ciaodvd,
     "taobao": _taobao,
     "rechorus": _rechorus,
+    "amazon-ratings": _amazon_ratings,
 }
 
 
@@ -566,7 +590,8 @@ def _build(cur: duckdb.DuckDBPyConnection) -> dict[str, pa.Table]:
     )
     cur.execute(
         "CREATE TEMP TABLE _users AS SELECT u AS raw,"
-        " CAST(row_number() OVER (ORDER BY min(idx)) - 1 AS INTEGER) AS user_id FROM _ord GROUP BY u"
+        " CAST(row_number() OVER (ORDER BY min(idx)) - 1 AS INTEGER) AS user_id"
+        " FROM _ord GROUP BY u"
     )
     cur.execute(
         "CREATE TEMP TABLE _items AS SELECT i AS raw,"
@@ -606,6 +631,7 @@ def ingest(
     rating_col: str | None = None,
     time_unit: str = "auto",
     replace: bool = False,
+    extra_params: dict[str, Any] | None = None,
 ) -> DatasetInfo:
     """Parse a log and store it as dataset `name` in one transaction.
 
@@ -624,6 +650,8 @@ def ingest(
         text is an ISO date), ``s``, ``ms`` or ``iso``.
     replace
         Overwrite an existing dataset of that name.
+    extra_params
+        Stored in the dataset's ``params`` next to the ingest options (e.g. the fetch URL).
 
     Returns
     -------
@@ -673,6 +701,6 @@ def ingest(
         categories=tables["categories"],
         source=str(src.resolve()),
         format=fmt,
-        params={k: v for k, v in params.items() if v is not None},
+        params={k: v for k, v in params.items() if v is not None} | (extra_params or {}),
         replace=replace,
     )

@@ -1,9 +1,238 @@
-"""CLI commands: datasets (filled in by its issue)."""
+"""CLI commands: ``ingest`` and ``datasets`` (list, show, fetch, export, import, delete)."""
 
 from __future__ import annotations
 
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any
+
+import duckdb
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from streamsim.commands import workspace
+from streamsim.store import DatasetInfo, dataset_info, dataset_names, delete_dataset
+
+
+def _iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def describe(con: duckdb.DuckDBPyConnection, name: str, *, top: int = 10) -> dict[str, Any]:
+    """Everything ``datasets show`` prints: the stored row plus density and top categories."""
+    info = dataset_info(con, name)
+    out = info.to_json()
+    out["first"] = _iso(info.t_min)
+    out["last"] = _iso(info.t_max)
+    out["density"] = info.n_events / max(1, info.n_users * info.n_items)
+    rows = con.execute(
+        "SELECT coalesce(c.raw, CAST(e.category AS VARCHAR)), count(*) AS n FROM events e"
+        " LEFT JOIN categories c ON c.dataset = e.dataset AND c.category = e.category"
+        " WHERE e.dataset = ? AND e.category IS NOT NULL GROUP BY 1 ORDER BY n DESC, 1 LIMIT ?",
+        [name, top],
+    ).fetchall()
+    out["top_categories"] = [{"category": r[0], "events": r[1]} for r in rows]
+    n_cat = con.execute("SELECT count(*) FROM categories WHERE dataset = ?", [name]).fetchall()[0][
+        0
+    ]
+    out["n_categories"] = n_cat
+    return out
+
+
+def _summary_row(info: DatasetInfo) -> list[str]:
+    return [
+        info.name,
+        info.format,
+        f"{info.n_events:,}",
+        f"{info.n_users:,}",
+        f"{info.n_items:,}",
+        _iso(info.t_min)[:10],
+        _iso(info.t_max)[:10],
+        info.fingerprint[:12],
+    ]
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to the root app."""
+    """Add ``ingest`` and the ``datasets`` group to the root app."""
+    group = typer.Typer(help="List, inspect, fetch, export, import and delete stored datasets.")
+    app.add_typer(group, name="datasets")
+
+    @app.command("ingest")
+    def ingest_cmd(
+        ctx: typer.Context,
+        path: Annotated[Path, typer.Argument(help="Log file or directory of a known format.")],
+        name: Annotated[str, typer.Option("--name", help="Dataset name in the store.")],
+        format: Annotated[
+            str, typer.Option("--format", help="Input format (default: detect from the path).")
+        ] = "auto",
+        user_col: Annotated[str | None, typer.Option("--user-col")] = None,
+        item_col: Annotated[str | None, typer.Option("--item-col")] = None,
+        time_col: Annotated[str | None, typer.Option("--time-col")] = None,
+        category_col: Annotated[str | None, typer.Option("--category-col")] = None,
+        rating_col: Annotated[str | None, typer.Option("--rating-col")] = None,
+        time_unit: Annotated[
+            str, typer.Option("--time-unit", help="auto | s | ms | iso (generic formats).")
+        ] = "auto",
+        replace: Annotated[bool, typer.Option("--replace", help="Overwrite NAME.")] = False,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Parse an interaction log and store it as dataset NAME."""
+        from streamsim.ingest import ingest
+
+        con = workspace(ctx).connect()
+        try:
+            info = ingest(
+                con,
+                path,
+                name=name,
+                format=format,
+                user_col=user_col,
+                item_col=item_col,
+                time_col=time_col,
+                category_col=category_col,
+                rating_col=rating_col,
+                time_unit=time_unit,
+                replace=replace,
+            )
+        finally:
+            con.close()
+        _done(info, "ingested", as_json)
+
+    @group.command("list")
+    def list_cmd(
+        ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False
+    ) -> None:
+        """List the stored datasets."""
+        con = workspace(ctx).connect(read_only=True)
+        try:
+            infos = [dataset_info(con, n) for n in dataset_names(con)]
+        finally:
+            con.close()
+        if as_json:
+            typer.echo(json.dumps([i.to_json() for i in infos], indent=2))
+            return
+        table = Table(title=f"datasets in {workspace(ctx).root}")
+        for col in ("name", "format", "events", "users", "items", "first", "last", "fingerprint"):
+            table.add_column(
+                col, justify="right" if col in ("events", "users", "items") else "left"
+            )
+        for info in infos:
+            table.add_row(*_summary_row(info))
+        Console(width=160).print(table)
+
+    @group.command("show")
+    def show_cmd(
+        ctx: typer.Context,
+        name: Annotated[str, typer.Argument(help="Dataset name.")],
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Counts, time span, density and top categories of one dataset."""
+        con = workspace(ctx).connect(read_only=True)
+        try:
+            out = describe(con, name)
+        finally:
+            con.close()
+        if as_json:
+            typer.echo(json.dumps(out, indent=2))
+            return
+        table = Table(title=f"dataset {name}", show_header=False)
+        table.add_column("key")
+        table.add_column("value")
+        for key in ("source", "format", "fingerprint", "created"):
+            table.add_row(key, str(out[key]))
+        table.add_row("events", f"{out['n_events']:,}")
+        table.add_row("users", f"{out['n_users']:,}")
+        table.add_row("items", f"{out['n_items']:,}")
+        table.add_row("categories", f"{out['n_categories']:,}")
+        table.add_row("time span", f"{out['first']} .. {out['last']} UTC")
+        table.add_row("density", f"{out['density']:.6f}")
+        for entry in out["top_categories"]:
+            table.add_row(f"category {entry['category']}", f"{entry['events']:,} events")
+        Console(width=160).print(table)
+
+    @group.command("fetch")
+    def fetch_cmd(
+        ctx: typer.Context,
+        name: Annotated[str, typer.Argument(help="Public dataset name (see docs/data.md).")],
+        replace: Annotated[bool, typer.Option("--replace")] = False,
+        base_url: Annotated[
+            str | None, typer.Option("--base-url", help="Mirror to download from instead.")
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Download a public dataset (checksum-verified, resumable) and ingest it."""
+        from streamsim.fetch import fetch
+
+        ws = workspace(ctx)
+        con = ws.connect()
+        try:
+            info = fetch(con, name, workspace=ws, base_url=base_url, replace=replace)
+        finally:
+            con.close()
+        _done(info, "fetched", as_json)
+
+    @group.command("export")
+    def export_cmd(
+        ctx: typer.Context,
+        name: Annotated[str, typer.Argument(help="Dataset name.")],
+        path: Annotated[Path, typer.Argument(help="Directory to write the Parquet files to.")],
+    ) -> None:
+        """Write a dataset as Parquet files + meta.json."""
+        from streamsim.parquet_io import export_dataset
+
+        con = workspace(ctx).connect(read_only=True)
+        try:
+            out = export_dataset(con, name, path)
+        finally:
+            con.close()
+        typer.echo(f"exported {name} to {out}")
+
+    @group.command("import")
+    def import_cmd(
+        ctx: typer.Context,
+        path: Annotated[Path, typer.Argument(help="Directory written by 'datasets export'.")],
+        name: Annotated[str | None, typer.Option("--name", help="Store under this name.")] = None,
+        replace: Annotated[bool, typer.Option("--replace")] = False,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Store a dataset exported as Parquet."""
+        from streamsim.parquet_io import import_dataset
+
+        con = workspace(ctx).connect()
+        try:
+            info = import_dataset(con, path, name=name, replace=replace)
+        finally:
+            con.close()
+        _done(info, "imported", as_json)
+
+    @group.command("delete")
+    def delete_cmd(
+        ctx: typer.Context, name: Annotated[str, typer.Argument(help="Dataset name.")]
+    ) -> None:
+        """Remove a dataset and its mapping tables from the store."""
+        con = workspace(ctx).connect()
+        try:
+            dataset_info(con, name)  # StorageError listing the known names if absent
+            con.execute("BEGIN TRANSACTION")
+            try:
+                delete_dataset(con, name)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        finally:
+            con.close()
+        typer.echo(f"deleted {name}")
+
+
+def _done(info: DatasetInfo, verb: str, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(info.to_json(), indent=2))
+        return
+    typer.echo(
+        f"{verb} {info.name}: {info.n_events:,} events, {info.n_users:,} users,"
+        f" {info.n_items:,} items, {_iso(info.t_min)} .. {_iso(info.t_max)} UTC"
+        f" (format {info.format}, fingerprint {info.fingerprint[:12]})"
+    )
