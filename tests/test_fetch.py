@@ -1,0 +1,167 @@
+"""`fetch` against a local HTTP server: success, resume, checksum mismatch, corrupt archives."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import threading
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from streamsim.errors import IngestError
+from streamsim.fetch import RemoteDataset, fetch
+from streamsim.store import Workspace
+
+U_DATA = "".join(
+    f"{1 + k % 5}\t{1 + (k * 7) % 11}\t{1 + k % 5}\t{880000000 + 37 * k}\n" for k in range(60)
+)
+U_ITEM = "".join(
+    f"{i}|Movie {i} (1995)|01-Jan-1995||http://x|0|{i % 2}|{(i + 1) % 2}" + "|0" * 16 + "\n"
+    for i in range(1, 12)
+)
+
+
+def ml100k_zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("ml-100k/u.data", U_DATA)
+        zf.writestr("ml-100k/u.item", U_ITEM)
+    return buf.getvalue()
+
+
+class Server:
+    """Serves `files` (name -> bytes) with HTTP Range support; records the Range headers seen."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+        self.ranges: list[str | None] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                body = outer.files.get(self.path.lstrip("/"))
+                rng = self.headers.get("Range")
+                outer.ranges.append(rng)
+                if body is None:
+                    self.send_error(404)
+                    return
+                start = int(rng.split("=")[1].rstrip("-")) if rng else 0
+                if start >= len(body) and rng:
+                    self.send_error(416)
+                    return
+                self.send_response(206 if rng else 200)
+                self.send_header("Content-Length", str(len(body) - start))
+                self.end_headers()
+                self.wfile.write(body[start:])
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    archive = ml100k_zip()
+    srv = Server(
+        {
+            "ml-100k.zip": archive,
+            "truncated.zip": archive[: len(archive) // 2],
+            "garbage.zip": b"this is not a zip file at all" * 10,
+        }
+    )
+    yield srv
+    srv.close()
+
+
+def registry(url: str, file: str, sha: str | None) -> dict[str, RemoteDataset]:
+    return {"toy": RemoteDataset(f"{url}/{file}", sha, "ml-100k", "ml-100k")}
+
+
+def snapshot(con: duckdb.DuckDBPyConnection) -> tuple[list[Any], ...]:
+    return tuple(
+        con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
+        for t in ("datasets", "events", "users", "items", "categories")
+    )
+
+
+def test_fetch_verifies_unpacks_and_ingests(server: Server, tmp_path: Path) -> None:
+    ws = Workspace.resolve(tmp_path / "ws")
+    con = ws.connect()
+    sha = hashlib.sha256(server.files["ml-100k.zip"]).hexdigest()
+    info = fetch(con, "toy", workspace=ws, registry=registry(server.url, "ml-100k.zip", sha))
+    assert (info.format, info.n_events, info.n_users) == ("ml-100k", 60, 5)
+    assert info.params["sha256"] == sha
+    assert info.params["sha256_pinned"] is True
+    assert (ws.root / "downloads" / "ml-100k.zip").is_file()
+    assert not (ws.root / "downloads" / "ml-100k.zip.part").exists()
+    assert server.ranges == [None]
+
+
+def test_fetch_resumes_a_partial_download(server: Server, tmp_path: Path) -> None:
+    ws = Workspace.resolve(tmp_path / "ws")
+    con = ws.connect()
+    body = server.files["ml-100k.zip"]
+    part = ws.subdir("downloads") / "ml-100k.zip.part"
+    part.write_bytes(body[:100])
+    sha = hashlib.sha256(body).hexdigest()
+    # base_url replaces the registry host; the file name stays
+    reg = registry("http://unreachable.invalid", "ml-100k.zip", sha)
+    info = fetch(con, "toy", workspace=ws, base_url=server.url, registry=reg)
+    assert server.ranges == ["bytes=100-"]
+    assert info.n_events == 60
+    assert (ws.root / "downloads" / "ml-100k.zip").read_bytes() == body
+
+
+def test_checksum_mismatch_leaves_store_unchanged(server: Server, tmp_path: Path) -> None:
+    ws = Workspace.resolve(tmp_path / "ws")
+    con = ws.connect()
+    before = snapshot(con)
+    reg = registry(server.url, "ml-100k.zip", "0" * 64)
+    with pytest.raises(IngestError, match=r"ml-100k.zip: checksum mismatch: sha256 [0-9a-f]{64}; "
+                       r"expected 0{64} \(file deleted\)"):  # fmt: skip
+        fetch(con, "toy", workspace=ws, registry=reg)
+    assert snapshot(con) == before
+    assert not (ws.root / "downloads" / "ml-100k.zip").exists()
+
+
+@pytest.mark.parametrize("file", ["truncated.zip", "garbage.zip"])
+def test_corrupt_archive(server: Server, tmp_path: Path, file: str) -> None:
+    ws = Workspace.resolve(tmp_path / "ws")
+    con = ws.connect()
+    before = snapshot(con)
+    with pytest.raises(IngestError, match=rf"{file}: truncated or corrupt zip archive"):
+        fetch(con, "toy", workspace=ws, registry=registry(server.url, file, None))
+    assert snapshot(con) == before
+
+
+def test_unpinned_checksum_is_recorded(server: Server, tmp_path: Path) -> None:
+    ws = Workspace.resolve(tmp_path / "ws")
+    con = ws.connect()
+    info = fetch(con, "toy", workspace=ws, registry=registry(server.url, "ml-100k.zip", None))
+    assert info.params["sha256"] == hashlib.sha256(server.files["ml-100k.zip"]).hexdigest()
+    assert info.params["sha256_pinned"] is False
+
+
+def test_unknown_name_and_http_error(server: Server, tmp_path: Path) -> None:
+    ws = Workspace.resolve(tmp_path / "ws")
+    con = ws.connect()
+    with pytest.raises(
+        IngestError, match=r"unknown public dataset 'nope'; expected one of .*ml-1m"
+    ):
+        fetch(con, "nope", workspace=ws)
+    with pytest.raises(IngestError, match=r"missing.zip: HTTP 404"):
+        fetch(con, "toy", workspace=ws, registry=registry(server.url, "missing.zip", None))
