@@ -250,3 +250,63 @@ def test_failure_near_end_of_large_file_leaves_store_unchanged(
     con.close()
     reopened = ws.connect()
     assert snapshot(reopened) == before
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_ingest_list_show_export_import_delete(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from streamsim.cli import app
+
+    runner = CliRunner()
+    store = str(tmp_path / "ws")
+    log = write(tmp_path / "log.csv", CSV)
+    cols = ["--user-col", "user", "--item-col", "item", "--time-col", "ts", "--category-col", "cat"]
+    res = runner.invoke(app, ["--store", store, "ingest", str(log), "--name", "g", *cols])
+    assert res.exit_code == 0, res.output
+    assert "ingested g: 4 events, 3 users, 3 items" in res.output
+    res = runner.invoke(app, ["--store", store, "ingest", str(log), "--name", "g", *cols])
+    assert res.exit_code == 1
+    assert "error: dataset 'g' already exists; pass --replace to overwrite it" in res.output
+    res = runner.invoke(app, ["--store", store, "datasets", "list", "--json"])
+    assert res.exit_code == 0
+    listed = json.loads(res.output)
+    assert [(d["name"], d["n_events"]) for d in listed] == [("g", 4)]
+    res = runner.invoke(app, ["--store", store, "datasets", "list"])
+    assert res.exit_code == 0
+    assert "g" in res.output
+    res = runner.invoke(app, ["--store", store, "datasets", "show", "g", "--json"])
+    shown = json.loads(res.output)
+    assert shown["density"] == pytest.approx(4 / 9)
+    assert shown["top_categories"] == [
+        {"category": "x", "events": 2},
+        {"category": "y", "events": 2},
+    ]
+    assert (shown["first"], shown["last"]) == ("1970-01-01 00:00:50", "1970-01-01 00:01:40")
+    res = runner.invoke(app, ["--store", store, "datasets", "show", "g"])
+    assert res.exit_code == 0
+    assert "density" in res.output
+    res = runner.invoke(app, ["--store", store, "datasets", "export", "g", str(tmp_path / "x")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(
+        app, ["--store", store, "datasets", "import", str(tmp_path / "x"), "--name", "g2"]
+    )
+    assert res.exit_code == 0, res.output
+    assert f"fingerprint {listed[0]['fingerprint'][:12]}" in res.output
+    res = runner.invoke(app, ["--store", store, "datasets", "delete", "g"])
+    assert res.exit_code == 0
+    res = runner.invoke(app, ["--store", store, "datasets", "show", "g"])
+    assert res.exit_code == 1
+    assert "error: unknown dataset 'g'; the store has ['g2']" in res.output
+    bad = write(tmp_path / "bad.csv", "user,item,ts\nu,a,1\nu,b,oops\n")
+    res = runner.invoke(app, ["--store", store, "ingest", str(bad), "--name", "b", *cols[:6]])
+    assert res.exit_code == 1
+    assert "error: " in res.output
+    assert "bad.csv: line 3, column 'ts': unparsable timestamp 'oops'" in res.output
+    res = runner.invoke(app, ["--store", store, "ingest", str(bad), "--name", "b", "--format", "x"])
+    assert res.exit_code == 1
+    assert "unknown format 'x'" in res.output
