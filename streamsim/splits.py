@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import duckdb
+import pyarrow as pa
 
 from streamsim.errors import ScenarioError
 from streamsim.scenario import SplitSpec
@@ -80,3 +81,205 @@ def resolve_split(con: duckdb.DuckDBPyConnection, dataset: str, spec: SplitSpec)
             msg = f"[split] the {period} period of dataset {dataset!r} is empty: {split}"
             raise ScenarioError(msg)
     return split
+
+
+# --------------------------------------------------------------------------- filtering
+
+
+@dataclass(frozen=True, slots=True)
+class KeptIds:
+    """Users and items that survive a k-core / minimum-count filter, with the surviving events."""
+
+    users: pa.Array
+    items: pa.Array
+    n_events: int
+    rounds: int
+
+
+def _period_where(period: IndexRange | None) -> tuple[str, list[int]]:
+    if period is None:
+        return "", []
+    return " AND idx >= ? AND idx < ?", [period.start, period.stop]
+
+
+def kcore(
+    con: duckdb.DuckDBPyConnection,
+    dataset: str,
+    *,
+    min_user: int,
+    min_item: int,
+    period: IndexRange | None = None,
+    iterate: bool = True,
+) -> KeptIds:
+    """Users with >= `min_user` and items with >= `min_item` events, counted on `period` only.
+
+    With `iterate` (k-core) the two conditions are re-applied until both hold on the remaining
+    events; without it (minimum-count filter) each is applied once to the raw period counts.
+    Pure: the store is not modified (use `filter_events` to get the surviving events).
+    """
+    if min_user < 1 or min_item < 1:
+        msg = f"minimum counts must be >= 1, got min_user={min_user}, min_item={min_item}"
+        raise ValueError(msg)
+    where, params = _period_where(period)
+    cur = con.cursor()
+    try:
+        cur.execute(
+            "CREATE TEMP TABLE _k AS SELECT user_id, item_id FROM events WHERE dataset = ?" + where,
+            [dataset, *params],
+        )
+        rounds = 0
+        while True:
+            rounds += 1
+            if iterate:
+                counts = (
+                    "SELECT count(*) FROM _k WHERE user_id IN (SELECT user_id FROM _k"
+                    " GROUP BY 1 HAVING count(*) < ?) OR item_id IN (SELECT item_id FROM _k"
+                    " GROUP BY 1 HAVING count(*) < ?)"
+                )
+                row = fetch_one(cur, counts, [min_user, min_item])
+                if row is None or row[0] == 0:
+                    break
+            cur.execute(
+                "CREATE OR REPLACE TEMP TABLE _k AS SELECT k.* FROM _k k"
+                " SEMI JOIN (SELECT user_id FROM _k GROUP BY 1 HAVING count(*) >= ?) u"
+                " USING (user_id)"
+                " SEMI JOIN (SELECT item_id FROM _k GROUP BY 1 HAVING count(*) >= ?) i"
+                " USING (item_id)",
+                [min_user, min_item],
+            )
+            if not iterate:
+                break
+        users = cur.sql("SELECT DISTINCT user_id FROM _k ORDER BY 1").to_arrow_table()
+        items = cur.sql("SELECT DISTINCT item_id FROM _k ORDER BY 1").to_arrow_table()
+        n = fetch_one(cur, "SELECT count(*) FROM _k")
+    finally:
+        cur.close()
+    assert n is not None
+    return KeptIds(
+        users=users.column(0).combine_chunks(),
+        items=items.column(0).combine_chunks(),
+        n_events=int(n[0]),
+        rounds=rounds,
+    )
+
+
+def filter_events(
+    con: duckdb.DuckDBPyConnection,
+    dataset: str,
+    kept: KeptIds,
+    *,
+    period: IndexRange | None = None,
+) -> pa.Table:
+    """The events of `period` (all when None) whose user and item are both in `kept`."""
+    where, params = _period_where(period)
+    cur = con.cursor()
+    try:
+        cur.register("_ku", pa.table({"user_id": kept.users}))
+        cur.register("_ki", pa.table({"item_id": kept.items}))
+        return cur.sql(
+            "SELECT idx, user_id, item_id, ts, category, rating FROM events"
+            " SEMI JOIN _ku USING (user_id) SEMI JOIN _ki USING (item_id)"
+            " WHERE dataset = $dataset"
+            + where.replace("?", "$lo", 1).replace("?", "$hi", 1)
+            + " ORDER BY idx",
+            params={"dataset": dataset, **({"lo": params[0], "hi": params[1]} if params else {})},
+        ).to_arrow_table()
+    finally:
+        cur.close()
+
+
+# --------------------------------------------------------------------------- cold-start report
+
+
+def split_report(con: duckdb.DuckDBPyConnection, dataset: str, split: Split) -> dict[str, int]:
+    """How many replay events involve users or items never seen before the cut.
+
+    "Before the cut" = the pretraining and validation periods (``idx < split.replay.start``);
+    an event counts as cold when its user (item) has no event there, even if the user appeared
+    earlier in the replay itself.
+    """
+    row = fetch_one(
+        con,
+        "WITH past AS (SELECT user_id, item_id FROM events WHERE dataset = $d AND idx < $cut),"
+        " pu AS (SELECT DISTINCT user_id FROM past), pi AS (SELECT DISTINCT item_id FROM past),"
+        " r AS (SELECT e.user_id, e.item_id, pu.user_id IS NULL AS cu, pi.item_id IS NULL AS ci"
+        " FROM events e LEFT JOIN pu USING (user_id) LEFT JOIN pi USING (item_id)"
+        " WHERE e.dataset = $d AND e.idx >= $cut AND e.idx < $stop)"
+        " SELECT count(*), count(*) FILTER (cu), count(*) FILTER (ci),"
+        " count(*) FILTER (cu OR ci), count(DISTINCT user_id) FILTER (cu),"
+        " count(DISTINCT item_id) FILTER (ci) FROM r",
+        {"d": dataset, "cut": split.replay.start, "stop": split.replay.stop},  # type: ignore[arg-type]
+    )
+    assert row is not None
+    keys = (
+        "replay_events",
+        "events_unseen_user",
+        "events_unseen_item",
+        "events_unseen_user_or_item",
+        "unseen_users",
+        "unseen_items",
+    )
+    return {k: int(v) for k, v in zip(keys, row, strict=True)}
+
+
+# --------------------------------------------------------------------------- leave-one-out
+
+
+@dataclass(frozen=True, slots=True)
+class LooSplit:
+    """RecBole ``LS: valid_and_test`` examples; each table has one row per example.
+
+    Columns: ``user_id``, ``target_idx`` (replay index of the target event), ``target`` (item),
+    ``ts`` (target timestamp), ``history`` (the previous <= max_len items of the user, oldest
+    first) and ``history_ts``.
+    """
+
+    train: pa.Table
+    valid: pa.Table
+    test: pa.Table
+    max_len: int
+
+
+def leave_one_out(con: duckdb.DuckDBPyConnection, dataset: str, *, max_len: int) -> LooSplit:
+    """RecBole's leave-one-out split over augmented examples (MODELS.md §3.2).
+
+    Every event after a user's first is one example (the previous <= `max_len` items -> this
+    item). Per user, with m examples, RecBole leaves ``min(2, m - 1)`` out: the last example is
+    test and the one before validation, so the test input includes the validation item. Users
+    with fewer than 3 events follow RecBole too: 2 events (one example) -> train only, 1 event ->
+    no example; a user with exactly 3 events (two examples) gives one train and one test example
+    and no validation example.
+    """
+    if max_len < 1:
+        msg = f"max_len must be >= 1, got {max_len}"
+        raise ValueError(msg)
+    cur = con.cursor()
+    try:
+        cur.execute(
+            "CREATE TEMP TABLE _loo AS SELECT user_id, idx AS target_idx, item_id AS target, ts,"
+            " k, m, history, history_ts FROM (SELECT user_id, idx, item_id, ts,"
+            " row_number() OVER w - 1 AS k, count(*) OVER (PARTITION BY user_id) - 1 AS m,"
+            f" list(item_id) OVER (w ROWS BETWEEN {int(max_len)} PRECEDING AND 1 PRECEDING)"
+            " AS history,"
+            f" list(ts) OVER (w ROWS BETWEEN {int(max_len)} PRECEDING AND 1 PRECEDING)"
+            " AS history_ts FROM events WHERE dataset = ?"
+            " WINDOW w AS (PARTITION BY user_id ORDER BY idx)) WHERE k >= 1",
+            [dataset],
+        )
+        # example number e = k - 1 of m; leave = min(2, m - 1)
+        part = (
+            "CASE WHEN least(2, m - 1) >= 1 AND k - 1 = m - 1 THEN 'test'"
+            " WHEN least(2, m - 1) = 2 AND k - 1 = m - 2 THEN 'valid' ELSE 'train' END"
+        )
+        tables = {}
+        for name in ("train", "valid", "test"):
+            tables[name] = cur.sql(
+                "SELECT user_id, target_idx, target, ts, history, history_ts FROM _loo"
+                f" WHERE {part} = $p ORDER BY target_idx",
+                params={"p": name},
+            ).to_arrow_table()
+    finally:
+        cur.close()
+    return LooSplit(
+        train=tables["train"], valid=tables["valid"], test=tables["test"], max_len=max_len
+    )
