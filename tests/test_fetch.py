@@ -165,3 +165,20 @@ def test_unknown_name_and_http_error(server: Server, tmp_path: Path) -> None:
         fetch(con, "nope", workspace=ws)
     with pytest.raises(IngestError, match=r"missing.zip: HTTP 404"):
         fetch(con, "toy", workspace=ws, registry=registry(server.url, "missing.zip", None))
+
+
+def test_cli_fetch_real_registry_entry_from_a_mirror(server: Server, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from streamsim.cli import app
+
+    store = str(tmp_path / "ws")
+    args = ["--store", store, "datasets", "fetch", "ml-100k", "--base-url", server.url]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "fetched ml-100k: 60 events, 5 users" in res.output
+    sha = hashlib.sha256(server.files["ml-100k.zip"]).hexdigest()
+    assert f"sha256 {sha} (checksum not pinned in the registry" in res.output
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 1
+    assert "error: dataset 'ml-100k' already exists; pass --replace" in res.output
