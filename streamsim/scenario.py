@@ -14,9 +14,14 @@ The dataclass fields are the contract the engine codes against (docs/architectur
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
+
+from streamsim.errors import ScenarioError
 
 # ---------------------------------------------------------------------------------------------
 # Typed sections (shared contract)
@@ -126,3 +131,436 @@ class Scenario:
     replay: ReplaySpec = field(default_factory=ReplaySpec)
     detectors: tuple[DetectorSpec, ...] = ()
     segments: SegmentSpec = field(default_factory=SegmentSpec)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loader
+# ---------------------------------------------------------------------------------------------
+
+DETECTOR_NAMES = ("adwin", "page_hinkley", "kswin", "ddm", "eddm", "hddm_a", "hddm_w", "fhddm")
+SIGNAL_NAMES = ("rr10", "ndcg10", "miss10", "tta_loss", "topk_entropy")
+DEFAULT_POLICIES = (
+    PolicySpec(name="none"),
+    PolicySpec(name="reset", tta="reset"),
+    PolicySpec(name="continual", tta="continual"),
+)
+_TOP_KEYS = (
+    "name", "description", "seed", "data", "split", "model", "train", "adaptation", "replay",
+    "detectors", "segments",
+)  # fmt: skip
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        with path.open("rb") as fh:
+            return dict(tomllib.load(fh))
+    except tomllib.TOMLDecodeError as exc:
+        msg = f"{path}: not valid TOML: {exc}"
+        raise ScenarioError(msg) from exc
+
+
+def _check_value(value: Any, annotation: str, where: str) -> Any:
+    """Check ``value`` against a field annotation string; return the normalised value."""
+    ann = annotation.replace(" ", "")
+    options = _split_union(ann)
+    if len(options) > 1:
+        if value is None and "None" in options:
+            return None
+        errors = []
+        for option in options:
+            if option == "None":
+                continue
+            try:
+                return _check_value(value, option, where)
+            except ScenarioError as exc:
+                errors.append(str(exc))
+        raise ScenarioError(errors[0])
+    if ann == "Any":
+        return value
+    if ann == "bool":
+        if not isinstance(value, bool):
+            msg = f"{where}: expected a boolean; got {value!r}"
+            raise ScenarioError(msg)
+        return value
+    if ann == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            msg = f"{where}: expected an integer; got {value!r}"
+            raise ScenarioError(msg)
+        return value
+    if ann == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            msg = f"{where}: expected a number; got {value!r}"
+            raise ScenarioError(msg)
+        return float(value)
+    if ann == "str":
+        if not isinstance(value, str):
+            msg = f"{where}: expected a string; got {value!r}"
+            raise ScenarioError(msg)
+        return value
+    if ann.startswith("Literal["):
+        allowed = [a.strip("'\"") for a in ann[len("Literal[") : -1].split(",")]
+        if value not in allowed:
+            msg = f"{where}: expected one of {allowed}; got {value!r}"
+            raise ScenarioError(msg)
+        return value
+    if ann.startswith("tuple[") and ann.endswith(",...]"):
+        inner = ann[len("tuple[") : -len(",...]")]
+        if not isinstance(value, (list, tuple)):
+            msg = f"{where}: expected a list; got {value!r}"
+            raise ScenarioError(msg)
+        return tuple(_check_value(v, inner, f"{where}[{i}]") for i, v in enumerate(value))
+    msg = f"unsupported annotation {annotation!r}"
+    raise TypeError(msg)  # programming error
+
+
+def _split_union(ann: str) -> list[str]:
+    depth, start, parts = 0, 0, []
+    for i, ch in enumerate(ann):
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            parts.append(ann[start:i])
+            start = i + 1
+    parts.append(ann[start:])
+    return parts
+
+
+def _build(cls: Any, table: Any, where: str, *, skip: tuple[str, ...] = ()) -> Any:
+    """Build dataclass ``cls`` from a TOML table, rejecting unknown keys and wrong types."""
+    if not isinstance(table, dict):
+        msg = f"{where}: expected a table; got {table!r}"
+        raise ScenarioError(msg)
+    names = [f.name for f in fields(cls)]
+    unknown = sorted(set(table) - set(names))
+    if unknown:
+        msg = f"{where} unknown key {unknown[0]!r}; expected one of {names}"
+        raise ScenarioError(msg)
+    kwargs: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name in table and f.name not in skip:
+            kwargs[f.name] = _check_value(table[f.name], str(f.type), f"{where} key {f.name!r}")
+    missing = [
+        f.name
+        for f in fields(cls)
+        if f.name not in kwargs
+        and f.name not in skip
+        and f.default is MISSING
+        and f.default_factory is MISSING
+    ]
+    if missing:
+        msg = f"{where}: missing required key {missing[0]!r}"
+        raise ScenarioError(msg)
+    return kwargs
+
+
+def _nonneg(value: float | int | None, where: str, *, strict: bool = False) -> None:
+    if value is None:
+        return
+    if value < 0 or (strict and value == 0):
+        bound = "> 0" if strict else ">= 0"
+        msg = f"{where}: expected a value {bound}; got {value!r}"
+        raise ScenarioError(msg)
+
+
+def _synth(table: Any, where: str) -> Any:
+    from streamsim.synth import DriftSpec, SynthConfig
+
+    kw = _build(SynthConfig, table, where, skip=("drifts",))
+    raw_drifts = table.get("drifts", []) if isinstance(table, dict) else []
+    if not isinstance(raw_drifts, list):
+        msg = f"{where} key 'drifts': expected a list of tables; got {raw_drifts!r}"
+        raise ScenarioError(msg)
+    drifts = []
+    for i, d in enumerate(raw_drifts):
+        dw = f"{where[:-1]}.drifts[{i}]]"
+        spec = DriftSpec(**_build(DriftSpec, d, dw))
+        if not 0.0 < spec.scope <= 1.0:
+            msg = f"{dw} key 'scope': expected 0 < scope <= 1; got {spec.scope}"
+            raise ScenarioError(msg)
+        if not 0.0 <= spec.magnitude <= 1.0:
+            msg = f"{dw} key 'magnitude': expected 0..1; got {spec.magnitude}"
+            raise ScenarioError(msg)
+        _nonneg(spec.start_day, f"{dw} key 'start_day'")
+        _nonneg(spec.width_days, f"{dw} key 'width_days'")
+        drifts.append(spec)
+    cfg = SynthConfig(**kw, drifts=tuple(drifts))
+    for key in ("n_users", "n_items", "n_topics", "events_per_user", "duration_days"):
+        _nonneg(getattr(cfg, key), f"{where} key {key!r}", strict=True)
+    if cfg.n_topics > cfg.n_items:
+        msg = f"{where}: n_topics ({cfg.n_topics}) > n_items ({cfg.n_items})"
+        raise ScenarioError(msg)
+    if not 0.0 <= cfg.p_transition <= 1.0:
+        msg = f"{where} key 'p_transition': expected 0..1; got {cfg.p_transition}"
+        raise ScenarioError(msg)
+    for d in cfg.drifts:
+        if d.start_day > cfg.duration_days:
+            msg = (
+                f"{where}: drift start_day {d.start_day} after the end of the stream "
+                f"(duration_days = {cfg.duration_days})"
+            )
+            raise ScenarioError(msg)
+    return cfg
+
+
+def _resolve(raw: dict[str, Any], path: Path) -> Scenario:
+    f = str(path)
+    unknown = sorted(set(raw) - set(_TOP_KEYS))
+    if unknown:
+        msg = f"{f}: unknown key {unknown[0]!r}; expected one of {list(_TOP_KEYS)}"
+        raise ScenarioError(msg)
+    for key in ("name", "description"):
+        if not isinstance(raw.get(key, ""), str):
+            msg = f"{f}: key {key!r}: expected a string; got {raw[key]!r}"
+            raise ScenarioError(msg)
+    seed = raw.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        msg = f"{f}: key 'seed': expected an integer >= 0; got {seed!r}"
+        raise ScenarioError(msg)
+
+    # [data]
+    if "data" not in raw:
+        msg = f"{f}: missing section [data]"
+        raise ScenarioError(msg)
+    data_t = raw["data"]
+    dkw = _build(DataSpec, data_t, f"{f}: [data]", skip=("synthetic",))
+    synthetic = (
+        _synth(data_t["synthetic"], f"{f}: [data.synthetic]") if "synthetic" in data_t else None
+    )
+    data = DataSpec(**dkw, synthetic=synthetic)
+
+    split = SplitSpec(**_build(SplitSpec, raw.get("split", {}), f"{f}: [split]"))
+    w = f"{f}: [split]"
+    for key in ("valid_start", "replay_start", "replay_end"):
+        _nonneg(getattr(split, key), f"{w} key {key!r}")
+    if split.replay_start < split.valid_start:
+        msg = f"{w}: replay_start ({split.replay_start}) < valid_start ({split.valid_start})"
+        raise ScenarioError(msg)
+    if split.by == "fraction":
+        for key in ("valid_start", "replay_start", "replay_end"):
+            v = getattr(split, key)
+            if v is not None and v > 1.0:
+                msg = f"{w} key {key!r}: a fraction must be <= 1; got {v}"
+                raise ScenarioError(msg)
+    if split.replay_end is not None and split.replay_end <= split.replay_start:
+        msg = (
+            f"{w}: empty replay window: replay_end ({split.replay_end}) <= "
+            f"replay_start ({split.replay_start})"
+        )
+        raise ScenarioError(msg)
+    if split.valid_start <= 0:
+        msg = f"{w}: empty pretraining period: valid_start = {split.valid_start}"
+        raise ScenarioError(msg)
+    if split.by == "time" and synthetic is not None:
+        from datetime import datetime, timezone
+
+        t0 = datetime.fromisoformat(synthetic.start_date).replace(tzinfo=timezone.utc).timestamp()
+        t_end = t0 + synthetic.duration_days * 86400
+        if split.replay_start >= t_end:
+            msg = (
+                f"{w}: replay_start ({split.replay_start:.0f}) is after the last event "
+                f"({t_end:.0f})"
+            )
+            raise ScenarioError(msg)
+
+    model_t = raw.get("model", {})
+    mkw = _build(ModelSpec, model_t, f"{f}: [model]", skip=("config",))
+    mcfg = model_t.get("config", {}) if isinstance(model_t, dict) else {}
+    if not isinstance(mcfg, dict):
+        msg = f"{f}: [model] key 'config': expected a table; got {mcfg!r}"
+        raise ScenarioError(msg)
+    model = ModelSpec(**mkw, config=tuple(sorted(mcfg.items())))
+
+    train = TrainSpec(**_build(TrainSpec, raw.get("train", {}), f"{f}: [train]"))
+    for key in ("epochs", "batch_size", "eval_batch_size"):
+        _nonneg(getattr(train, key), f"{f}: [train] key {key!r}", strict=True)
+    for key in ("lr", "weight_decay", "patience"):
+        _nonneg(getattr(train, key), f"{f}: [train] key {key!r}")
+
+    adapt = raw.get("adaptation", {})
+    if not isinstance(adapt, dict) or set(adapt) - {"policies"}:
+        msg = f"{f}: [adaptation]: expected only key 'policies'; got {adapt!r}"
+        raise ScenarioError(msg)
+    policies: tuple[PolicySpec, ...] = DEFAULT_POLICIES
+    if "policies" in adapt:
+        ps = []
+        for i, p in enumerate(adapt["policies"]):
+            pw = f"{f}: [[adaptation.policies]][{i}]"
+            spec = PolicySpec(**_build(PolicySpec, p, pw))
+            for key in ("tta_lr", "tta_steps", "online_lr", "online_steps"):
+                _nonneg(getattr(spec, key), f"{pw} key {key!r}")
+            ps.append(spec)
+        names = [p.name for p in ps]
+        dups = sorted({str(n) for n in names if names.count(n) > 1})
+        if dups:
+            msg = f"{f}: [[adaptation.policies]] duplicate policy name {dups[0]!r}"
+            raise ScenarioError(msg)
+        if not ps:
+            msg = f"{f}: [[adaptation.policies]] is empty; expected >= 1 policy"
+            raise ScenarioError(msg)
+        policies = tuple(ps)
+
+    replay = ReplaySpec(**_build(ReplaySpec, raw.get("replay", {}), f"{f}: [replay]"))
+    for key in ("batch_events", "batch_window_s", "max_batch_events", "max_events"):
+        _nonneg(getattr(replay, key), f"{f}: [replay] key {key!r}", strict=True)
+
+    dets = []
+    raw_dets = raw.get("detectors", [])
+    if not isinstance(raw_dets, list):
+        msg = f"{f}: [[detectors]]: expected a list of tables; got {raw_dets!r}"
+        raise ScenarioError(msg)
+    for i, d in enumerate(raw_dets):
+        dw = f"{f}: [[detectors]][{i}]"
+        dkw2 = _build(DetectorSpec, d, dw, skip=("params",))
+        if dkw2["name"] not in DETECTOR_NAMES:
+            msg = (
+                f"{dw} key 'name': unknown detector {dkw2['name']!r}; "
+                f"expected one of {list(DETECTOR_NAMES)}"
+            )
+            raise ScenarioError(msg)
+        if dkw2["signal"] not in SIGNAL_NAMES:
+            msg = (
+                f"{dw} key 'signal': unknown signal {dkw2['signal']!r}; "
+                f"expected one of {list(SIGNAL_NAMES)}"
+            )
+            raise ScenarioError(msg)
+        params = d.get("params", {})
+        if not isinstance(params, dict):
+            msg = f"{dw} key 'params': expected a table; got {params!r}"
+            raise ScenarioError(msg)
+        dets.append(DetectorSpec(**dkw2, params=tuple(sorted(params.items()))))
+
+    segments = SegmentSpec(**_build(SegmentSpec, raw.get("segments", {}), f"{f}: [segments]"))
+    bad_cal = [c for c in segments.calendar if c not in ("day", "week", "weekpart", "hour")]
+    if bad_cal:
+        msg = (
+            f"{f}: [segments] key 'calendar': unknown {bad_cal[0]!r}; "
+            "expected one of ['day', 'week', 'weekpart', 'hour']"
+        )
+        raise ScenarioError(msg)
+
+    body: dict[str, Any] = dict(
+        name=raw.get("name", path.stem),
+        description=raw.get("description", ""),
+        path=path,
+        seed=seed,
+        data=data,
+        split=split,
+        model=model,
+        train=train,
+        policies=policies,
+        replay=replay,
+        detectors=tuple(dets),
+        segments=segments,
+    )
+    draft = Scenario(content_hash="", **body)
+    canon = json.dumps(_jsonable(draft, with_meta=False), sort_keys=True, separators=(",", ":"))
+    return replace(draft, content_hash=hashlib.sha256(canon.encode()).hexdigest())
+
+
+def _jsonable(obj: Any, *, with_meta: bool = True) -> Any:
+    if is_dataclass(obj) and not isinstance(obj, type):
+        out = {}
+        for f in fields(obj):
+            if not with_meta and f.name in ("path", "content_hash"):
+                continue
+            value = getattr(obj, f.name)
+            if f.name in ("config", "params") and isinstance(value, tuple):
+                out[f.name] = {k: _jsonable(v) for k, v in value}
+            else:
+                out[f.name] = _jsonable(value)
+        return out
+    if isinstance(obj, tuple | list):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any], path: Path) -> None:
+    for key, value in overrides.items():
+        if key == "policies":
+            wanted = list(value)
+            current = raw.get("adaptation", {}).get("policies")
+            if current is None:
+                current = [_jsonable(p) for p in DEFAULT_POLICIES]
+            by_name = {p.get("name"): p for p in current if isinstance(p, dict)}
+            missing = [n for n in wanted if n not in by_name]
+            if missing:
+                msg = (
+                    f"{path}: --policy {missing[0]!r} is not a policy of this scenario; "
+                    f"expected one of {sorted(str(k) for k in by_name)}"
+                )
+                raise ScenarioError(msg)
+            raw.setdefault("adaptation", {})["policies"] = [by_name[n] for n in wanted]
+            continue
+        parts = key.split(".")
+        node = raw
+        for part in parts[:-1]:
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                msg = f"{path}: override {key!r}: {part!r} is not a table"
+                raise ScenarioError(msg)
+            node = nxt
+        node[parts[-1]] = value
+
+
+def load(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None) -> Scenario:
+    """Load and validate a scenario by bundled name or by path.
+
+    Parameters
+    ----------
+    name_or_path
+        A bundled scenario name (``weekend-shift``) or a path to a TOML file.
+    overrides
+        Flat dotted keys (``{"model.name": "sasrec", "seed": 3}``); ``"policies"`` takes a list
+        of policy names to keep. Applied before validation, so they are checked the same way.
+
+    Raises
+    ------
+    ScenarioError
+        Missing file, invalid TOML, unknown keys, wrong types or impossible values.
+    """
+    from streamsim.resources import bundled_scenario_dir
+
+    text = str(name_or_path)
+    path = Path(text)
+    if not (path.suffix == ".toml" or path.exists()):
+        try:
+            path = bundled_scenario_dir() / f"{text}.toml"
+        except FileNotFoundError as exc:
+            raise ScenarioError(str(exc)) from exc
+        if not path.exists():
+            names = [n for n, _ in list_bundled()]
+            msg = f"unknown scenario {text!r}; expected a path or one of {names}"
+            raise ScenarioError(msg)
+    if not path.is_file():
+        msg = f"{path}: scenario file not found"
+        raise ScenarioError(msg)
+    raw = _load_toml(path)
+    if overrides:
+        _apply_overrides(raw, overrides, path)
+    return _resolve(raw, path)
+
+
+def list_bundled() -> list[tuple[str, str]]:
+    """(name, description) of every shipped scenario, sorted by name."""
+    from streamsim.resources import bundled_scenario_dir
+
+    out = []
+    for p in sorted(bundled_scenario_dir().glob("*.toml")):
+        raw = _load_toml(p)
+        lines = str(raw.get("description", "")).strip().splitlines()
+        out.append((p.stem, lines[0] if lines else ""))
+    return out
+
+
+def to_dict(scenario: Scenario) -> dict[str, Any]:
+    """The resolved scenario (defaults included) as JSON-able data."""
+    out: dict[str, Any] = _jsonable(scenario)
+    return out

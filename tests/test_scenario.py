@@ -1,0 +1,148 @@
+"""Scenario loader: every shipped file loads; bad files give file + key path messages; CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from streamsim import scenario
+from streamsim.cli import app
+from streamsim.errors import ScenarioError
+
+SHIPPED = [
+    "weekend-shift", "sudden-shift", "gradual-drift", "recurring-shift", "new-items", "no-drift",
+    "ml-100k-stream", "beauty-stream",
+]  # fmt: skip
+
+GOOD = """
+name = "x"
+description = "a test scenario"
+[data]
+dataset = "d"
+"""
+
+
+def test_every_shipped_scenario_loads() -> None:
+    names = [n for n, _ in scenario.list_bundled()]
+    assert set(SHIPPED) <= set(names)
+    for name in SHIPPED:
+        sc = scenario.load(name)
+        assert sc.name == name
+        assert [p.name for p in sc.policies] == ["none", "reset", "continual"]
+        assert sc.split.valid_start < sc.split.replay_start
+        assert {d.signal for d in sc.detectors} <= set(scenario.SIGNAL_NAMES)
+        assert len(sc.content_hash) == 64
+    ws = scenario.load("weekend-shift")
+    assert ws.model.name == "t2arec"
+    assert ws.train.epochs <= 8
+    assert ws.replay.batch_events == 256
+    assert ws.data.synthetic is not None
+    assert ws.data.synthetic.drifts[0].kind == "recurring"
+    assert "streamsim ingest" in scenario.load("ml-100k-stream").data.hint
+
+
+def test_defaults_and_overrides(tmp_path: Path) -> None:
+    p = tmp_path / "x.toml"
+    p.write_text(GOOD)
+    sc = scenario.load(p)
+    assert sc.split == scenario.SplitSpec()
+    assert sc.train == scenario.TrainSpec()
+    assert sc.policies == scenario.DEFAULT_POLICIES
+    over = scenario.load(p, {"model.name": "sasrec", "seed": 3, "policies": ["reset"]})
+    assert over.model.name == "sasrec"
+    assert over.seed == 3
+    assert [q.name for q in over.policies] == ["reset"]
+    assert over.content_hash != sc.content_hash
+    assert scenario.load(p).content_hash == sc.content_hash
+    with pytest.raises(ScenarioError, match=r"\[replay\] key 'batch_events'.*expected an integer"):
+        scenario.load(p, {"replay.batch_events": "many"})
+    with pytest.raises(ScenarioError, match="--policy 'bogus' is not a policy"):
+        scenario.load(p, {"policies": ["bogus"]})
+    d = scenario.to_dict(sc)
+    assert d["train"]["epochs"] == 20
+    assert d["replay"]["batch_events"] == 256
+    json.dumps(d)
+
+
+BAD = [
+    (
+        "[replay]\nbatchsize = 3\n",
+        r"x\.toml: \[replay\] unknown key 'batchsize'; expected one of \[",
+    ),
+    ("bogus = 1\n", r"x\.toml: \[data\] unknown key 'bogus'"),
+    ("[train]\nepochs = 'ten'\n", r"\[train\] key 'epochs': expected an integer; got 'ten'"),
+    ("[train]\nepochs = -1\n", r"\[train\] key 'epochs': expected a value > 0"),
+    ("[replay]\nbatch_events = 0\n", r"\[replay\] key 'batch_events': expected a value > 0"),
+    ("[split]\nvalid_start = 0.8\nreplay_start = 0.7\n", r"replay_start \(0\.7\) < valid_start"),
+    ("[split]\nreplay_start = 0.7\nreplay_end = 0.7\n", r"empty replay window"),
+    ("[split]\nreplay_start = 1.5\n", r"a fraction must be <= 1"),
+    ("[[adaptation.policies]]\nname='a'\n[[adaptation.policies]]\nname='a'\n", "duplicate policy"),
+    ("[[adaptation.policies]]\nname='a'\ntta='sometimes'\n", r"key 'tta': expected one of"),
+    ("[[detectors]]\nname='adwinn'\nsignal='rr10'\n", "unknown detector 'adwinn'"),
+    ("[[detectors]]\nname='adwin'\nsignal='hr'\n", "unknown signal 'hr'"),
+    ("[segments]\ncalendar=['month']\n", "unknown 'month'"),
+    ("[data.synthetic]\nn_users = -5\n", r"\[data.synthetic\] key 'n_users': expected a value > 0"),
+    (
+        "[data.synthetic]\nduration_days = 10\n[[data.synthetic.drifts]]\nkind='sudden'\n"
+        "start_day=20.0\n",
+        "after the end of the stream",
+    ),
+    (
+        "[data.synthetic]\nduration_days = 10\n[[data.synthetic.drifts]]\nkind='sharp'\n",
+        r"drifts\[0\]\] key 'kind': expected one of",
+    ),
+    (
+        "[data.synthetic]\nstart_date='2024-01-01'\nduration_days=10\n[split]\nby='time'\n"
+        "valid_start=1704067200.0\nreplay_start=1900000000.0\n",
+        "is after the last event",
+    ),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), BAD)
+def test_bad_files(tmp_path: Path, extra: str, message: str) -> None:
+    p = tmp_path / "x.toml"
+    p.write_text(GOOD + extra)
+    with pytest.raises(ScenarioError, match=message):
+        scenario.load(p)
+
+
+def test_missing_and_invalid(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError, match="unknown scenario 'nope'"):
+        scenario.load("nope")
+    p = tmp_path / "y.toml"
+    p.write_text("name = \n")
+    with pytest.raises(ScenarioError, match="not valid TOML"):
+        scenario.load(p)
+    p.write_text("name = 'y'\nbogus = 2\n" + GOOD.replace('name = "x"', ""))
+    with pytest.raises(ScenarioError, match=r"y\.toml: unknown key 'bogus'; expected one of"):
+        scenario.load(p)
+    p.write_text("name = 'y'\n")
+    with pytest.raises(ScenarioError, match=r"missing section \[data\]"):
+        scenario.load(p)
+
+
+def test_cli_list_show(tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(app, ["scenarios", "list", "--json"])
+    assert res.exit_code == 0, res.output
+    assert "weekend-shift" in {r["name"] for r in json.loads(res.output)}
+    res = runner.invoke(app, ["scenarios", "list"])
+    assert res.exit_code == 0
+    assert "no-drift" in res.output
+    res = runner.invoke(app, ["scenarios", "show", "weekend-shift", "--json"])
+    assert res.exit_code == 0, res.output
+    shown = json.loads(res.output)
+    assert shown["train"]["patience"] == 3
+    assert shown["model"]["config"] == {"max_len": 50}
+    res = runner.invoke(app, ["scenarios", "show", "sudden-shift"])
+    assert res.exit_code == 0
+    assert "batch_events: 256" in res.output
+    bad = tmp_path / "b.toml"
+    bad.write_text(GOOD + "[replay]\nbatchsize = 1\n")
+    res = runner.invoke(app, ["scenarios", "show", str(bad)])
+    assert res.exit_code == 1
+    assert "unknown key 'batchsize'" in res.output
