@@ -217,7 +217,7 @@ def generate(config: SynthConfig, seed: int) -> SyntheticData:
     for b, day in enumerate(c.new_items_days):
         st = t0 + int(day * 86400)
         si = int(np.searchsorted(ev_ts, st))
-        vals: list[object] = [
+        nvals: list[object] = [
             len(rows["drift_id"]),
             "new_items",
             "virtual",
