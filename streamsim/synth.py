@@ -229,7 +229,7 @@ def generate(config: SynthConfig, seed: int) -> SyntheticData:
             si,
             si,
         ]
-        for col, v in zip(_DRIFT_COLS, vals, strict=True):
+        for col, v in zip(_DRIFT_COLS, nvals, strict=True):
             rows[col].append(v)
         del b
     drifts = pa.table(
