@@ -229,8 +229,8 @@ def generate(config: SynthConfig, seed: int) -> SyntheticData:
             si,
             si,
         ]
-        for col, v in zip(_DRIFT_COLS, nvals, strict=True):
-            rows[col].append(v)
+        for col, nv in zip(_DRIFT_COLS, nvals, strict=True):
+            rows[col].append(nv)
         del b
     drifts = pa.table(
         {
