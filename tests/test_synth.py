@@ -100,3 +100,25 @@ def test_transition_model_beats_popularity() -> None:
     hr_tr = float(np.mean([t in row for t, row in zip(tgt, top_tr, strict=True)]))
     hr_pop = float(np.mean([t in top_pop for t in tgt]))
     assert hr_tr > hr_pop + 0.1, (hr_tr, hr_pop)
+
+
+def test_shipped_synthetic_scenarios_split_without_leakage() -> None:
+    from streamsim.splits import resolve_split
+
+    con = store.connect_memory()
+    for name, _ in scenario.list_bundled():
+        sc = scenario.load(name)
+        if sc.data.synthetic is None:
+            continue
+        cfg = replace(sc.data.synthetic, n_users=150)  # same shape, fewer users: fast
+        synth.ensure_synthetic(con, sc.data.dataset, cfg, sc.seed)
+        sp = resolve_split(con, sc.data.dataset, sc.split)
+        ts = np.array(
+            con.execute(
+                "SELECT ts FROM events WHERE dataset = ? ORDER BY idx", [sc.data.dataset]
+            ).fetchnumpy()["ts"]
+        )
+        pre, val, rep = (ts[r.start : r.stop] for r in (sp.pretrain, sp.valid, sp.replay))
+        assert min(len(pre), len(val), len(rep)) > 0, name
+        assert pre.max() < val.min(), name
+        assert val.max() < rep.min(), name
