@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from streamsim.ingest import ingest
 
 from streamsim.evaluate import default_tta, evaluate_loo
+from streamsim.ingest import ingest
 from streamsim.scenario import ModelSpec, TrainSpec
 from streamsim.store import Workspace
 
