@@ -9,19 +9,12 @@ Prints ms/step and the ratio to SASRec measured in the same run.
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
-# run as a script, this folder comes first on sys.path and benchmarks/models.py would shadow the
-# `models` package; drop that entry before importing it
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+import torch
 
-import torch  # noqa: E402
-
-import models  # noqa: E402
-from models.base import SeqBatch  # noqa: E402
+import models
+from models.base import SeqBatch
 
 NAMES = ("sasrec", "caser", "bert4rec", "ttt4rec", "ttt_linear_rec", "tim4rec")
 

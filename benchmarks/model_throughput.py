@@ -1,6 +1,6 @@
 """Model throughput: forward, forward+backward and one test-time-alignment batch (seq/s).
 
-Usage: ``python benchmarks/models.py [--batch 256] [--lengths 50 200] [--reps 2]``.
+Usage: ``python benchmarks/model_throughput.py [--batch 256] [--lengths 50 200] [--reps 2]``.
 
 For T2ARec (if registered), Mamba4Rec and SASRec at each length: sequences/s for `forward`
 (inference mode), `loss(batch).backward()`, and (T2ARec only) one full test-time-alignment batch
@@ -13,19 +13,14 @@ in the same run (the roofline baseline).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-# this script is itself named models.py: drop its folder from the path so `models` is the package
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-import models  # noqa: E402
-from models.base import Recommender, SeqBatch  # noqa: E402
+import models
+from models.base import Recommender, SeqBatch
 
 N_ITEMS = 12_000
 
