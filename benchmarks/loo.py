@@ -1,116 +1,156 @@
-"""Leave-one-out full-ranking results (RecBole protocol) for every baseline and T2ARec, over seeds.
+"""Leave-one-out full-ranking results (RecBole protocol) for the baselines and T2ARec, over seeds.
 
     python benchmarks/loo.py --data ../shared/data --dataset amazon-beauty-5core --max-len 50 \
-        --seeds 3 --device cuda --out docs/benchmarks.d/loo-beauty.md
+        --seeds 3 --results docs/benchmarks.d/loo-amazon-beauty-5core-L50.jsonl
 
-Ingests the dataset into a temporary workspace, runs `streamsim.evaluate.evaluate_loo` for each
-model and seed (T2ARec twice: without and with test-time alignment, from the same trained weights
-per seed), and writes a markdown table of mean ± std over seeds. Published numbers for the same
-protocol are listed beside ours in docs/benchmarks.md.
+Ingests the dataset into a temporary workspace and runs `streamsim.evaluate.evaluate_loo` for each
+(seed, model), seed-major (every model once before the next seed), so an interrupted run still
+has one seed of everything. T2ARec (and any model named in `--tta-models`) is evaluated twice from
+the same trained weights: without and with test-time alignment (Algorithm 1).
+
+Every finished (model, seed) appends one JSON line to `--results`; a rerun with the same settings
+skips the pairs already there, so the benchmark can be continued across sessions. `--render`
+only prints the markdown table of what the file holds: mean ± sample standard deviation over
+the seeds present, the number of seeds, epochs run (best epoch), and seconds per seed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
 from streamsim.evaluate import default_tta, evaluate_loo
 from streamsim.ingest import ingest
 from streamsim.scenario import ModelSpec, TrainSpec
 from streamsim.store import Workspace
 
-MODELS = ("popularity", "transition", "gru4rec", "sasrec", "mamba4rec", "t2arec")
+MODELS = ("popularity", "transition", "gru4rec", "sasrec", "t2arec", "mamba4rec")
 COLUMNS = ("recall@10", "mrr@10", "ndcg@10", "recall@50", "ndcg@50")
+SETTINGS = ("dataset", "max_len", "epochs", "patience", "batch_size", "lr")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", type=Path, required=True, help="folder holding the dataset")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--max-len", type=int, default=50)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--patience", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=4096)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--patience", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--tta-models", default="t2arec", help="also evaluated with TTA")
+    parser.add_argument("--results", type=Path, required=True, help="JSON lines, appended")
+    parser.add_argument("--render", action="store_true", help="only print the table")
     args = parser.parse_args()
 
+    settings = {
+        "dataset": args.dataset,
+        "max_len": args.max_len,
+        "epochs": args.epochs,
+        "patience": args.patience,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+    }
+    if not args.render:
+        run(args, settings)
+    print(render(read_results(args.results, settings), settings))
+
+
+def run(args: argparse.Namespace, settings: dict[str, Any]) -> None:
+    done = {(r["model"], r["seed"]) for r in read_results(args.results, settings)}
+    todo = [
+        (seed, name)
+        for seed in range(args.seeds)
+        for name in args.models.split(",")
+        if (name, seed) not in done
+    ]
+    if not todo:
+        return
+    tta_models = set(filter(None, args.tta_models.split(",")))
     with tempfile.TemporaryDirectory() as tmp:
         con = Workspace.resolve(tmp).connect()
         ingest(con, args.data / args.dataset, name=args.dataset)
-        rows: dict[str, list[dict[str, float]]] = {}
-        meta: dict[str, list[float]] = {}
-        for name in args.models.split(","):
-            for seed in range(args.seeds):
-                started = time.perf_counter()
-                spec = ModelSpec(name=name, config=(("max_len", args.max_len),))
-                train = TrainSpec(
+        for seed, name in todo:
+            started = time.perf_counter()
+            result = evaluate_loo(
+                con,
+                args.dataset,
+                ModelSpec(name=name, config=(("max_len", args.max_len),)),
+                TrainSpec(
                     epochs=args.epochs,
                     batch_size=args.batch_size,
-                    lr=1e-3,
+                    lr=args.lr,
                     patience=args.patience,
                     eval_batch_size=4096,
-                )
-                result = evaluate_loo(
-                    con,
-                    args.dataset,
-                    spec,
-                    train,
-                    seed=seed,
-                    device=args.device,
-                    tta=default_tta() if name == "t2arec" else None,
-                )
-                seconds = time.perf_counter() - started
-                label = "t2arec (no test-time alignment)" if name == "t2arec" else name
-                rows.setdefault(label, []).append(result["test"])  # type: ignore[arg-type]
-                if "test_tta" in result:
-                    rows.setdefault("t2arec (+ test-time alignment)", []).append(
-                        result["test_tta"]  # type: ignore[arg-type]
-                    )
-                meta.setdefault(label, []).append(seconds)
-                print(
-                    json.dumps(
-                        {
-                            "model": name,
-                            "seed": seed,
-                            "seconds": round(seconds, 1),
-                            "epochs": result["epochs"],
-                            **result,
-                        },
-                        default=str,
-                    )
-                )
-        table = render(args, rows, meta)
-        print(table)
-        if args.out is not None:
-            args.out.write_text(table)
+                ),
+                seed=seed,
+                device=args.device,
+                tta=default_tta() if name in tta_models else None,
+            )
+            record = {
+                **settings,
+                **result,
+                "seconds": round(time.perf_counter() - started, 1),
+                "device": args.device,
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+                "python": platform.python_version(),
+            }
+            args.results.parent.mkdir(parents=True, exist_ok=True)
+            with args.results.open("a") as fh:
+                fh.write(json.dumps(record, default=str) + "\n")
+            print(json.dumps({k: record[k] for k in ("model", "seed", "epochs", "seconds")}))
 
 
-def render(
-    args: argparse.Namespace, rows: dict[str, list[dict[str, float]]], meta: dict[str, list[float]]
-) -> str:
-    head = "| model | " + " | ".join(COLUMNS) + " | s/seed |"
+def read_results(path: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records of `path` made with exactly these settings (others are ignored)."""
+    if not path.exists():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in records if all(r.get(k) == settings[k] for k in SETTINGS)]
+
+
+def render(records: list[dict[str, Any]], settings: dict[str, Any]) -> str:
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        rows.setdefault(r["model"], []).append(r)
     lines = [
-        f"LOO, full ranking, {args.dataset}, max length {args.max_len}, {args.seeds} seeds,"
-        f" device {args.device}, batch {args.batch_size}, patience {args.patience}",
+        f"LOO, full ranking, {settings['dataset']}, max length {settings['max_len']}, "
+        f"batch {settings['batch_size']}, Adam lr {settings['lr']}, at most "
+        f"{settings['epochs']} epochs, patience {settings['patience']} (validation NDCG@10)",
         "",
-        head,
-        "|" + "---|" * (len(COLUMNS) + 2),
+        "| model | seeds | " + " | ".join(COLUMNS) + " | epochs run (best) | s/seed |",
+        "|" + "---|" * (len(COLUMNS) + 4),
     ]
-    for label, results in rows.items():
-        cells = []
-        for col in COLUMNS:
-            values = [r[col] for r in results]
-            cells.append(f"{np.mean(values):.4f} ± {np.std(values):.4f}")
-        secs = meta.get(label, meta.get("t2arec (no test-time alignment)", [float("nan")]))
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {np.mean(secs):.0f} |")
+    for model, results in rows.items():
+        variants = [("test", model)]
+        if all("test_tta" in r for r in results):
+            variants = [
+                ("test", f"{model} (no test-time alignment)"),
+                ("test_tta", f"{model} (+ test-time alignment)"),
+            ]
+        for key, label in variants:
+            cells = []
+            for col in COLUMNS:
+                values = np.array([r[key][col] for r in results])
+                spread = values.std(ddof=1) if len(values) > 1 else float("nan")
+                cells.append(f"{values.mean():.4f} ± {spread:.4f}")
+            epochs = ", ".join(f"{r['epochs']} ({r.get('best_epoch')})" for r in results)
+            secs = np.mean([r["seconds"] for r in results])
+            lines.append(
+                f"| {label} | {len(results)} | " + " | ".join(cells) + f" | {epochs} | {secs:.0f} |"
+            )
     return "\n".join(lines) + "\n"
 
 

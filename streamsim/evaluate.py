@@ -165,6 +165,7 @@ def evaluate_loo(
         "n_valid": len(data.valid),
         "n_test": len(data.test),
         "epochs": len(history),
+        "best_epoch": _best_epoch(history),
         "test": full_ranking_metrics(model, data.test, batch_size=eval_batch_size, device=device),
     }
     if tta is not None:
@@ -175,6 +176,16 @@ def evaluate_loo(
             model, data.test, batch_size=eval_batch_size, tta=tta, device=device
         )
     return result
+
+
+def _best_epoch(history: list[dict[str, float]]) -> int | None:
+    """The 0-based epoch whose weights were kept (highest validation NDCG@10), if trained."""
+    scores = [h.get("valid.ndcg@10", float("nan")) for h in history]
+    finite = [(s, i) for i, s in enumerate(scores) if s == s]
+    if not finite:
+        return None
+    best = max(s for s, _ in finite)
+    return min(i for s, i in finite if s == best)  # `_fit` keeps the first best epoch
 
 
 def default_tta() -> PolicySpec:
