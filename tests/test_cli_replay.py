@@ -107,3 +107,18 @@ def test_unknown_run_is_one_clean_error(tmp_path: Path) -> None:
     result = invoke(tmp_path / "ws", "runs", "show", "nope")
     assert result.exit_code == 1
     assert "unknown run 'nope'" in result.output
+
+
+def test_text_output_is_wide_and_prints_names_verbatim(tmp_path: Path) -> None:
+    """Piped output is laid out wide, and bracketed names are not eaten as rich markup."""
+    store = tmp_path / "ws"
+    setup(store)
+    scenario = tmp_path / "tiny.toml"
+    scenario.write_text(SCENARIO)
+    result = invoke(store, "replay", "--scenario", str(scenario), "--no-dashboard")
+    assert result.exit_code == 0, result.output
+    assert "[none] adwin(rr10):" in result.stdout
+    assert "[reset] adwin(rr10):" in result.stdout
+    widest = max(len(line) for line in result.stdout.splitlines())
+    assert 80 < widest <= 200
+    assert "NDCG@10 by quartile" in result.stdout  # the header is not folded

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console, Group
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from streamsim.commands import workspace
+from streamsim.commands import console, workspace
 from streamsim.compare import Comparison, compare
 
 OVERALL_KEYS = (
@@ -119,7 +119,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(result.to_json(), indent=2, allow_nan=False))
             return
-        Console(width=200).print(render_comparison(result))
+        console().print(render_comparison(result))
 
     @app.command("dashboard")
     def dashboard_cmd(

@@ -9,10 +9,9 @@ from typing import Annotated, Any
 
 import duckdb
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from streamsim.commands import workspace
+from streamsim.commands import console, workspace
 from streamsim.store import DatasetInfo, dataset_info, dataset_names, delete_dataset
 
 
@@ -120,7 +119,7 @@ def register(app: typer.Typer) -> None:
             )
         for info in infos:
             table.add_row(*_summary_row(info))
-        Console(width=160).print(table)
+        console().print(table)
 
     @group.command("show")
     def show_cmd(
@@ -150,7 +149,7 @@ def register(app: typer.Typer) -> None:
         table.add_row("density", f"{out['density']:.6f}")
         for entry in out["top_categories"]:
             table.add_row(f"category {entry['category']}", f"{entry['events']:,} events")
-        Console(width=160).print(table)
+        console().print(table)
 
     @group.command("fetch")
     def fetch_cmd(

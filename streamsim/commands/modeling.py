@@ -6,12 +6,9 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from streamsim.commands import workspace
-
-console = Console()
+from streamsim.commands import console, workspace
 
 
 def register(app: typer.Typer) -> None:
@@ -48,7 +45,7 @@ def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
             "yes" if r["trainable"] else "counts",
             r["description"],
         )
-    console.print(table)
+    console().print(table)
 
 
 def train(
@@ -77,7 +74,7 @@ def train(
     con = ws.connect()
     info = ensure_data(con, sc)
     split = resolve_split(con, info.name, sc.split)
-    out = Console(stderr=True) if as_json else console
+    out = console(stderr=as_json)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -120,8 +117,8 @@ def train(
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
     else:
-        console.print(f"checkpoint {ckpt.path}")
-        console.print(f"best epoch: {json.dumps(ckpt.manifest['best'], default=str)}")
+        console().print(f"checkpoint {ckpt.path}")
+        console().print(f"best epoch: {json.dumps(ckpt.manifest['best'], default=str)}")
 
 
 def evaluate(
@@ -169,7 +166,7 @@ def evaluate(
         )
         results.append(result)
         if not as_json:
-            console.print(f"seed {seed}: {result['test']}")
+            console().print(f"seed {seed}: {result['test']}")
     summary: dict[str, Any] = {
         "dataset": dataset,
         "model": model,
@@ -193,4 +190,4 @@ def evaluate(
     for part in ("test", "test_tta"):
         if part in summary:
             line = ", ".join(f"{k} {m:.4f}±{s:.4f}" for k, (m, s) in summary[part].items())
-            console.print(f"{part}: {line}")
+            console().print(f"{part}: {line}")

@@ -11,10 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from streamsim.commands import workspace
+from streamsim.commands import console, workspace
 from streamsim.replay import BatchResult
-
-console = Console()
 
 
 def register(app: typer.Typer) -> None:
@@ -65,7 +63,7 @@ def replay(
     sc = load(scenario, overrides)
     ws = workspace(ctx)
     con = ws.connect()
-    out = Console(stderr=True) if as_json else console
+    out = console(stderr=as_json)
     with _progress(out) as bar:
         task = bar.add_task("pretraining", total=1.0, info="")
 
@@ -115,14 +113,15 @@ def replay(
         }
         typer.echo(json.dumps(payload, default=str, indent=2))
         return
-    console.print(_summary_table(sc.name, summaries))
+    out = console()
+    out.print(_summary_table(sc.name, summaries))
     for s in summaries:
         for det in s["detectors"]:
-            console.print(_detector_line(s["policy"], det))
+            out.print(_detector_line(s["policy"], det))
     if comparison is not None:
-        console.print(render_comparison(comparison))
+        out.print(render_comparison(comparison))
     if path is not None:
-        console.print(f"dashboard: {path}")
+        out.print(f"dashboard: {path}")
 
 
 def _write_dashboard(con: Any, ws: Any, run_ids: list[str], name: str) -> Path:
@@ -211,7 +210,7 @@ def runs_list(
             str(r["n_events"]),
             eps,
         )
-    console.print(table)
+    console().print(table)
 
 
 def runs_show(
@@ -229,6 +228,7 @@ def runs_show(
     if as_json:
         typer.echo(json.dumps({**info, **summary}, default=str, indent=2))
         return
+    out = console()
     for key in (
         "run_id",
         "scenario",
@@ -242,12 +242,12 @@ def runs_show(
         "started",
         "finished",
     ):
-        console.print(f"{key:>14}: {info[key]}")
+        out.print(f"{key:>14}: {info[key]}")
     for key, value in summary["metrics"].items():
-        console.print(f"{key:>14}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
-    console.print(f"{'quartiles':>14}: " + " ".join(f"{q:.4f}" for q in summary["quartiles"]))
+        out.print(f"{key:>14}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+    out.print(f"{'quartiles':>14}: " + " ".join(f"{q:.4f}" for q in summary["quartiles"]))
     for det in summary["detectors"]:
-        console.print(_detector_line(info["policy"], det))
+        out.print(_detector_line(info["policy"], det))
 
 
 def runs_export(
@@ -259,4 +259,4 @@ def runs_export(
     from streamsim.runs import export_run
 
     out = export_run(workspace(ctx).connect(), run_id, path)
-    console.print(f"wrote {out}")
+    console().print(f"wrote {out}")
