@@ -34,7 +34,6 @@ from streamsim.store import Workspace
 
 MODELS = ("popularity", "transition", "gru4rec", "sasrec", "t2arec", "mamba4rec")
 COLUMNS = ("recall@10", "mrr@10", "ndcg@10", "recall@50", "ndcg@50")
-SETTINGS = ("dataset", "max_len", "epochs", "patience", "batch_size", "lr")
 
 
 def main() -> None:
@@ -99,7 +98,7 @@ def run(args: argparse.Namespace, settings: dict[str, Any]) -> None:
                 tta=default_tta() if name in tta_models else None,
             )
             record = {
-                **settings,
+                "settings": settings,
                 **result,
                 "seconds": round(time.perf_counter() - started, 1),
                 "device": args.device,
@@ -118,7 +117,7 @@ def read_results(path: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in records if all(r.get(k) == settings[k] for k in SETTINGS)]
+    return [r for r in records if r.get("settings") == settings]
 
 
 def render(records: list[dict[str, Any]], settings: dict[str, Any]) -> str:
