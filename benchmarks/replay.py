@@ -1,12 +1,14 @@
 """Replay throughput per policy, the reset/none cost ratio, and the engine's own overhead.
 
-    python benchmarks/replay.py --scenario weekend-shift [--scenario beauty-stream] [--max-events N]
+    python benchmarks/replay.py --scenario weekend-shift --scenario beauty-stream [--max-events N]
 
-For each scenario: events/s of the scenario's model under none, reset and continual, the
-reset/none cost ratio (T2ARec's Table 4 reports 2.8x T2ARec-vs-Mamba4Rec test-time cost on GPU),
-and the same replay with the `popularity` count model, whose scoring is trivial, as the measure of
-the engine's own overhead (batching, histories, ranking, detectors, run store). All figures come
-from one process, in one run, on the same events.
+For each scenario: events/s of the scenario's model under none, reset and continual, their cost
+relative to none (T2ARec's Table 4 reports T2ARec's test-time cost at about 2.8x Mamba4Rec's on
+GPU), the wall time per 1k events of each engine stage (adapt / score / reveal / detect, from the
+run's per-batch table), and the same replay with the `popularity` count model, whose scoring is
+trivial, as the measure of the engine's own overhead (batching, histories, full ranking,
+detectors, run store). All figures come from one process, in one run, on the same events;
+pretraining (cached per scenario) is not timed. NDCG@10 of each run is printed beside its speed.
 """
 
 from __future__ import annotations
@@ -15,13 +17,18 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from streamsim.pipeline import prepare, replay_policy
-from streamsim.scenario import PolicySpec, load
+from streamsim.scenario import PolicySpec, Scenario, load
 from streamsim.store import Workspace
 
+STAGES = ("adapt", "score", "reveal", "detect")
 
-def bench(scenario_name: str, store: Path, max_events: int | None) -> list[tuple[str, float]]:
+
+def bench(scenario_name: str, store: Path, max_events: int | None) -> list[dict[str, Any]]:
     overrides: dict[str, object] = {}
     if max_events is not None:
         overrides["replay.max_events"] = max_events
@@ -32,21 +39,37 @@ def bench(scenario_name: str, store: Path, max_events: int | None) -> list[tuple
     rows = []
     for tta in ("none", "reset", "continual"):
         policy = PolicySpec(name=f"bench-{tta}", tta=tta)  # type: ignore[arg-type]
-        rows.append((f"{sc.model.name} {tta}", _events_per_s(con, ws, sc, policy, prepared)))
+        rows.append(_measure(con, ws, sc, policy, prepared, f"{sc.model.name} {tta}"))
     pop = load(scenario_name, {**overrides, "model.name": "popularity", "model.config": {}})
     pop_prepared = prepare(con, ws, pop)
     none = PolicySpec(name="bench-none")
-    overhead = _events_per_s(con, ws, pop, none, pop_prepared)
-    rows.append(("popularity none (engine overhead)", overhead))
+    rows.append(_measure(con, ws, pop, none, pop_prepared, "popularity none (engine overhead)"))
     return rows
 
 
-def _events_per_s(con, ws, sc, policy, prepared) -> float:  # type: ignore[no-untyped-def]
+def _measure(
+    con: Any, ws: Workspace, sc: Scenario, policy: PolicySpec, prepared: Any, label: str
+) -> dict[str, Any]:
     started = time.perf_counter()
     run_id = replay_policy(con, ws, sc, policy, prepared)
     elapsed = time.perf_counter() - started
-    (n,) = con.execute("SELECT n_events FROM runs WHERE run_id = ?", [run_id]).fetchall()[0]
-    return n / elapsed
+    (n,) = con.execute("SELECT n_events FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    stage_sums = con.execute(
+        "SELECT " + ", ".join(f"sum(time_{s})" for s in STAGES) + ", sum(backward_passes)"
+        " FROM run_batches WHERE run_id = ?",
+        [run_id],
+    ).fetchone()
+    (ndcg,) = con.execute(
+        "SELECT avg(ndcg10) FROM run_events WHERE run_id = ?", [run_id]
+    ).fetchone()
+    return {
+        "label": label,
+        "events": n,
+        "events_per_s": n / elapsed,
+        "ms_per_1k": {s: 1e6 * v / n for s, v in zip(STAGES, stage_sums[:4])},
+        "backward_per_1k": 1e3 * stage_sums[4] / n,
+        "ndcg10": ndcg,
+    }
 
 
 def main() -> None:
@@ -56,18 +79,27 @@ def main() -> None:
     parser.add_argument("--max-events", type=int, default=None)
     args = parser.parse_args()
     scenarios = args.scenario or ["weekend-shift"]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory() as tmp:
         store = args.store or Path(tmp)
         for name in scenarios:
             rows = bench(name, store, args.max_events)
-            base = dict(rows)
-            model_none = rows[0][1]
-            print(f"\n{name}")
-            print(f"{'policy':<36}{'events/s':>12}{'cost vs none':>14}")
-            for label, eps in rows:
-                print(f"{label:<36}{eps:>12.1f}{model_none / eps:>13.2f}x")
-            reset = base[rows[1][0]]
-            print(f"reset/none cost ratio: {model_none / reset:.2f}x")
+            base = rows[0]["events_per_s"]
+            print(f"\n{name} ({rows[0]['events']} replay events)\n")
+            print(
+                "| run | events/s | cost vs none | "
+                + " | ".join(f"{s} ms/1k" for s in STAGES)
+                + " | backward/1k | NDCG@10 |"
+            )
+            print("|" + "---|" * (len(STAGES) + 5))
+            for r in rows:
+                stages = " | ".join(f"{r['ms_per_1k'][s]:.0f}" for s in STAGES)
+                print(
+                    f"| {r['label']} | {r['events_per_s']:.0f} | {base / r['events_per_s']:.2f}x"
+                    f" | {stages} | {r['backward_per_1k']:.1f} | {r['ndcg10']:.4f} |"
+                )
+            print(f"\nreset/none cost ratio: {base / rows[1]['events_per_s']:.2f}x")
+            print(f"continual/none cost ratio: {base / rows[2]['events_per_s']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ class Recommender(nn.Module):
 
     - `test_time_loss`: a label-free loss on the inputs (T2ARec's alignment losses); models that
       have none leave `has_test_time_loss` False and the replay refuses adaptive policies for them.
+      `test_time_parameters` names what a test-time step may update (default: everything).
     - `observe`: a non-gradient update after labels are revealed (count-based baselines).
     - `step`: one new event for recurrent models, matching `forward`.
     """
@@ -101,6 +102,10 @@ class Recommender(nn.Module):
         """A label-free loss on the inputs of a batch (only when `has_test_time_loss`)."""
         msg = f"model {self.name!r} has no test-time loss; use policy 'none'"
         raise NotImplementedError(msg)
+
+    def test_time_parameters(self) -> list[nn.Parameter]:
+        """The parameters a test-time step updates (default: every trainable parameter)."""
+        return [p for p in self.parameters() if p.requires_grad]
 
     def observe(self, batch: SeqBatch) -> None:  # noqa: B027 - optional hook, default no-op
         """Non-gradient update with revealed events (`batch.targets` at `batch.request_times`)."""

@@ -38,7 +38,11 @@ class AdaptStats:
 
 
 def collect_params(model: Recommender) -> tuple[list[torch.nn.Parameter], list[str]]:
-    """The parameters test-time adaptation updates (all that require grad, A13) and their names."""
+    """Every parameter that requires grad, with its name (online updates and ||θ − θ0||).
+
+    Test-time steps update only `model.test_time_parameters()` (T2ARec: all, or all but the item
+    table (A13); TTT4Rec: the TTT layers' q/k/v/o projections, as ETA-Rec adapts).
+    """
     params, names = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
@@ -58,8 +62,8 @@ def check_model(model: Recommender, policy: PolicySpec) -> None:
     if (policy.tta != "none" or policy.online) and not model.trainable:
         msg = f"model {model.name!r} has no trainable parameters; policy {policy.name!r} adapts"
         raise ModelError(msg)
-    if policy.tta != "none" and not collect_params(model)[0]:
-        msg = "adapter needs trainable params: none of `model.parameters()` require grad"
+    if policy.tta != "none" and not model.test_time_parameters():
+        msg = f"model {model.name!r}: `test_time_parameters()` is empty; nothing to adapt"
         raise ModelError(msg)
 
 
@@ -73,9 +77,11 @@ class Adapter:
         self.model = model
         self.policy = policy
         self.filter = EtaFilter(sample_filter) if sample_filter is not None else None
-        self.params, self.param_names = collect_params(model)
+        self.params, self.param_names = collect_params(model)  # online updates, ||θ − θ0||
+        self.tta_params = model.test_time_parameters()  # what a test-time step updates (A13)
         self.theta0 = _snapshot(model)  # the pretrained weights (for ||theta - theta0||)
-        self._base: dict[str, Tensor] | None = None  # weights to restore after a reset batch
+        self._tta0 = [p.detach().clone() for p in self.tta_params]  # their pretrained values
+        self._base: list[Tensor] | None = None  # test-time parameters to restore after a batch
         self.tta_opt = self._new_tta_optimizer()
         self.online_opt = (
             torch.optim.Adam(self.params, lr=policy.online_lr) if policy.online else None
@@ -84,7 +90,9 @@ class Adapter:
     def _new_tta_optimizer(self) -> torch.optim.Optimizer | None:
         if self.policy.tta == "none":
             return None
-        return torch.optim.SGD(self.params, lr=self.policy.tta_lr, momentum=0.0, weight_decay=0.0)
+        return torch.optim.SGD(
+            self.tta_params, lr=self.policy.tta_lr, momentum=0.0, weight_decay=0.0
+        )
 
     # -- stage 1: adapt on the inputs -----------------------------------------------------------
     def adapt(self, inputs: SeqBatch, *, outside: Tensor | None = None) -> AdaptStats:
@@ -97,7 +105,10 @@ class Adapter:
         if self.tta_opt is None:
             return AdaptStats(None, None, 0, 0.0)
         if self.policy.tta == "reset":
-            self._base = _snapshot(self.model)
+            # only the test-time parameters move in the step; without online updates their
+            # base is the pretrained copy, so no per-batch snapshot is needed
+            online = self.online_opt is not None
+            self._base = [p.detach().clone() for p in self.tta_params] if online else self._tta0
         self.model.eval()  # A14: deterministic (no dropout) during the step and the scoring
         filtered = None
         if self.filter is not None:
@@ -127,7 +138,9 @@ class Adapter:
     def after_scoring(self) -> None:
         """``reset``: restore the weights and start a fresh optimizer (Algorithm 1, line 12)."""
         if self.policy.tta == "reset" and self._base is not None:
-            _restore(self.model, self._base)
+            with torch.no_grad():
+                for param, value in zip(self.tta_params, self._base, strict=True):
+                    param.copy_(value)
             self._base = None
             self.tta_opt = self._new_tta_optimizer()
 
@@ -179,10 +192,19 @@ class Adapter:
 
 
 def _snapshot(model: Recommender) -> dict[str, Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    """Copies of the model's parameters and buffers.
+
+    Non-tensor entries of the state dict (a count model's `_extra_state`: its event log) are
+    left out: they are not weights, adaptation never changes them, and the engine's resume state
+    keeps count models whole.
+    """
+    return {
+        k: v.detach().clone() for k, v in model.state_dict().items() if isinstance(v, Tensor)
+    }
 
 
 def _restore(model: Recommender, state: dict[str, Tensor]) -> None:
     with torch.no_grad():
         for name, value in model.state_dict().items():
-            value.copy_(state[name])
+            if isinstance(value, Tensor):
+                value.copy_(state[name])

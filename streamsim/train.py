@@ -12,6 +12,7 @@ validation window) and no test-time adaptation (MODELS.md A18). Count-based mode
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import platform
@@ -58,8 +59,16 @@ def model_config(model_spec: ModelSpec) -> Any:
 
 
 def build_model(model_spec: ModelSpec, *, n_items: int, seed: int) -> Recommender:
-    """Create a registered model with a seeded initialisation (the global RNG is left as it was)."""
+    """Create a registered model with a seeded initialisation (the global RNG is left as it was).
+
+    Models that own their init generator (a `seed` field in their config) get the run's seed
+    there too, unless the model config sets `seed` explicitly; otherwise every run seed would
+    start from the same weights.
+    """
     config = model_config(model_spec)
+    fields = {f.name for f in dataclasses.fields(config)}
+    if "seed" in fields and "seed" not in dict(model_spec.overrides):
+        config = dataclasses.replace(config, seed=seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # scoped by fork_rng: owned, not global
         return models.create(model_spec.name, n_items=n_items, config=config)

@@ -190,6 +190,25 @@ def test_ttt4rec_test_time_loss(variant: dict[str, Any]) -> None:
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in params)
 
 
+def test_adapter_updates_only_the_test_time_parameters() -> None:
+    """Continual TTA on TTT4Rec moves the q/k/v/o projections (ETA-Rec) and nothing else."""
+    from streamsim.adapt import Adapter
+    from streamsim.scenario import PolicySpec
+
+    model = _build("ttt4rec")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    adapter = Adapter(model, PolicySpec(name="c", tta="continual", tta_lr=0.5))
+    adapter.adapt(_batch().without_targets())
+    adapted = {id(p) for p in model.test_time_parameters()}
+    names = {n for n, p in model.named_parameters() if id(p) in adapted}
+    assert names and all(
+        n.rsplit(".", 2)[-2] in {"q_proj", "k_proj", "v_proj", "o_proj"} for n in names
+    )
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and changed <= names
+    assert adapter.param_distance() > 0
+
+
 def test_ttt_linear_rec_online_and_mini_batch_differ() -> None:
     batch = _batch()
     online = _scores(_build("ttt_linear_rec", mini_batch_size=1), batch)
