@@ -65,9 +65,7 @@ def detector_report(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[st
             baseline = score_alarms(
                 dummy_idx, dummy_ts, drifts, n_events=int(n_events), delta_max=delta_max
             )
-            row["periodic_detected"] = baseline.detected
-            row["periodic_delay_events"] = baseline.delay_events
-            row["periodic_far_per_10k"] = baseline.far_per_10k
+            row.update({f"periodic_{k}": v for k, v in asdict(baseline).items()})
             row["delta_max"] = delta_max
         rows.append(row)
     return rows

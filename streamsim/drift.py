@@ -14,6 +14,7 @@ a false alarm.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -54,8 +55,12 @@ class Watch:
         return f"{self.spec.name}({self.spec.signal})"
 
 
-def make_detector(spec: DetectorSpec) -> Watch:
-    """A fresh river detector for `spec`; `ScenarioError` for unknown names or wrong signals."""
+def make_detector(spec: DetectorSpec, *, seed: int = 0) -> Watch:
+    """A fresh river detector for `spec`; `ScenarioError` for unknown names or wrong signals.
+
+    Detectors that draw random numbers (KSWIN samples its reference window) get `seed` unless
+    the scenario sets their `seed` parameter, so alarms repeat run after run and on resume.
+    """
     known = sorted(CONTINUOUS) + sorted(BINARY)
     if spec.name not in known:
         msg = f"unknown detector {spec.name!r}; expected one of {known}"
@@ -74,6 +79,8 @@ def make_detector(spec: DetectorSpec) -> Watch:
         CONTINUOUS[spec.name] if spec.name in CONTINUOUS else BINARY[spec.name]
     )
     params: dict[str, Any] = dict(spec.params)
+    if "seed" in inspect.signature(cls).parameters:
+        params.setdefault("seed", seed)
     try:
         return Watch(spec, cls(**params))
     except TypeError as exc:

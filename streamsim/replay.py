@@ -150,7 +150,7 @@ class ReplayEngine:
         self.seed = seed
         self.adapter = Adapter(model, policy, sample_filter=sample_filter)
         self.history = HistoryBuffer(n_users=n_users, n_items=n_items, max_len=model.max_len)
-        self.watches: list[Watch] = [make_detector(d) for d in detectors]
+        self.watches: list[Watch] = [make_detector(d, seed=seed) for d in detectors]
         self.next_idx = 0  # first replay index not processed yet
         self.next_batch_id = 0
 

@@ -12,7 +12,9 @@ from streamsim.train import build_model
 TRAINABLE = [e.name for e in models.list_models() if e.cls.trainable]
 
 
-def _weights(name: str, seed: int, config: tuple = ()) -> dict[str, torch.Tensor]:  # type: ignore[type-arg]
+def _weights(
+    name: str, seed: int, config: tuple[tuple[str, object], ...] = ()
+) -> dict[str, torch.Tensor]:
     spec = ModelSpec(name=name, config=(("max_len", 8), *config))
     return build_model(spec, n_items=40, seed=seed).state_dict()
 

@@ -176,11 +176,17 @@ def _summary_table(scenario: str, summaries: list[dict[str, Any]]) -> Table:
 def _detector_line(policy: str, d: dict[str, Any]) -> str:
     line = f"  [{policy}] {d['detector']}({d['signal']}): {d['alarms']} alarms"
     if "detected" in d:
-        line += (
-            f"; detected {d['detected']}/{d['n_drifts']} drifts, delay {d['delay_events']:.0f}"
-            f" events, {d['far_per_10k']:.1f} false alarms/10k  (periodic baseline with the same"
-            f" alarm count: detected {d['periodic_detected']}/{d['n_drifts']})"
-        )
+
+        def scored(prefix: str) -> str:
+            return (
+                f"detected {d[prefix + 'detected']}/{d['n_drifts']} drifts"
+                f" (missed {d[prefix + 'missed_rate']:.0%}), delay"
+                f" {d[prefix + 'delay_events']:.0f} events / {d[prefix + 'delay_hours']:.1f} h,"
+                f" {d[prefix + 'far_per_10k']:.1f} false alarms/10k,"
+                f" MTFA {d[prefix + 'mtfa_events']:.0f} events"
+            )
+
+        line += f"; {scored('')}  | periodic baseline, same alarm count: {scored('periodic_')}"
     return line
 
 
