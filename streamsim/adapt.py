@@ -198,9 +198,7 @@ def _snapshot(model: Recommender) -> dict[str, Tensor]:
     left out: they are not weights, adaptation never changes them, and the engine's resume state
     keeps count models whole.
     """
-    return {
-        k: v.detach().clone() for k, v in model.state_dict().items() if isinstance(v, Tensor)
-    }
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if isinstance(v, Tensor)}
 
 
 def _restore(model: Recommender, state: dict[str, Tensor]) -> None:

@@ -5,19 +5,26 @@ For every micro-batch, in this order and only here (`ReplayEngine.step`):
 1. **inputs**: each request's causal history (every event revealed before the micro-batch) and
    its request time; never its target.
 2. **adapt**: the policy's test-time adaptation on those inputs (`streamsim.adapt.Adapter`).
-3. **score**: full-catalogue scores; items unknown at request time (never seen in any earlier
-   event) and, with `exclude_seen`, the user's own past items are set to -inf; the target's rank
-   is recorded (`streamsim.ranking`). Then ``reset`` restores the weights.
+3. **score**: full-catalogue scores; items unknown at request time and, with `exclude_seen`,
+   the user's own past items are set to -inf; the target's rank is recorded
+   (`streamsim.ranking`). Then ``reset`` restores the weights. "Known at request time" is per
+   request: an item revealed by an earlier event of the same micro-batch is in the catalogue of
+   the later requests (never of its own or earlier ones), so catalogues and cold targets do not
+   depend on the batch size.
 4. **reveal**: the targets join the histories and the catalogue; count models `observe` them;
    an optional online supervised update learns from them.
 5. **detect**: river detectors are fed the batch's per-event and per-batch signals (the
-   label-free ones, computed on the inputs right after adaptation, are timed with this stage).
+   label-free ones: the test-time loss on the inputs before any step, the mean Δ_{n+1}; their
+   time is counted in this stage).
 
 Micro-batches never hold two requests of the same user: the batcher closes a batch before a
 user's second event, so every request sees exactly the events before it (and a second request
 of a user sees the first only after it was scored and revealed). Consequently every input event
-has a timestamp <= the micro-batch's earliest request time (PROTOCOL.md P2), and a replay under
-policy ``none`` gives the same ranks whatever the batch size.
+has a timestamp <= the micro-batch's earliest request time (PROTOCOL.md P2), and for models that
+read only the request's own history (every neural model under policy ``none``) the ranks are the
+same whatever the batch size: the naive one-event-at-a-time reference in the tests. What does
+depend on the batch size is when learning happens: count models (`observe`), online updates and
+test-time adaptation see a micro-batch's events only after the whole micro-batch was scored.
 """
 
 from __future__ import annotations
@@ -186,7 +193,12 @@ class ReplayEngine:
             dtype=bool,
             count=len(eb),
         )
-        is_cold = ~self.history.known[eb.items]
+        outside, first_seen = _catalogue(self.history.known, eb.items)
+        is_cold = np.fromiter(  # unknown at its request: never revealed before it
+            (first_seen.get(i) == pos for pos, i in enumerate(eb.items.tolist())),
+            dtype=bool,
+            count=len(eb),
+        )
         # 2. adapt on the inputs
         t0 = time.perf_counter()
         adapt = self.adapter.adapt(inputs, outside=torch.from_numpy(~self.history.known))
@@ -198,7 +210,9 @@ class ReplayEngine:
         t0 = time.perf_counter()
         with torch.no_grad():
             scores = self.model.score(inputs).clone()  # (B, V)
-        scores[:, torch.from_numpy(~self.history.known)] = float("-inf")
+        scores[:, torch.from_numpy(outside)] = float("-inf")
+        for item, pos in first_seen.items():  # new in this batch: known from the next request on
+            scores[: pos + 1, item] = float("-inf")
         if self.spec.exclude_seen:
             for row, user in enumerate(users.tolist()):
                 scores[row, self.history.seen_items(user)] = float("-inf")
@@ -311,6 +325,26 @@ class ReplayEngine:
             watch.detector = det
         self.next_idx = int(state["next_idx"])
         self.next_batch_id = int(state["next_batch_id"])
+
+
+def _catalogue(known: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:
+    """The catalogue of each request of a micro-batch, as a shared mask plus exceptions.
+
+    An item is in request r's catalogue when some event before r revealed it: an event before
+    the micro-batch, or an earlier event of the same micro-batch (its timestamp is <= r's).
+    Returns the items unknown to every request of the batch (`outside`, (V,) bool) and, for the
+    items first revealed inside the batch, the batch position of that first event (they are
+    unknown up to and including that request, known after it).
+    """
+    first: dict[int, int] = {}
+    for pos, item in enumerate(targets.tolist()):
+        if not known[item] and item not in first:
+            first[item] = pos
+    outside = ~known
+    if first:
+        outside = outside.copy()
+        outside[list(first)] = False
+    return outside, first
 
 
 def _with_targets(batch: SeqBatch, items: np.ndarray) -> SeqBatch:

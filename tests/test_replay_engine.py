@@ -61,10 +61,10 @@ def test_time_window_batches_stay_inside_their_window(con) -> None:  # type: ign
         assert b.ts[-1] - b.ts[0] < 7200
 
 
-def naive_ranks(con, model) -> list[int]:  # type: ignore[no-untyped-def]
+def naive_ranks(con, model, name: str = "toy") -> list[int]:  # type: ignore[no-untyped-def]
     """One event at a time, plain Python: history = every earlier event of the user."""
-    events = read_events(con, "toy").to_pylist()
-    info = dataset_info(con, "toy")
+    events = read_events(con, name).to_pylist()
+    info = dataset_info(con, name)
     out = []
     for e in events[START:]:
         past = [p for p in events[: e["idx"]] if p["user_id"] == e["user_id"]][-model.max_len :]
@@ -90,6 +90,18 @@ def test_batched_engine_equals_a_naive_per_event_loop_under_none(con) -> None:  
     for size in (1, 5, 64):
         _, results = run(con, copy.deepcopy(model), NONE, ReplaySpec(batch_events=size))
         assert ranks_of(results).tolist() == expected, f"batch_events={size}"
+
+
+def test_items_new_inside_a_micro_batch_join_the_catalogue_of_later_requests() -> None:
+    con = connect_memory()
+    store_toy(con, "late", n_items=30, late_items=8)  # items 23..30 first appear at event 250
+    model = make_toy_model(30)
+    expected = naive_ranks(con, model, "late")
+    for size in (1, 7, 64):
+        _, results = run(con, copy.deepcopy(model), NONE, ReplaySpec(batch_events=size), "late")
+        assert ranks_of(results).tolist() == expected, f"batch_events={size}"
+        cold = np.concatenate([r.is_cold for r in results])
+        assert cold.sum() == 8  # exactly each late item's first event, whatever the batch size
 
 
 @pytest.mark.parametrize("policy", [NONE, RESET, CONTINUAL], ids=lambda p: p.name)

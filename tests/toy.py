@@ -53,13 +53,24 @@ def make_toy_model(n_items: int, seed: int = 0, dtype: torch.dtype = torch.float
 
 
 def toy_events(
-    n_events: int = 400, n_users: int = 12, n_items: int = 20, seed: int = 0
+    n_events: int = 400, n_users: int = 12, n_items: int = 20, seed: int = 0, late_items: int = 0
 ) -> tuple[pa.Table, pa.Table, pa.Table]:
-    """Random events with increasing timestamps (ties included) and dense ids."""
+    """Random events with increasing timestamps (ties included) and dense ids.
+
+    With `late_items`, the last `late_items` item ids first appear at event 250 (inside a
+    replay from START = 150), each soon repeated: new items entering the catalogue mid-stream.
+    """
     rng = np.random.default_rng(seed)
     users = rng.integers(0, n_users, n_events)
-    items = rng.integers(1, n_items + 1, n_events)
-    items[:n_items] = np.arange(1, n_items + 1)  # every item appears
+    old = n_items - late_items
+    items = rng.integers(1, old + 1, n_events)
+    items[:old] = np.arange(1, old + 1)  # every old item appears early
+    if late_items:
+        late = slice(250, n_events)
+        mixed = rng.integers(1, n_items + 1, n_events - 250)
+        mixed[: 2 * late_items : 2] = np.arange(old + 1, n_items + 1)  # first appearances
+        mixed[1 : 2 * late_items : 2] = np.arange(old + 1, n_items + 1)  # and a repeat
+        items[late] = mixed
     users[:n_users] = np.arange(n_users)
     ts = 1_700_000_000 + np.cumsum(rng.integers(0, 3600, n_events))
     events = pa.table(

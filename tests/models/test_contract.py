@@ -16,32 +16,15 @@ import torch
 
 import models
 from models.base import Recommender, SeqBatch
+from tests.tiny import NAMES, build_tiny
 
 N_ITEMS, SEQ = 30, 8
 LENGTHS = (8, 5, 1, 0)
 DAY = 86_400
-NAMES = [entry.name for entry in models.list_models()]
-# smaller hidden sizes where the defaults are large enough to slow the file down
-TINY: dict[str, dict[str, Any]] = {
-    "t2arec": {"d_model": 16, "d_state": 8, "chunk": 4, "time_block": 4, "headdim": 8},
-    "mamba4rec": {"d_model": 16, "d_state": 8},
-    "sasrec": {"hidden_size": 16, "inner_size": 32},
-    "gru4rec": {"embedding_size": 16, "hidden_size": 24},
-}
-
-
-def _overrides(name: str) -> dict[str, Any]:
-    """max_len = SEQ plus the tiny sizes, restricted to keys the model's config has."""
-    known = {f.name for f in dataclasses.fields(models.get(name).config_cls)}
-    wanted = {"max_len": SEQ, "backend": "torch", **TINY.get(name, {})}
-    return {k: v for k, v in wanted.items() if k in known}
 
 
 def _build(name: str, seed: int = 0) -> Recommender:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = models.create(name, n_items=N_ITEMS, config=_overrides(name))
-    return model.eval()
+    return build_tiny(name, n_items=N_ITEMS, max_len=SEQ, seed=seed)
 
 
 def _batch(seed: int = 0, lengths: tuple[int, ...] = LENGTHS) -> SeqBatch:

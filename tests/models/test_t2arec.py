@@ -129,8 +129,10 @@ def test_time_loss_matches_naive_pairs(block: int) -> None:
 
 def test_time_loss_equal_intervals_give_zero_gradient() -> None:
     times = torch.tensor([[100, 200, 300, 400]])
-    dt = torch.rand(1, 4, 1, dtype=torch.float64, requires_grad=True)
-    dt_next = torch.rand(1, 1, dtype=torch.float64, requires_grad=True)
+    # fixed values (not the global RNG): with them the control's hinges are active,
+    # |Δ_i − Δ_j|·|T_i − T_j|/λ < 1 for every pair
+    dt = torch.tensor([[[0.31], [0.52], [0.44], [0.27]]], dtype=torch.float64, requires_grad=True)
+    dt_next = torch.tensor([[0.38]], dtype=torch.float64, requires_grad=True)
     args = (times, torch.tensor([4]))
     loss = time_alignment_loss(dt, dt_next, *args, torch.tensor([500]), scale=100.0, block=50)
     loss.backward()
