@@ -24,7 +24,7 @@ from torch import Tensor
 
 from models.base import Recommender, SeqBatch
 from streamsim.errors import ModelError
-from streamsim.filters import EtaFilter, EtaFilterSpec
+from streamsim.filters import EtaFilter
 from streamsim.scenario import PolicySpec
 
 
@@ -35,6 +35,7 @@ class AdaptStats:
     backward_passes: int
     seconds: float
     filtered_share: float | None = None  # share of requests a sample filter left out
+    samples_saved: int = 0  # per-request gradient contributions skipped: left-out x steps
 
 
 def collect_params(model: Recommender) -> tuple[list[torch.nn.Parameter], list[str]]:
@@ -70,13 +71,12 @@ def check_model(model: Recommender, policy: PolicySpec) -> None:
 class Adapter:
     """Wraps a model with one adaptation policy; snapshots the pretrained weights when built."""
 
-    def __init__(
-        self, model: Recommender, policy: PolicySpec, *, sample_filter: EtaFilterSpec | None = None
-    ) -> None:
+    def __init__(self, model: Recommender, policy: PolicySpec) -> None:
         check_model(model, policy)
         self.model = model
         self.policy = policy
-        self.filter = EtaFilter(sample_filter) if sample_filter is not None else None
+        flt = policy.sample_filter  # ETA-Rec filtering of the test-time step (None: off)
+        self.filter = EtaFilter(flt) if flt is not None else None
         self.params, self.param_names = collect_params(model)  # online updates, ||θ − θ0||
         self.tta_params = model.test_time_parameters()  # what a test-time step updates (A13)
         self.theta0 = _snapshot(model)  # the pretrained weights (for ||theta - theta0||)
@@ -110,7 +110,7 @@ class Adapter:
             online = self.online_opt is not None
             self._base = [p.detach().clone() for p in self.tta_params] if online else self._tta0
         self.model.eval()  # A14: deterministic (no dropout) during the step and the scoring
-        filtered = None
+        filtered, saved, step_inputs = None, 0, inputs
         if self.filter is not None:
             with torch.no_grad():
                 scores = self.model.score(inputs).clone()
@@ -118,11 +118,15 @@ class Adapter:
                 scores[:, outside] = float("-inf")
             keep = self.filter.select(scores)
             filtered = 1.0 - float(keep.double().mean())
+            saved = int((~keep).sum()) * self.policy.tta_steps
             if not bool(keep.all()):
-                inputs = inputs.subset(keep.nonzero()[:, 0])
+                step_inputs = inputs.subset(keep.nonzero()[:, 0])
         before = None
+        if step_inputs is not inputs:  # the recorded losses are of the whole batch, filtered or not
+            with torch.no_grad():
+                before = float(self.model.test_time_loss(inputs))
         for _ in range(self.policy.tta_steps):
-            loss = self.model.test_time_loss(inputs)
+            loss = self.model.test_time_loss(step_inputs)
             if before is None:
                 before = float(loss.detach())
             self.tta_opt.zero_grad(set_to_none=True)
@@ -132,7 +136,7 @@ class Adapter:
         with torch.no_grad():
             after = float(self.model.test_time_loss(inputs))
         seconds = time.perf_counter() - start
-        return AdaptStats(before, after, self.policy.tta_steps, seconds, filtered)
+        return AdaptStats(before, after, self.policy.tta_steps, seconds, filtered, saved)
 
     # -- after scoring: restore for reset -------------------------------------------------------
     def after_scoring(self) -> None:

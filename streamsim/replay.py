@@ -42,7 +42,6 @@ import torch
 from models.base import Recommender, SeqBatch
 from streamsim.adapt import Adapter, AdaptStats
 from streamsim.drift import BATCH_SIGNALS, Watch, feed, make_detector
-from streamsim.filters import EtaFilterSpec
 from streamsim.history import HistoryBuffer
 from streamsim.ranking import rank_metrics, target_ranks, topk_entropy
 from streamsim.scenario import DetectorSpec, PolicySpec, ReplaySpec
@@ -149,13 +148,12 @@ class ReplayEngine:
         n_users: int,
         n_items: int,
         seed: int,
-        sample_filter: EtaFilterSpec | None = None,
     ) -> None:
         self.model = model.eval()
         self.policy = policy
         self.spec = spec
         self.seed = seed
-        self.adapter = Adapter(model, policy, sample_filter=sample_filter)
+        self.adapter = Adapter(model, policy)  # with the policy's sample filter, if any
         self.history = HistoryBuffer(n_users=n_users, n_items=n_items, max_len=model.max_len)
         self.watches: list[Watch] = [make_detector(d, seed=seed) for d in detectors]
         self.next_idx = 0  # first replay index not processed yet

@@ -182,6 +182,7 @@ def _batch_row(run_id: str, r: BatchResult) -> dict[str, Any]:
         "param_distance": r.param_distance,
         "backward_passes": r.backward_passes,
         "filtered_share": r.adapt.filtered_share,
+        "tta_samples_saved": r.adapt.samples_saved,
         "delta_next_mean": r.delta_next_mean,
         "topk_entropy": r.topk_entropy,
         "coverage": r.coverage,

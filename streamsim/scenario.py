@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from streamsim.errors import ScenarioError
+from streamsim.filters import EtaFilterSpec
 
 # ---------------------------------------------------------------------------------------------
 # Typed sections (shared contract)
@@ -83,6 +84,8 @@ class PolicySpec:
     online: bool = False  # supervised update on revealed events after scoring
     online_lr: float = 1e-3
     online_steps: int = 1
+    # ETA-Rec sample filter on the test-time step ([adaptation.policies.sample_filter]; None: off)
+    sample_filter: EtaFilterSpec | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -268,6 +271,22 @@ def _nonneg(value: float | int | None, where: str, *, strict: bool = False) -> N
         raise ScenarioError(msg)
 
 
+def _sample_filter(policy: dict[str, Any], spec: PolicySpec, where: str) -> EtaFilterSpec:
+    """The ETA-Rec filter of a policy table; only for policies that adapt at test time."""
+    if spec.tta == "none":
+        msg = f"{where}: a sample filter needs test-time adaptation; policy has tta = 'none'"
+        raise ScenarioError(msg)
+    flt = EtaFilterSpec(**_build(EtaFilterSpec, policy["sample_filter"], where))
+    _nonneg(flt.k, f"{where} key 'k'", strict=True)
+    for key in ("e0_quantile", "min_keep", "momentum"):
+        value = getattr(flt, key)
+        if not 0.0 <= value <= 1.0:
+            msg = f"{where} key {key!r}: expected 0..1; got {value}"
+            raise ScenarioError(msg)
+    _nonneg(flt.epsilon, f"{where} key 'epsilon'")
+    return flt
+
+
 def _synth(table: Any, where: str) -> Any:
     from streamsim.synth import DriftSpec, SynthConfig
 
@@ -391,9 +410,11 @@ def _resolve(raw: dict[str, Any], path: Path) -> Scenario:
         ps = []
         for i, p in enumerate(adapt["policies"]):
             pw = f"{f}: [[adaptation.policies]][{i}]"
-            spec = PolicySpec(**_build(PolicySpec, p, pw))
+            spec = PolicySpec(**_build(PolicySpec, p, pw, skip=("sample_filter",)))
             for key in ("tta_lr", "tta_steps", "online_lr", "online_steps"):
                 _nonneg(getattr(spec, key), f"{pw} key {key!r}")
+            if p.get("sample_filter") is not None:  # None: from a resolved default policy
+                spec = replace(spec, sample_filter=_sample_filter(p, spec, f"{pw}.sample_filter"))
             ps.append(spec)
         names = [p.name for p in ps]
         dups = sorted({str(n) for n in names if names.count(n) > 1})

@@ -135,6 +135,7 @@ CREATE TABLE IF NOT EXISTS run_batches (
     param_distance DOUBLE,        -- ||theta - theta_0|| after the batch
     backward_passes INTEGER NOT NULL,
     filtered_share DOUBLE,        -- share of samples filtered out of adaptation (filters)
+    tta_samples_saved INTEGER,    -- per-sample gradient contributions the filter skipped
     delta_next_mean DOUBLE,       -- mean Delta_{n+1} (T2ARec) on the batch
     topk_entropy DOUBLE,          -- mean top-10 entropy of the scores
     coverage DOUBLE,              -- distinct top-10 items / catalogue size
@@ -148,6 +149,11 @@ CREATE TABLE IF NOT EXISTS run_alarms (
     idx BIGINT NOT NULL,
     ts BIGINT NOT NULL
 );
+"""
+
+# columns added after 0.1.0's first workspaces: brought in when an older workspace is opened
+MIGRATIONS = """
+ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS tta_samples_saved INTEGER;
 """
 
 EVENT_SCHEMA = pa.schema(
@@ -193,6 +199,7 @@ class Workspace:
         con = duckdb.connect(str(self.db_path), read_only=read_only)
         if not read_only:
             con.execute(SCHEMA)
+            con.execute(MIGRATIONS)
         return con
 
 
@@ -209,6 +216,7 @@ def connect_memory() -> duckdb.DuckDBPyConnection:
     """An in-memory store with the schema (tests and throwaway computations)."""
     con = duckdb.connect(":memory:")
     con.execute(SCHEMA)
+    con.execute(MIGRATIONS)
     return con
 
 

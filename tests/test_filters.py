@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,11 +38,12 @@ def test_filter_calibrates_on_the_first_batch_and_keeps_a_minimum() -> None:
     assert int(keep2.sum()) == 4  # the 10% minimum
 
 
-def run_policy(sample_filter: EtaFilterSpec | None) -> tuple[np.ndarray, list[float | None]]:
+def run_policy(sample_filter: EtaFilterSpec | None) -> tuple[Any, ...]:
+    """Ranks; per batch: filtered share, samples saved, (loss before, after, ||θ−θ0||), size."""
     con = connect_memory()
     store_toy(con)
     info = dataset_info(con, "toy")
-    policy = PolicySpec(name="continual", tta="continual", tta_lr=0.05)
+    policy = PolicySpec(name="continual", tta="continual", tta_lr=0.05, sample_filter=sample_filter)
     spec = ReplaySpec(batch_events=16)
     engine = ReplayEngine(
         make_toy_model(20),
@@ -51,22 +53,33 @@ def run_policy(sample_filter: EtaFilterSpec | None) -> tuple[np.ndarray, list[fl
         n_users=info.n_users,
         n_items=info.n_items,
         seed=0,
-        sample_filter=sample_filter,
     )
     engine.warm_up(iter_events(con, "toy", stop_idx=150))
     results = [engine.step(b) for b in micro_batches(iter_events(con, "toy", start_idx=150), spec)]
-    return np.concatenate([r.ranks for r in results]), [r.adapt.filtered_share for r in results]
+    return (
+        np.concatenate([r.ranks for r in results]),
+        [r.adapt.filtered_share for r in results],
+        [r.adapt.samples_saved for r in results],
+        [(r.adapt.loss_before, r.adapt.loss_after, r.param_distance) for r in results],
+        [len(r.batch) for r in results],
+    )
 
 
 def test_keep_everything_equals_the_unfiltered_policy_bit_for_bit() -> None:
-    plain, none_shares = run_policy(None)
-    kept, shares = run_policy(EtaFilterSpec(k=5, e0_quantile=1.0, epsilon=1.01))
+    plain, none_shares, _, plain_losses, _ = run_policy(None)
+    kept, shares, saved, losses, _ = run_policy(EtaFilterSpec(k=5, e0_quantile=1.0, epsilon=1.01))
     assert (plain == kept).all()
+    assert losses == plain_losses  # the same steps: weights, losses and distances bit for bit
     assert all(s == 0.0 for s in shares)
+    assert all(n == 0 for n in saved)
     assert all(s is None for s in none_shares)
 
 
 def test_default_filter_reports_the_filtered_share() -> None:
-    _, shares = run_policy(EtaFilterSpec(k=5))
+    _, shares, saved, losses, sizes = run_policy(EtaFilterSpec(k=5))
     assert all(s is not None and 0.0 <= s <= 0.9 for s in shares)
     assert max(s for s in shares if s is not None) > 0.0
+    # samples saved = requests left out x steps (one step per batch here)
+    assert saved == [round(s * n) for s, n in zip(shares, sizes)]
+    _, _, _, plain_losses, _ = run_policy(None)
+    assert losses[0][0] == plain_losses[0][0]  # the recorded loss is the whole batch's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -123,3 +124,35 @@ def test_killed_replay_resumes_to_identical_results(tmp_path: Path) -> None:
     clean = replay_policy(fresh, fresh_ws, sc, POLICIES[3], prepared2)  # type: ignore[arg-type]
     assert events_of(con, resumed) == events_of(fresh, clean)
     assert isinstance(fresh_ws, Workspace)
+
+
+def test_sample_filter_policy_records_its_savings_and_pretraining_never_adapts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamsim.adapt import Adapter
+    from streamsim.filters import EtaFilterSpec
+    from streamsim.scenario import PolicySpec
+
+    ws, con = setup(tmp_path / "ws")
+    sc = tiny_scenario()
+
+    def refuse(*_: object, **__: object) -> None:
+        msg = "pretraining/validation must never run test-time adaptation"
+        raise AssertionError(msg)
+
+    with monkeypatch.context() as m:
+        m.setattr(Adapter, "adapt", refuse)
+        prepared = prepare(con, ws, sc)  # type: ignore[arg-type]
+    policy = PolicySpec(
+        name="reset+eta", tta="reset", tta_lr=0.01, sample_filter=EtaFilterSpec(k=10)
+    )
+    run_id = replay_policy(con, ws, sc, policy, prepared)  # type: ignore[arg-type]
+    shares, saved, n = con.execute(
+        "SELECT avg(filtered_share), sum(tta_samples_saved), sum(n_events) FROM run_batches"
+        " WHERE run_id = ?",
+        [run_id],
+    ).fetchone()
+    assert 0.0 < shares < 0.9
+    assert 0 < saved < n
+    (manifest,) = con.execute("SELECT manifest FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    assert json.loads(manifest)["policy"]["sample_filter"]["k"] == 10

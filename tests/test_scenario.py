@@ -81,6 +81,20 @@ BAD = [
     ("[split]\nreplay_start = 1.5\n", r"a fraction must be <= 1"),
     ("[[adaptation.policies]]\nname='a'\n[[adaptation.policies]]\nname='a'\n", "duplicate policy"),
     ("[[adaptation.policies]]\nname='a'\ntta='sometimes'\n", r"key 'tta': expected one of"),
+    (
+        "[[adaptation.policies]]\nname='a'\n[adaptation.policies.sample_filter]\nk=10\n",
+        r"policies\]\]\[0\]\.sample_filter: a sample filter needs test-time adaptation",
+    ),
+    (
+        "[[adaptation.policies]]\nname='a'\ntta='reset'\n[adaptation.policies.sample_filter]\n"
+        "kk=10\n",
+        r"sample_filter unknown key 'kk'; expected one of \['k', 'e0_quantile'",
+    ),
+    (
+        "[[adaptation.policies]]\nname='a'\ntta='reset'\n[adaptation.policies.sample_filter]\n"
+        "e0_quantile=1.5\n",
+        r"sample_filter key 'e0_quantile': expected 0\.\.1; got 1\.5",
+    ),
     ("[[detectors]]\nname='adwinn'\nsignal='rr10'\n", "unknown detector 'adwinn'"),
     ("[[detectors]]\nname='adwin'\nsignal='hr'\n", "unknown signal 'hr'"),
     ("[segments]\ncalendar=['month']\n", "unknown 'month'"),
@@ -146,3 +160,17 @@ def test_cli_list_show(tmp_path: Path) -> None:
     res = runner.invoke(app, ["scenarios", "show", str(bad)])
     assert res.exit_code == 1
     assert "unknown key 'batchsize'" in res.output
+
+
+def test_policy_with_a_sample_filter(tmp_path: Path) -> None:
+    p = tmp_path / "f.toml"
+    p.write_text(
+        GOOD + "[[adaptation.policies]]\nname = 'reset+eta'\ntta = 'reset'\n"
+        "[adaptation.policies.sample_filter]\nk = 10\ne0_quantile = 0.5\n"
+    )
+    sc = scenario.load(p)
+    (policy,) = sc.policies
+    assert policy.sample_filter is not None
+    assert (policy.sample_filter.k, policy.sample_filter.e0_quantile) == (10, 0.5)
+    assert policy.sample_filter.epsilon == 0.3  # the default, shown by `scenarios show`
+    assert scenario.to_dict(sc)["policies"][0]["sample_filter"]["k"] == 10
