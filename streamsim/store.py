@@ -135,12 +135,13 @@ CREATE TABLE IF NOT EXISTS run_batches (
     param_distance DOUBLE,        -- ||theta - theta_0|| after the batch
     backward_passes INTEGER NOT NULL,
     filtered_share DOUBLE,        -- share of samples filtered out of adaptation (filters)
-    tta_samples_saved INTEGER,    -- per-sample gradient contributions the filter skipped
     delta_next_mean DOUBLE,       -- mean Delta_{n+1} (T2ARec) on the batch
     topk_entropy DOUBLE,          -- mean top-10 entropy of the scores
     coverage DOUBLE,              -- distinct top-10 items / catalogue size
     time_adapt DOUBLE NOT NULL, time_score DOUBLE NOT NULL,
-    time_reveal DOUBLE NOT NULL, time_detect DOUBLE NOT NULL   -- seconds per stage
+    time_reveal DOUBLE NOT NULL, time_detect DOUBLE NOT NULL,  -- seconds per stage
+    tta_samples_saved INTEGER     -- per-sample gradient contributions the filter skipped (last:
+                                  -- where MIGRATIONS puts it in older workspaces)
 );
 CREATE TABLE IF NOT EXISTS run_alarms (
     run_id VARCHAR NOT NULL,

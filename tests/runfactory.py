@@ -187,6 +187,7 @@ def fabricate_run(
             "time_score": rng.random(n_batches) * 0.01,
             "time_reveal": rng.random(n_batches) * 0.002,
             "time_detect": rng.random(n_batches) * 0.001,
+            "tta_samples_saved": np.zeros(n_batches, dtype=np.int32),
         }
     )
     alarm_idx = [i for _, _, i in alarms]
@@ -226,7 +227,8 @@ def fabricate_run(
     ):
         con.register("_fab", data)
         try:
-            con.execute(f"INSERT INTO {table} SELECT * FROM _fab")
+            cols = ", ".join(data.column_names)
+            con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _fab")
         finally:
             con.unregister("_fab")
 

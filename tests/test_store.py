@@ -167,3 +167,19 @@ def test_fingerprint_hashes_the_events() -> None:
     assert a.fingerprint != empty
     con.execute("UPDATE events SET ts = ts + 1 WHERE dataset = 'b' AND idx = 999")
     assert events_fingerprint(con, "b") != a.fingerprint
+
+
+def test_opening_an_older_workspace_adds_the_new_columns(tmp_path: Path) -> None:
+    import duckdb
+
+    from streamsim.store import SCHEMA, Workspace
+
+    ws = Workspace.resolve(tmp_path / "old")
+    ws.root.mkdir(parents=True)
+    old = duckdb.connect(str(ws.db_path))
+    old.execute(SCHEMA)
+    old.execute("ALTER TABLE run_batches DROP COLUMN tta_samples_saved")  # as 0.1.0 made it
+    old.close()
+    con = ws.connect()
+    cols = [r[0] for r in con.execute("DESCRIBE run_batches").fetchall()]
+    assert cols[-1] == "tta_samples_saved"
