@@ -18,6 +18,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -316,6 +317,49 @@ def _synth(table: Any, where: str) -> Any:
         raise ScenarioError(msg)
     if not 0.0 <= cfg.p_transition <= 1.0:
         msg = f"{where} key 'p_transition': expected 0..1; got {cfg.p_transition}"
+        raise ScenarioError(msg)
+    for key in ("weekday_share", "weekday_share_early"):
+        value = getattr(cfg, key)
+        if value is not None and not 0.0 <= value <= 1.0:
+            msg = f"{where} key {key!r}: expected a share in 0..1; got {value}"
+            raise ScenarioError(msg)
+    for key in ("zipf_a", "dirichlet_alpha", "session_gap_s"):
+        _nonneg(getattr(cfg, key), f"{where} key {key!r}", strict=True)
+    _nonneg(cfg.n_successors, f"{where} key 'n_successors'", strict=True)
+    _nonneg(cfg.new_items_count, f"{where} key 'new_items_count'")
+    if cfg.session_mean_events < 1:
+        msg = f"{where} key 'session_mean_events': expected >= 1; got {cfg.session_mean_events}"
+        raise ScenarioError(msg)
+    if not 0.0 <= cfg.early_days <= cfg.duration_days:
+        msg = (
+            f"{where} key 'early_days': expected 0..duration_days ({cfg.duration_days});"
+            f" got {cfg.early_days}"
+        )
+        raise ScenarioError(msg)
+    for day in cfg.new_items_days:
+        if not 0.0 <= day < cfg.duration_days:
+            msg = (
+                f"{where} key 'new_items_days': expected days in [0, {cfg.duration_days});"
+                f" got {day}"
+            )
+            raise ScenarioError(msg)
+    n_new = cfg.new_items_count * len(cfg.new_items_days)
+    if n_new > cfg.n_items - cfg.n_topics:
+        msg = (
+            f"{where}: {n_new} new items (new_items_count x new_items_days) leave fewer than"
+            f" n_topics ({cfg.n_topics}) of the {cfg.n_items} items at the start"
+        )
+        raise ScenarioError(msg)
+    try:
+        datetime.fromisoformat(cfg.start_date)
+    except ValueError:
+        msg = f"{where} key 'start_date': expected an ISO date (2024-01-01); got {cfg.start_date!r}"
+        raise ScenarioError(msg) from None
+    if len(cfg.drifts) > 1:
+        msg = (
+            f"{where[:-1]}.drifts]: the generator makes one drift per stream; got"
+            f" {len(cfg.drifts)} (use one scenario per drift)"
+        )
         raise ScenarioError(msg)
     for d in cfg.drifts:
         if d.start_day > cfg.duration_days:

@@ -105,6 +105,19 @@ BAD = [
         "after the end of the stream",
     ),
     (
+        "[data.synthetic]\n[[data.synthetic.drifts]]\nkind='sudden'\n[[data.synthetic.drifts]]\n"
+        "kind='gradual'\n",
+        r"x\.toml: \[data\.synthetic\.drifts\]: the generator makes one drift per stream; got 2",
+    ),
+    ("[data.synthetic]\nweekday_share = 1.2\n", r"key 'weekday_share': expected a share in 0\.\.1"),
+    ("[data.synthetic]\nstart_date = 'Jan 1st'\n", r"key 'start_date': expected an ISO date"),
+    ("[data.synthetic]\nsession_mean_events = 0.5\n", r"'session_mean_events': expected >= 1"),
+    (
+        "[data.synthetic]\nnew_items_days = [60.0]\nnew_items_count = 5\n",
+        r"key 'new_items_days': expected days in \[0, 56\); got 60\.0",
+    ),
+    ("[data.synthetic]\nnew_items_count = -5\n", r"key 'new_items_count': expected a value >= 0"),
+    (
         "[data.synthetic]\nduration_days = 10\n[[data.synthetic.drifts]]\nkind='sharp'\n",
         r"drifts\[0\]\] key 'kind': expected one of",
     ),
