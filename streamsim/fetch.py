@@ -5,10 +5,16 @@ and verified. A ``.part`` left by an interrupted download is resumed with an HTT
 request (a server that ignores the range sends the whole file, which then replaces the part).
 Zip archives are CRC-checked and unpacked to ``<workspace>/downloads/<name>/`` before ingest.
 
-Checksums: a registry entry pins the sha256 of its file where it is known. Where it is not (the
-published checksum was not available when the registry was written) the entry says
-``sha256=None``: the file is still downloaded and ingested, and its computed sha256 is stored in
-the dataset's ``params`` (``sha256``, ``sha256_pinned: false``) so that it can be pinned later.
+A download is complete only when the bytes on disk match the length the server announced
+(``Content-Length``, or the total of ``Content-Range`` when resuming); a connection that closes
+early leaves the ``.part`` file for the next call to resume, never a short file.
+
+Checksums: a registry entry pins a digest of its file where one is published: the MovieLens
+archives carry GroupLens's own MD5 (the ``.md5`` sidecar files next to the zips). The Amazon 2018
+CSVs and ml-latest-small (re-released in place) have none: their entries say ``None`` and the
+file is still downloaded and ingested. Either way the computed sha256 and MD5 are stored in the
+dataset's ``params`` (``sha256``, ``md5``, ``checksum_pinned``) so that a download can be pinned
+or compared later.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ class RemoteDataset:
     sha256: str | None
     format: str
     inner: str = ""
+    md5: str | None = None  # the publisher's MD5 (GroupLens), checked like sha256
 
     @property
     def filename(self) -> str:
@@ -61,13 +68,27 @@ class RemoteDataset:
 _GROUPLENS = "https://files.grouplens.org/datasets/movielens"
 _AMAZON_2018 = "https://jmcauley.ucsd.edu/data/amazon_v2/categoryFilesSmall"
 
-# No sha256 below is pinned: GroupLens publishes only .md5 files next to its zips, and neither
-# source's digest could be checked from the machine this registry was written on. `fetch`
-# records the computed digest in the dataset params; pin it here once verified.
+# MovieLens: GroupLens publishes an MD5 sidecar for each zip (`<zip>.md5`); those digests are
+# pinned here. ml-latest-small is re-released under the same name and the Amazon 2018 CSVs have
+# no published digest: unpinned (the computed digests go into the dataset params).
 REGISTRY: dict[str, RemoteDataset] = {
-    "ml-100k": RemoteDataset(f"{_GROUPLENS}/ml-100k.zip", None, "ml-100k", "ml-100k"),
-    "ml-1m": RemoteDataset(f"{_GROUPLENS}/ml-1m.zip", None, "ml-1m", "ml-1m"),
-    "ml-20m": RemoteDataset(f"{_GROUPLENS}/ml-20m.zip", None, "ml-latest", "ml-20m"),
+    "ml-100k": RemoteDataset(
+        f"{_GROUPLENS}/ml-100k.zip",
+        None,
+        "ml-100k",
+        "ml-100k",
+        md5="0e33842e24a9c977be4e0107933c0723",
+    ),
+    "ml-1m": RemoteDataset(
+        f"{_GROUPLENS}/ml-1m.zip", None, "ml-1m", "ml-1m", md5="c4d9eecfca2ab87c1945afe126590906"
+    ),
+    "ml-20m": RemoteDataset(
+        f"{_GROUPLENS}/ml-20m.zip",
+        None,
+        "ml-latest",
+        "ml-20m",
+        md5="cd245b17a1ae2cc31bb14903e1204af3",
+    ),
     "ml-latest-small": RemoteDataset(
         f"{_GROUPLENS}/ml-latest-small.zip", None, "ml-latest", "ml-latest-small"
     ),
@@ -82,12 +103,28 @@ REGISTRY: dict[str, RemoteDataset] = {
 }
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_digests(path: Path) -> tuple[str, str]:
+    """(sha256, md5) hex digests of a file, in one read."""
+    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     with path.open("rb") as fh:
         while block := fh.read(_CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
+            sha.update(block)
+            md5.update(block)
+    return sha.hexdigest(), md5.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    return file_digests(path)[0]
+
+
+def _expected_size(response: object, have: int, resumed: bool) -> int | None:
+    """The full file size the server announced, if it did."""
+    headers = getattr(response, "headers", {})
+    if resumed:
+        total = str(headers.get("Content-Range", "")).rsplit("/", 1)[-1]
+        return int(total) if total.isdigit() else None
+    length = headers.get("Content-Length")
+    return int(length) if length is not None and str(length).isdigit() else None
 
 
 def download(url: str, target: Path, *, timeout: float = 60.0) -> Path:
@@ -103,8 +140,9 @@ def download(url: str, target: Path, *, timeout: float = 60.0) -> Path:
         request.add_header("Range", f"bytes={have}-")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            mode = "ab" if have and response.status == 206 else "wb"
-            with part.open(mode) as fh:
+            resumed = bool(have) and response.status == 206
+            expected = _expected_size(response, have, resumed)
+            with part.open("ab" if resumed else "wb") as fh:
                 shutil.copyfileobj(response, fh, _CHUNK)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:  # the part already holds the whole file
@@ -115,6 +153,13 @@ def download(url: str, target: Path, *, timeout: float = 60.0) -> Path:
     except (urllib.error.URLError, OSError) as exc:
         msg = f"{url}: download failed ({exc}); run the command again to resume"
         raise IngestError(msg) from exc
+    got = part.stat().st_size
+    if expected is not None and got != expected:
+        msg = (
+            f"{url}: download incomplete: {got} of {expected} bytes; run the command again to"
+            " resume"
+        )
+        raise IngestError(msg)
     part.replace(target)
     return target
 
@@ -174,11 +219,12 @@ def fetch(
     target = downloads / entry.filename
     if not target.exists():
         download(url, target)
-    digest = sha256_file(target)
-    if entry.sha256 is not None and digest != entry.sha256:
-        target.unlink()
-        msg = f"{url}: checksum mismatch: sha256 {digest}; expected {entry.sha256} (file deleted)"
-        raise IngestError(msg)
+    digest, md5 = file_digests(target)
+    for algo, got, want in (("sha256", digest, entry.sha256), ("md5", md5, entry.md5)):
+        if want is not None and got != want:
+            target.unlink()
+            msg = f"{url}: checksum mismatch: {algo} {got}; expected {want} (file deleted)"
+            raise IngestError(msg)
     if zipfile.is_zipfile(target) or target.suffix == ".zip":
         try:
             root = unpack(target, downloads / name)
@@ -197,6 +243,7 @@ def fetch(
         extra_params={
             "url": url,
             "sha256": digest,
-            "sha256_pinned": entry.sha256 is not None,
+            "md5": md5,
+            "checksum_pinned": entry.sha256 is not None or entry.md5 is not None,
         },
     )

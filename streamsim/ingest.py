@@ -134,10 +134,12 @@ def _time_sql(cur: duckdb.DuckDBPyConnection, path: Path, column: str, unit: str
                 unit = "iso"
     if unit in ("s", "ms"):
         scale = 1000 if unit == "ms" else 1
-        expr = f"CAST(floor(TRY_CAST(trim(t) AS DOUBLE) / {scale}) AS BIGINT)"
+        # TRY_CAST twice: text that is no number, and numbers no int64 holds (nan, inf, 1e30),
+        # both become NULL and are reported below with their line
+        expr = f"TRY_CAST(floor(TRY_CAST(trim(t) AS DOUBLE) / {scale}) AS BIGINT)"
         expect = f"a number (epoch {'milliseconds' if unit == 'ms' else 'seconds'})"
     elif unit == "iso":
-        expr = "CAST(epoch(TRY_CAST(trim(t) AS TIMESTAMP)) AS BIGINT)"
+        expr = "TRY_CAST(epoch(TRY_CAST(trim(t) AS TIMESTAMP)) AS BIGINT)"
         expect = "an ISO date or date-time (YYYY-MM-DD[ HH:MM:SS])"
     else:
         msg = f"time unit must be auto, s, ms or iso, got {unit!r}"
@@ -671,7 +673,7 @@ def ingest(
         raise IngestError(msg)
     fmt = detect_format(src) if format == "auto" else format
     if fmt not in FORMATS:
-        msg = f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}"
+        msg = f"{src}: unknown format {fmt!r}; expected one of {', '.join(FORMATS)}"
         raise IngestError(msg)
     cur = con.cursor()
     try:

@@ -40,6 +40,7 @@ class Server:
 
     def __init__(self, files: dict[str, bytes]) -> None:
         self.files = files
+        self.short: set[str] = set()  # files whose first response stops halfway
         self.ranges: list[str | None] = []
         outer = self
 
@@ -55,10 +56,13 @@ class Server:
                 if start >= len(body) and rng:
                     self.send_error(416)
                     return
+                short = self.path.lstrip("/") in outer.short  # announce all, send half, hang up
                 self.send_response(206 if rng else 200)
                 self.send_header("Content-Length", str(len(body) - start))
+                if rng:
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
                 self.end_headers()
-                self.wfile.write(body[start:])
+                self.wfile.write(body[start : len(body) // 2] if short else body[start:])
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -105,7 +109,8 @@ def test_fetch_verifies_unpacks_and_ingests(server: Server, tmp_path: Path) -> N
     info = fetch(con, "toy", workspace=ws, registry=registry(server.url, "ml-100k.zip", sha))
     assert (info.format, info.n_events, info.n_users) == ("ml-100k", 60, 5)
     assert info.params["sha256"] == sha
-    assert info.params["sha256_pinned"] is True
+    assert info.params["checksum_pinned"] is True
+    assert info.params["md5"] == hashlib.md5(server.files["ml-100k.zip"]).hexdigest()
     assert (ws.root / "downloads" / "ml-100k.zip").is_file()
     assert not (ws.root / "downloads" / "ml-100k.zip.part").exists()
     assert server.ranges == [None]
@@ -138,6 +143,33 @@ def test_checksum_mismatch_leaves_store_unchanged(server: Server, tmp_path: Path
     assert not (ws.root / "downloads" / "ml-100k.zip").exists()
 
 
+def test_a_connection_closed_early_is_resumed_not_accepted(server: Server, tmp_path: Path) -> None:
+    ws = Workspace.resolve(tmp_path / "ws")
+    con = ws.connect()
+    before = snapshot(con)
+    body = server.files["ml-100k.zip"]
+    server.short.add("ml-100k.zip")
+    reg = registry(server.url, "ml-100k.zip", hashlib.sha256(body).hexdigest())
+    with pytest.raises(IngestError, match=rf"download incomplete: {len(body) // 2} of {len(body)}"):
+        fetch(con, "toy", workspace=ws, registry=reg)
+    assert snapshot(con) == before
+    downloads = ws.root / "downloads"
+    assert not (downloads / "ml-100k.zip").exists()
+    assert (downloads / "ml-100k.zip.part").stat().st_size == len(body) // 2
+    server.short.clear()
+    info = fetch(con, "toy", workspace=ws, registry=reg)  # resumes from the half
+    assert server.ranges[-1] == f"bytes={len(body) // 2}-"
+    assert info.n_events == 60
+
+
+def test_pinned_md5_is_checked(server: Server, tmp_path: Path) -> None:
+    ws = Workspace.resolve(tmp_path / "ws")
+    con = ws.connect()
+    bad = {"toy": RemoteDataset(f"{server.url}/ml-100k.zip", None, "ml-100k", "ml-100k", "f" * 32)}
+    with pytest.raises(IngestError, match=r"checksum mismatch: md5 [0-9a-f]{32}; expected f{32}"):
+        fetch(con, "toy", workspace=ws, registry=bad)
+
+
 @pytest.mark.parametrize("file", ["truncated.zip", "garbage.zip"])
 def test_corrupt_archive(server: Server, tmp_path: Path, file: str) -> None:
     ws = Workspace.resolve(tmp_path / "ws")
@@ -153,7 +185,7 @@ def test_unpinned_checksum_is_recorded(server: Server, tmp_path: Path) -> None:
     con = ws.connect()
     info = fetch(con, "toy", workspace=ws, registry=registry(server.url, "ml-100k.zip", None))
     assert info.params["sha256"] == hashlib.sha256(server.files["ml-100k.zip"]).hexdigest()
-    assert info.params["sha256_pinned"] is False
+    assert info.params["checksum_pinned"] is False
 
 
 def test_unknown_name_and_http_error(server: Server, tmp_path: Path) -> None:
@@ -167,18 +199,37 @@ def test_unknown_name_and_http_error(server: Server, tmp_path: Path) -> None:
         fetch(con, "toy", workspace=ws, registry=registry(server.url, "missing.zip", None))
 
 
-def test_cli_fetch_real_registry_entry_from_a_mirror(server: Server, tmp_path: Path) -> None:
+def test_cli_fetch_real_registry_entries_from_a_mirror(server: Server, tmp_path: Path) -> None:
+    """ml-100k's pinned GroupLens MD5 rejects a look-alike archive; unpinned entries ingest."""
     from typer.testing import CliRunner
 
     from streamsim.cli import app
 
     store = str(tmp_path / "ws")
-    args = ["--store", store, "datasets", "fetch", "ml-100k", "--base-url", server.url]
+    base = ["--store", store, "datasets", "fetch"]
+    res = CliRunner().invoke(app, [*base, "ml-100k", "--base-url", server.url])
+    assert res.exit_code == 1
+    assert "ml-100k.zip: checksum mismatch: md5" in res.output
+    assert "expected 0e33842e24a9c977be4e0107933c0723 (file deleted)" in res.output
+    assert "Traceback" not in res.output
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        ratings = "userId,movieId,rating,timestamp\n" + "".join(
+            f"{1 + k % 4},{1 + k % 9},4.0,{1_500_000_000 + 60 * k}\n" for k in range(40)
+        )
+        zf.writestr("ml-latest-small/ratings.csv", ratings)
+        movies = "movieId,title,genres\n" + "".join(
+            f"{i},M{i},Drama|Comedy\n" for i in range(1, 10)
+        )
+        zf.writestr("ml-latest-small/movies.csv", movies)
+    server.files["ml-latest-small.zip"] = buf.getvalue()
+    args = [*base, "ml-latest-small", "--base-url", server.url]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert "fetched ml-100k: 60 events, 5 users" in res.output
-    sha = hashlib.sha256(server.files["ml-100k.zip"]).hexdigest()
+    assert "fetched ml-latest-small: 40 events, 4 users" in res.output
+    sha = hashlib.sha256(server.files["ml-latest-small.zip"]).hexdigest()
     assert f"sha256 {sha} (checksum not pinned in the registry" in res.output
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 1
-    assert "error: dataset 'ml-100k' already exists; pass --replace" in res.output
+    assert "error: dataset 'ml-latest-small' already exists; pass --replace" in res.output

@@ -189,6 +189,17 @@ def test_unparsable_timestamp_row(seeded: duckdb.DuckDBPyConnection, tmp_path: P
     assert snapshot(seeded) == before
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e30"])
+def test_timestamps_no_integer_holds_name_their_line(
+    seeded: duckdb.DuckDBPyConnection, tmp_path: Path, value: str
+) -> None:
+    before = snapshot(seeded)
+    path = write(tmp_path / "n.csv", f"user,item,ts\nu,a,5\nu,b,{value}\nu,c,7\n")
+    with pytest.raises(IngestError, match=r"n.csv: line 3, column 'ts': unparsable timestamp"):
+        ingest(seeded, path, name="x", user_col="user", item_col="item", time_col="ts")
+    assert snapshot(seeded) == before
+
+
 def test_bad_iso_date_row(seeded: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     before = snapshot(seeded)
     path = write(tmp_path / "c.csv", "user,item,ts\nu,a,2020-01-01\nu,b,2020-13-45\n")

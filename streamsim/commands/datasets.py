@@ -171,7 +171,7 @@ def register(app: typer.Typer) -> None:
         finally:
             con.close()
         _done(info, "fetched", as_json)
-        if not as_json and not info.params.get("sha256_pinned", True):
+        if not as_json and not info.params.get("checksum_pinned", True):
             typer.echo(
                 f"sha256 {info.params['sha256']} (checksum not pinned in the registry;"
                 " verify it and pin it in streamsim/fetch.py)"
