@@ -29,7 +29,7 @@ from streamsim.runs import (
     write_results,
 )
 from streamsim.scenario import PolicySpec, Scenario
-from streamsim.splits import Split, resolve_split
+from streamsim.splits import Split, resolve_split, split_report
 from streamsim.store import DatasetInfo, Workspace, dataset_info, has_dataset, iter_events
 from streamsim.train import Checkpoint, load_checkpoint, train
 
@@ -41,6 +41,7 @@ class Prepared:
     info: DatasetInfo
     split: Split
     checkpoint: Checkpoint
+    cold: dict[str, int] = field(default_factory=dict)  # `splits.split_report` of the split
 
 
 @dataclass
@@ -91,7 +92,7 @@ def prepare(
         workspace=workspace,
         progress=train_progress,
     )
-    return Prepared(info, split, checkpoint)
+    return Prepared(info, split, checkpoint, split_report(con, info.name, split))
 
 
 def replay_policy(
@@ -191,13 +192,14 @@ def _manifest(scenario: Scenario, policy: PolicySpec, prepared: Prepared) -> dic
         "replay": asdict(scenario.replay),
         "detectors": [asdict(d) for d in scenario.detectors],
         "split": {k: asdict(getattr(prepared.split, k)) for k in ("pretrain", "valid", "replay")},
+        "split_report": prepared.cold,  # replay events with users / items unseen before the cut
         "checkpoint": str(prepared.checkpoint.path),
         "model": prepared.checkpoint.model_name,
         "model_config": prepared.checkpoint.config,
         "data_fingerprint": prepared.info.fingerprint,
         "seed": scenario.seed,
         "exclude_seen": scenario.replay.exclude_seen,
-        "git_revision": _git_revision(),
+        **_git_state(),
         "versions": {
             "streamsim": __version__,
             "torch": torch.__version__,
@@ -209,19 +211,32 @@ def _manifest(scenario: Scenario, policy: PolicySpec, prepared: Prepared) -> dic
     }
 
 
-def _git_revision() -> str | None:
+def _git_state() -> dict[str, Any]:
+    """The source checkout's commit and whether it has uncommitted changes.
+
+    Both are None when streamsim does not run from a git checkout of itself (an installed wheel
+    inside some other repository must not report that repository's commit).
+    """
     import subprocess
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except OSError:
-        return None
-    return out.stdout.strip() or None
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(
+                ["git", "-C", str(root), *args],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    top = git("rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != root:
+        return {"git_revision": None, "git_dirty": None}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"git_revision": git("rev-parse", "HEAD"), "git_dirty": bool(status)}

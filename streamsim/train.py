@@ -13,6 +13,7 @@ validation window) and no test-time adaptation (MODELS.md A18). Count-based mode
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import platform
@@ -87,9 +88,24 @@ def checkpoint_key(
         "train": asdict(train_spec),
         "seed": seed,
         "streamsim": __version__,
+        "code": code_hash(),
     }
     blob = json.dumps(key, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16], key
+
+
+@functools.cache
+def code_hash() -> str:
+    """sha256 of the code that determines trained weights: the `models` package, the training
+    loop and the example builder. A change there retrains instead of reusing a stale checkpoint
+    cached under the same version number."""
+    digest = hashlib.sha256()
+    files = sorted(Path(models.__file__).parent.glob("*.py"))
+    here = Path(__file__).parent
+    for path in [*files, here / "train.py", here / "examples.py", here / "history.py"]:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 @torch.no_grad()

@@ -33,6 +33,7 @@ def fabricate_dataset(
     drifts: Sequence[tuple[int, int]] = (),
     seed: int = 0,
     category_names: Sequence[str] | None = None,
+    item_name: str = "item",
 ) -> None:
     """Store a dataset of `n_events` spread evenly over `n_days` from `T0`.
 
@@ -58,9 +59,9 @@ def fabricate_dataset(
     items_table = pa.table(
         {
             "item_id": np.arange(1, n_items + 1, dtype=np.int32),
-            "raw": [f"item{i}" for i in range(1, n_items + 1)],
+            "raw": [f"{item_name}{i}" for i in range(1, n_items + 1)],
             "category": item_cat[1:],
-            "title": [f"title {i}" for i in range(1, n_items + 1)],
+            "title": [f"{item_name} title {i}" for i in range(1, n_items + 1)],
             "genres": [names[c] for c in item_cat[1:]],
         }
     )

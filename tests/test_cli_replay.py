@@ -70,6 +70,9 @@ def test_replay_runs_show_and_export(tmp_path: Path) -> None:
     assert set(runs) == {"none", "reset"}
     assert 0.0 <= runs["reset"]["metrics"]["ndcg@10"] <= 1.0
     assert payload["comparison"] is not None
+    cold = payload["split_report"]
+    assert cold["replay_events"] == runs["reset"]["n_events"]
+    assert 0 <= cold["events_unseen_user_or_item"] <= cold["replay_events"]
 
     listed = invoke(store, "runs", "list", "--json")
     assert listed.exit_code == 0
@@ -122,3 +125,5 @@ def test_text_output_is_wide_and_prints_names_verbatim(tmp_path: Path) -> None:
     widest = max(len(line) for line in result.stdout.splitlines())
     assert 80 < widest <= 200
     assert "NDCG@10 by quartile" in result.stdout  # the header is not folded
+    assert "replay period: " in result.stdout
+    assert "unseen before the cut:" in result.stdout

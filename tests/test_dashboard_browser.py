@@ -3,6 +3,7 @@ non-blank screenshot, and user strings shown as text (skipped when Chromium is a
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -17,6 +18,11 @@ from tests.runfactory import copy_run, fabricate_dataset, fabricate_run
 EVIL = "<script>document.body.setAttribute('data-pwned','1')</script>\"'"
 IMG = "<img src=x onerror=\"document.body.setAttribute('data-pwned','2')\">"
 
+# CI sets STREAMSIM_REQUIRE_BROWSER=1 (.ci/run): there a missing Chromium fails instead of
+# skipping, so a broken install cannot turn the browser test into a silent skip
+if headless.find_chromium() is None and os.environ.get("STREAMSIM_REQUIRE_BROWSER") == "1":
+    msg = "STREAMSIM_REQUIRE_BROWSER=1 but no headless Chromium found (apt-get install chromium)"
+    raise RuntimeError(msg)
 pytestmark = pytest.mark.skipif(
     headless.find_chromium() is None,
     reason="headless Chromium not installed (Debian: apt-get install chromium; .ci/run does it)",

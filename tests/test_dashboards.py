@@ -16,6 +16,7 @@ from dashboards import figures
 from dashboards.page import build_dashboard, default_path, write_dashboard
 from streamsim import store
 from streamsim.cli import app
+from streamsim.errors import StorageError
 from tests.runfactory import DAY, T0, copy_run, fabricate_dataset, fabricate_run
 
 EVIL = "<script>document.body.setAttribute('data-pwned','1')</script>\"'&"
@@ -191,12 +192,14 @@ def evil_con() -> duckdb.DuckDBPyConnection:
     con = store.connect_memory()
     fabricate_dataset(
         con,
+        "synth",  # dataset names cannot hold markup (the store refuses them, tested below)
         n_events=1400,
         n_days=14,
         drifts=[(500, 560)],
         category_names=[EVIL, "plain", "a&b", "c'd", 'e"f'],
+        item_name=EVIL,
     )
-    fabricate_run(con, "base", policy="reset", alarms=[("adwin", "rr10", 700)])
+    fabricate_run(con, "base", scenario=EVIL, policy="reset", alarms=[("adwin", "rr10", 700)])
     copy_run(con, "base", EVIL, policy=EVIL, ndcg_shift=0.01)
     return con
 
@@ -229,7 +232,9 @@ def test_page_is_self_contained_and_escaped(evil_con: duckdb.DuckDBPyConnection)
     # the header states scenario, fingerprint, model, policies and the verdict
     fp = evil_con.execute("SELECT fingerprint FROM datasets").fetchall()[0][0]
     assert fp in page
-    assert "fabricated" in page
+    assert "&lt;script&gt;document" in page.split("compare:</strong>")[0]  # the scenario name
+    with pytest.raises(StorageError, match="dataset name must be letters"):
+        fabricate_dataset(store.connect_memory(), EVIL)
     assert "toy (checkpoint ckpt0)" in page
     assert "compare:</strong>" in page
     assert "vs reset: better" in page

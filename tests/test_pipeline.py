@@ -155,4 +155,11 @@ def test_sample_filter_policy_records_its_savings_and_pretraining_never_adapts(
     assert 0.0 < shares < 0.9
     assert 0 < saved < n
     (manifest,) = con.execute("SELECT manifest FROM runs WHERE run_id = ?", [run_id]).fetchone()
-    assert json.loads(manifest)["policy"]["sample_filter"]["k"] == 10
+    info = json.loads(manifest)
+    assert info["policy"]["sample_filter"]["k"] == 10
+    assert info["split_report"]["replay_events"] == len(prepared.split.replay)
+    if (ROOT / ".git").exists():  # a source checkout: its commit and whether it is dirty
+        assert len(info["git_revision"]) == 40
+        assert isinstance(info["git_dirty"], bool)
+    else:
+        assert info["git_revision"] is None

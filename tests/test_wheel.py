@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -63,9 +64,6 @@ def test_wheel_installs_and_runs(tmp_path: Path) -> None:
         "print(pathlib.Path(streamsim.__file__).parent.parent);"
         "from streamsim.resources import bundled_scenario_dir;"
         "print(sorted(p.name for p in bundled_scenario_dir().glob('*.toml')))"
-        if any((ROOT / "scenarios").glob("*.toml"))
-        else "import pathlib, streamsim, models, dashboards;"
-        "print(pathlib.Path(streamsim.__file__).parent.parent)"
     )
     probe = subprocess.run(
         [str(py), "-c", check], capture_output=True, text=True, cwd=elsewhere, timeout=300
@@ -74,6 +72,13 @@ def test_wheel_installs_and_runs(tmp_path: Path) -> None:
     lines = probe.stdout.splitlines()
     # imported from the wheel's site-packages, not from the source tree
     assert Path(lines[0]).resolve() != ROOT
-    if len(lines) > 1:
-        shipped = sorted(p.name for p in (ROOT / "scenarios").glob("*.toml"))
-        assert lines[1] == str(shipped)
+    shipped = sorted(p.name for p in (ROOT / "scenarios").glob("*.toml"))
+    assert shipped
+    assert lines[1] == str(shipped)
+    listed = subprocess.run(
+        [str(env_dir / "bin" / "streamsim"), "scenarios", "list", "--json"],
+        capture_output=True, text=True, cwd=elsewhere, timeout=300,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    names = sorted(entry["name"] for entry in json.loads(listed.stdout))
+    assert names == sorted(name.removesuffix(".toml") for name in shipped)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -84,18 +85,19 @@ def replay(
         run_ids = []
         for pol in sc.policies:
             ptask = bar.add_task(f"replay {pol.name}", total=None, info="")
-            state = {"n": 0, "ndcg": 0.0}
+            state = {"n": 0, "ndcg": 0.0, "t0": time.perf_counter()}
 
             def on_batch(
                 name: str, r: BatchResult, period: int, t: Any = ptask, state: Any = state
             ) -> None:
                 state["n"] += len(r.batch)
                 state["ndcg"] += float(r.ndcg10.sum())
+                rate = state["n"] / max(time.perf_counter() - state["t0"], 1e-9)
                 bar.update(
                     t,
                     total=period,
                     completed=state["n"],
-                    info=f"ndcg@10 {state['ndcg'] / state['n']:.4f}",
+                    info=f"{rate:.0f} events/s  ndcg@10 {state['ndcg'] / state['n']:.4f}",
                 )
 
             run_ids.append(
@@ -107,6 +109,7 @@ def replay(
     if as_json:
         payload = {
             "scenario": sc.name,
+            "split_report": prepared.cold,
             "runs": summaries,
             "comparison": comparison.to_json() if comparison else None,
             "dashboard": str(path) if path else None,
@@ -114,6 +117,7 @@ def replay(
         typer.echo(json.dumps(payload, default=str, indent=2))
         return
     out = console()
+    out.print(_cold_line(prepared.cold))
     out.print(_summary_table(sc.name, summaries))
     for s in summaries:
         for det in s["detectors"]:
@@ -171,6 +175,16 @@ def _summary_table(scenario: str, summaries: list[dict[str, Any]]) -> Table:
             f"{s['events_per_s']:.0f}",
         )
     return table
+
+
+def _cold_line(cold: dict[str, int]) -> str:
+    n = max(cold.get("replay_events", 0), 1)
+    users, items = cold.get("events_unseen_user", 0) / n, cold.get("events_unseen_item", 0) / n
+    return (
+        f"replay period: {cold.get('replay_events', 0)} events; unseen before the cut:"
+        f" {cold.get('unseen_users', 0)} users ({users:.1%} of events),"
+        f" {cold.get('unseen_items', 0)} items ({items:.1%} of events)"
+    )
 
 
 def _detector_line(policy: str, d: dict[str, Any]) -> str:
