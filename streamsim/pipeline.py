@@ -108,6 +108,7 @@ def replay_policy(
 ) -> str:
     """Replay one policy and store its results; returns the run id."""
     info, split, ckpt = prepared.info, prepared.split, prepared.checkpoint
+    tie = scenario.replay.tie_shuffle_seed
     stop = split.replay.stop
     if scenario.replay.max_events is not None:
         stop = min(stop, split.replay.start + scenario.replay.max_events)
@@ -152,15 +153,22 @@ def replay_policy(
                 seed=scenario.seed,
                 manifest=_manifest(scenario, policy, prepared),
             )
-        engine.warm_up(iter_events(con, info.name, stop_idx=split.replay.start))
+        engine.warm_up(iter_events(con, info.name, stop_idx=split.replay.start, tie_seed=tie))
     state_path = workspace.subdir("runs") / run_id / "state.pt"
     period = stop - split.replay.start
     started, n_done, pending = time.perf_counter(), 0, []
-    batches = micro_batches(
-        iter_events(con, info.name, start_idx=engine.next_idx, stop_idx=stop),
-        scenario.replay,
-        first_batch_id=engine.next_batch_id,
-    )
+    if tie is None:  # source order: resume at the first index not replayed
+        events = iter_events(con, info.name, start_idx=engine.next_idx, stop_idx=stop)
+    else:  # shuffled ties: resume after the events already replayed in that order
+        events = iter_events(
+            con,
+            info.name,
+            start_idx=split.replay.start,
+            stop_idx=stop,
+            tie_seed=tie,
+            skip=engine.n_replayed,
+        )
+    batches = micro_batches(events, scenario.replay, first_batch_id=engine.next_batch_id)
     for eb in batches:
         result = engine.step(eb)
         pending.append(result)

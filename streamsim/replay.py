@@ -158,6 +158,7 @@ class ReplayEngine:
         self.watches: list[Watch] = [make_detector(d, seed=seed) for d in detectors]
         self.next_idx = 0  # first replay index not processed yet
         self.next_batch_id = 0
+        self.n_replayed = 0  # events stepped through (the resume position under tie shuffling)
 
     # -- warm-up ----------------------------------------------------------------------------------
     def warm_up(self, events: Iterator[pa.RecordBatch], *, observe_from: int = 0) -> None:
@@ -236,6 +237,7 @@ class ReplayEngine:
         seconds["detect"] = time.perf_counter() - t0 + seconds.pop("signals")
         self.next_idx = int(eb.idx[-1]) + 1
         self.next_batch_id = eb.batch_id + 1
+        self.n_replayed += len(eb)
         return BatchResult(
             batch=eb,
             ranks=ranks.numpy(),
@@ -310,6 +312,7 @@ class ReplayEngine:
             "detectors": [w.detector for w in self.watches],
             "next_idx": self.next_idx,
             "next_batch_id": self.next_batch_id,
+            "n_replayed": self.n_replayed,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -323,6 +326,7 @@ class ReplayEngine:
             watch.detector = det
         self.next_idx = int(state["next_idx"])
         self.next_batch_id = int(state["next_batch_id"])
+        self.n_replayed = int(state.get("n_replayed", 0))
 
 
 def _catalogue(known: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:

@@ -98,6 +98,9 @@ class ReplaySpec:
     max_batch_events: int = 4096  # cap on a time-window batch
     exclude_seen: bool = False  # mask items already in the user's history (-inf); recorded
     max_events: int | None = None  # replay only the first N events of the replay period
+    # P6 sanity check: replay (and warm up) events with equal timestamps in a seeded random
+    # order instead of the source-row order; compare the run with the default one
+    tie_shuffle_seed: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

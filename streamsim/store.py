@@ -449,19 +449,30 @@ def iter_events(
     start_idx: int = 0,
     stop_idx: int | None = None,
     batch_size: int = 65536,
+    tie_seed: int | None = None,
+    skip: int = 0,
 ) -> Iterator[pa.RecordBatch]:
     """Events ``start_idx <= idx < stop_idx`` of a dataset in replay order, as Arrow batches.
 
     Memory stays bounded by `batch_size`: the rows are streamed from DuckDB, never collected into
     a Python list. The reader runs on a cursor of `con`, so other queries may run meanwhile.
+
+    `tie_seed` (PROTOCOL.md P6, a sanity check): events with equal timestamps come in a seeded
+    random order instead of the source-row order (``idx``); timestamps stay non-decreasing.
+    `skip` leaves out the first rows of that order (resuming a replay).
     """
     stop = stop_idx if stop_idx is not None else np.iinfo(np.int64).max
+    order = "idx" if tie_seed is None else "ts, hash(idx, $seed), idx"
+    params: dict[str, object] = {"name": name, "lo": int(start_idx), "hi": int(stop)}
+    params["skip"] = int(skip)
+    if tie_seed is not None:
+        params["seed"] = int(tie_seed)
     cursor = con.cursor()
     try:
         reader = cursor.sql(
             "SELECT idx, user_id, item_id, ts, category, rating FROM events"
-            f" WHERE dataset = '{_quote(name)}' AND idx >= {int(start_idx)} AND idx < {int(stop)}"
-            " ORDER BY idx"
+            f" WHERE dataset = $name AND idx >= $lo AND idx < $hi ORDER BY {order} OFFSET $skip",
+            params=params,
         ).to_arrow_reader(batch_size)
         for batch in reader:
             yield batch.cast(EVENT_SCHEMA) if batch.schema != EVENT_SCHEMA else batch
@@ -487,8 +498,3 @@ def idx_at_time(con: duckdb.DuckDBPyConnection, name: str, ts: int) -> int:
     )
     assert row is not None
     return int(row[0])
-
-
-def _quote(value: str) -> str:
-    """Escape a string literal for the one query that DuckDB cannot parameterise (the reader)."""
-    return value.replace("'", "''")
