@@ -103,6 +103,15 @@ class Recommender(nn.Module):
         msg = f"model {self.name!r} has no test-time loss; use policy 'none'"
         raise NotImplementedError(msg)
 
+    def test_time_signals(self, batch: SeqBatch) -> dict[str, float]:
+        """Label-free diagnostics of a batch for detectors and dashboards (no gradient).
+
+        ``loss``: the test-time loss; models may add more (T2ARec: ``delta_next``, the mean
+        Δ_{n+1}), computed in the same pass.
+        """
+        with torch.no_grad():
+            return {"loss": float(self.test_time_loss(batch))}
+
     def test_time_parameters(self) -> list[nn.Parameter]:
         """The parameters a test-time step updates (default: every trainable parameter)."""
         return [p for p in self.parameters() if p.requires_grad]

@@ -326,6 +326,14 @@ class T2ARec(Recommender):
         l_time, l_state, dt_next = self._alignment(batch, self._encode(batch))
         return l_time, l_state, dt_next.mean(-1)
 
+    @torch.no_grad()
+    def test_time_signals(self, batch: SeqBatch) -> dict[str, float]:
+        """The test-time loss and the mean Δ_{n+1} of a batch, from one encoding."""
+        cfg = self.config
+        l_time, l_state, dt_next = self._alignment(batch, self._encode(batch.without_targets()))
+        loss = cfg.mu_time_test * l_time + cfg.mu_state_test * l_state
+        return {"loss": float(loss), "delta_next": float(dt_next.mean())}
+
     def loss(self, batch: SeqBatch) -> Tensor:
         """L_rec + μ1·L_time + μ2·L_state (Eq. 26) with the training weights."""
         assert batch.targets is not None, "loss() needs a batch with targets"

@@ -2,29 +2,29 @@
 
 For every micro-batch, in this order and only here (`ReplayEngine.step`):
 
-1. **inputs**: each request's causal history (every event revealed before the micro-batch) and
-   its request time; never its target.
-2. **adapt**: the policy's test-time adaptation on those inputs (`streamsim.adapt.Adapter`).
-3. **score**: full-catalogue scores; items unknown at request time and, with `exclude_seen`,
-   the user's own past items are set to -inf; the target's rank is recorded
-   (`streamsim.ranking`). Then ``reset`` restores the weights. "Known at request time" is per
-   request: an item revealed by an earlier event of the same micro-batch is in the catalogue of
-   the later requests (never of its own or earlier ones), so catalogues and cold targets do not
-   depend on the batch size.
-4. **reveal**: the targets join the histories and the catalogue; count models `observe` them;
-   an optional online supervised update learns from them.
+1. **inputs**: each request's causal history and its request time; never its target.
+2. **adapt**: the policy's test-time adaptation (`streamsim.adapt.Adapter`) on the inputs of
+   every user's *first* request in the micro-batch. Their histories hold only events revealed
+   before the micro-batch, so every event adaptation sees is no later than the micro-batch's
+   earliest request (PROTOCOL.md P2).
+3. **score**, in waves: wave k holds each user's (k+1)-th request of the micro-batch. A wave is
+   scored after the earlier waves were scored and revealed to the histories, so a user's second
+   request in a session sees the first one (an earlier event) and nothing later. Items unknown at
+   request time and, with `exclude_seen`, the user's own past items are set to -inf; the target's
+   rank is recorded (`streamsim.ranking`). "Known at request time" is per request: an item
+   revealed by an earlier event of the same micro-batch is in the catalogue of the later requests,
+   never of its own or earlier ones. Then ``reset`` restores the weights.
+4. **reveal**: the last wave joins the histories; count models `observe` the micro-batch; an
+   optional online supervised update learns from it.
 5. **detect**: river detectors are fed the batch's per-event and per-batch signals (the
-   label-free ones: the test-time loss on the inputs before any step, the mean Δ_{n+1}; their
-   time is counted in this stage).
+   label-free ones: the test-time loss on the adapted inputs before any step, the mean Δ_{n+1};
+   their time is counted in this stage).
 
-Micro-batches never hold two requests of the same user: the batcher closes a batch before a
-user's second event, so every request sees exactly the events before it (and a second request
-of a user sees the first only after it was scored and revealed). Consequently every input event
-has a timestamp <= the micro-batch's earliest request time (PROTOCOL.md P2), and for models that
-read only the request's own history (every neural model under policy ``none``) the ranks are the
-same whatever the batch size: the naive one-event-at-a-time reference in the tests. What does
-depend on the batch size is when learning happens: count models (`observe`), online updates and
-test-time adaptation see a micro-batch's events only after the whole micro-batch was scored.
+Consequently each request's input holds exactly the events before it, and for models that read
+only the request's own history (every neural model under policy ``none``) the ranks are the same
+whatever the batch size: the naive one-event-at-a-time reference in the tests. What depends on
+the batch size is when learning happens: count models (`observe`), online updates and test-time
+adaptation use a micro-batch's events only after the whole micro-batch was scored.
 """
 
 from __future__ import annotations
@@ -60,6 +60,17 @@ class EventBatch:
     def __len__(self) -> int:
         return int(self.idx.shape[0])
 
+    @property
+    def waves(self) -> np.ndarray:
+        """(B,) how many earlier requests of the same user the micro-batch holds (0, 1, ...)."""
+        order = np.argsort(self.users, kind="stable")
+        sorted_users = self.users[order]
+        starts = np.r_[0, np.flatnonzero(sorted_users[1:] != sorted_users[:-1]) + 1]
+        group_start = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+        out = np.empty(len(order), dtype=np.int64)
+        out[order] = np.arange(len(order)) - group_start
+        return out
+
 
 @dataclass(frozen=True)
 class BatchResult:
@@ -88,45 +99,43 @@ class BatchResult:
 def micro_batches(
     events: Iterator[pa.RecordBatch], spec: ReplaySpec, *, first_batch_id: int = 0
 ) -> Iterator[EventBatch]:
-    """Group events (replay order) into micro-batches by count or time window.
+    """Group events (replay order) into micro-batches of consecutive events.
 
-    A batch closes when it holds `batch_events` events (count mode), when the next event falls
-    outside the time window opened by the batch's first event or the batch reaches
-    `max_batch_events` (window mode), or when the next event's user already has a request in it.
+    Count mode: `batch_events` events each. Window mode (`batch_window_s`): a batch holds the
+    events within `batch_window_s` seconds of its first event, at most `max_batch_events`. A user
+    may have several requests in one micro-batch (sessions); `ReplayEngine.step` scores them in
+    waves so that each sees the earlier ones only after they were scored.
     """
     batch_id = first_batch_id
-    idx: list[int] = []
-    users: list[int] = []
-    items: list[int] = []
-    ts: list[int] = []
-    present: set[int] = set()
-
-    def emit() -> EventBatch:
-        return EventBatch(
-            batch_id,
-            np.asarray(idx, dtype=np.int64),
-            np.asarray(users, dtype=np.int64),
-            np.asarray(items, dtype=np.int64),
-            np.asarray(ts, dtype=np.int64),
-        )
-
+    cols = ("idx", "user_id", "item_id", "ts")
+    buf = [np.zeros(0, dtype=np.int64) for _ in cols]
     limit = spec.batch_events if spec.batch_window_s is None else spec.max_batch_events
+
+    def take(n: int) -> EventBatch:
+        nonlocal buf, batch_id
+        out = EventBatch(batch_id, *(a[:n] for a in buf))
+        buf = [a[n:] for a in buf]
+        batch_id += 1
+        return out
+
+    def size_of_next() -> int | None:
+        """Events in the next batch, or None when the buffer may still be missing some."""
+        n = len(buf[0])
+        if spec.batch_window_s is None:
+            return limit if n >= limit else None
+        ts = buf[3]
+        inside = int(np.searchsorted(ts, ts[0] + spec.batch_window_s, side="left"))
+        if inside >= limit:
+            return limit
+        return inside if inside < n else None
+
     for record in events:
-        cols = [record.column(c).to_numpy().tolist() for c in ("idx", "user_id", "item_id", "ts")]
-        for i, u, it, t in zip(*cols):
-            full = len(idx) >= limit
-            outside = spec.batch_window_s is not None and idx and t >= ts[0] + spec.batch_window_s
-            if idx and (full or outside or u in present):
-                yield emit()
-                batch_id += 1
-                idx, users, items, ts, present = [], [], [], [], set()
-            idx.append(i)
-            users.append(u)
-            items.append(it)
-            ts.append(t)
-            present.add(u)
-    if idx:
-        yield emit()
+        fresh = [record.column(c).to_numpy().astype(np.int64) for c in cols]
+        buf = [np.concatenate([a, b]) for a, b in zip(buf, fresh, strict=True)]
+        while len(buf[0]) and (n := size_of_next()) is not None:
+            yield take(n)
+    while len(buf[0]):
+        yield take(size_of_next() or len(buf[0]))
 
 
 def batch_seed(seed: int, batch_id: int) -> int:
@@ -183,58 +192,79 @@ class ReplayEngine:
 
     # -- one micro-batch: the five stages, in order -----------------------------------------------
     def step(self, eb: EventBatch) -> BatchResult:
-        seconds: dict[str, float] = {}
+        seconds = {"adapt": 0.0, "score": 0.0, "reveal": 0.0, "detect": 0.0}
         users, targets = eb.users, torch.from_numpy(eb.items)
-        # 1. inputs: causal histories + request times, no targets
-        inputs = self.history.batch(users, eb.ts)
-        is_repeat = np.fromiter(
-            (self.history.has_seen(u, i) for u, i in zip(users.tolist(), eb.items.tolist())),
-            dtype=bool,
-            count=len(eb),
-        )
+        waves = eb.waves
+        first = np.flatnonzero(waves == 0)  # every user's first request in the batch
+        # 1. inputs of the first requests: histories revealed before the micro-batch, request
+        #    times, never targets; all their events are <= the batch's earliest request (P2)
+        inputs = self.history.batch(users[first], eb.ts[first])
         outside, first_seen = _catalogue(self.history.known, eb.items)
         is_cold = np.fromiter(  # unknown at its request: never revealed before it
             (first_seen.get(i) == pos for pos, i in enumerate(eb.items.tolist())),
             dtype=bool,
             count=len(eb),
         )
-        # 2. adapt on the inputs
+        # 2. adapt on those inputs
         t0 = time.perf_counter()
         adapt = self.adapter.adapt(inputs, outside=torch.from_numpy(~self.history.known))
         seconds["adapt"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         tta_loss, delta = self._label_free_signals(inputs, adapt)  # with the adapted weights
-        seconds["signals"] = time.perf_counter() - t0
-        # 3. score against the catalogue known now
+        seconds["detect"] += time.perf_counter() - t0
+        # 3. score, wave by wave: a user's k-th request of the batch is scored after its
+        #    (k-1)-th was scored and revealed to the histories (catalogue: per request, below)
+        scores = torch.empty(0)
+        is_repeat = np.zeros(len(eb), dtype=bool)
+        wave_inputs: list[tuple[np.ndarray, SeqBatch]] = []
+        for wave in range(int(waves.max()) + 1):
+            rows = first if wave == 0 else np.flatnonzero(waves == wave)
+            t0 = time.perf_counter()
+            batch = inputs if wave == 0 else self.history.batch(users[rows], eb.ts[rows])
+            is_repeat[rows] = [
+                self.history.has_seen(u, i)
+                for u, i in zip(users[rows].tolist(), eb.items[rows].tolist())
+            ]
+            with torch.no_grad():
+                part = self.model.score(batch).clone()  # (rows, V)
+            if self.spec.exclude_seen:
+                for r, user in enumerate(users[rows].tolist()):
+                    part[r, self.history.seen_items(user)] = float("-inf")
+            if wave == 0:
+                scores = part.new_empty(len(eb), part.shape[1])
+            scores[torch.from_numpy(rows)] = part
+            wave_inputs.append((rows, batch))
+            seconds["score"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            if wave < int(waves.max()):  # histories only; learning waits for the whole batch
+                self.history.extend(users[rows], eb.items[rows], eb.ts[rows])
+            seconds["reveal"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        with torch.no_grad():
-            scores = self.model.score(inputs).clone()  # (B, V)
         scores[:, torch.from_numpy(outside)] = float("-inf")
         for item, pos in first_seen.items():  # new in this batch: known from the next request on
             scores[: pos + 1, item] = float("-inf")
-        if self.spec.exclude_seen:
-            for row, user in enumerate(users.tolist()):
-                scores[row, self.history.seen_items(user)] = float("-inf")
         ranks = target_ranks(scores, targets)
         metrics = rank_metrics(ranks)
         top10 = scores.topk(min(10, scores.shape[1]), dim=1).indices
         entropy = float(topk_entropy(scores).mean())
-        coverage = float(torch.unique(top10).numel()) / max(int(self.history.known.sum()), 1)
+        catalogue = int((~outside).sum())  # items known to some request of the batch
+        coverage = float(torch.unique(top10).numel()) / max(catalogue, 1)
         self.adapter.after_scoring()  # reset: restore weights + optimizer
-        seconds["score"] = time.perf_counter() - t0
-        # 4. reveal: histories, catalogue, count models, online update
+        seconds["score"] += time.perf_counter() - t0
+        # 4. reveal: the last wave's histories, the catalogue, count models, online update
         t0 = time.perf_counter()
-        revealed = _with_targets(inputs, eb.items)
-        self.history.extend(users, eb.items, eb.ts)
+        last_rows = wave_inputs[-1][0]
+        self.history.extend(users[last_rows], eb.items[last_rows], eb.ts[last_rows])
+        revealed = _with_targets(_in_batch_order(wave_inputs, len(eb)), eb.items)
         self.model.observe(revealed)
         backward = adapt.backward_passes + self.adapter.learn(
             revealed, seed=batch_seed(self.seed, eb.batch_id)
         )
-        seconds["reveal"] = time.perf_counter() - t0
+        seconds["reveal"] += time.perf_counter() - t0
         # 5. detect
         t0 = time.perf_counter()
         alarms = self._detect(eb, metrics, tta_loss, entropy)
-        seconds["detect"] = time.perf_counter() - t0 + seconds.pop("signals")
+        seconds["detect"] += time.perf_counter() - t0
         self.next_idx = int(eb.idx[-1]) + 1
         self.next_batch_id = eb.batch_id + 1
         self.n_replayed += len(eb)
@@ -262,18 +292,17 @@ class ReplayEngine:
     def _label_free_signals(
         self, inputs: SeqBatch, adapt: AdaptStats
     ) -> tuple[float | None, float | None]:
-        """The test-time loss before adaptation and the mean Delta_{n+1}, if the model has them."""
-        if not self.model.has_test_time_loss:
+        """The test-time loss before adaptation and the mean Δ_{n+1}, if the model has them.
+
+        One extra forward pass per batch (`Recommender.test_time_signals`), skipped with
+        ``[replay] label_free_signals = false``; an adapting policy's own loss before its step
+        is reused as the signal.
+        """
+        if not (self.model.has_test_time_loss and self.spec.label_free_signals):
             return None, None
-        tta_loss = adapt.loss_before
-        delta = None
-        with torch.no_grad():
-            if tta_loss is None:
-                tta_loss = float(self.model.test_time_loss(inputs))
-            aligner = getattr(self.model, "alignment_losses", None)
-            if callable(aligner):
-                delta = float(aligner(inputs)[2].mean())
-        return tta_loss, delta
+        signals = self.model.test_time_signals(inputs)
+        loss = adapt.loss_before if adapt.loss_before is not None else signals["loss"]
+        return loss, signals.get("delta_next")
 
     def _detect(
         self,
@@ -347,6 +376,27 @@ def _catalogue(known: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, dict
         outside = outside.copy()
         outside[list(first)] = False
     return outside, first
+
+
+def _in_batch_order(parts: list[tuple[np.ndarray, SeqBatch]], n: int) -> SeqBatch:
+    """The inputs of every request of a micro-batch, rows back in batch order."""
+    if len(parts) == 1:
+        return parts[0][1]
+    rows = torch.from_numpy(np.concatenate([r for r, _ in parts]))
+    order = torch.empty(n, dtype=torch.long)
+    order[rows] = torch.arange(n)
+    width = max(b.items.shape[1] for _, b in parts)
+
+    def cat(name: str) -> torch.Tensor:
+        return torch.cat([getattr(b, name) for _, b in parts])[order]
+
+    assert all(b.items.shape[1] == width for _, b in parts), "histories share max_len"
+    return SeqBatch(
+        items=cat("items"),
+        times=cat("times"),
+        lengths=cat("lengths"),
+        request_times=cat("request_times"),
+    )
 
 
 def _with_targets(batch: SeqBatch, items: np.ndarray) -> SeqBatch:

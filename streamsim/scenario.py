@@ -101,6 +101,9 @@ class ReplaySpec:
     # P6 sanity check: replay (and warm up) events with equal timestamps in a seeded random
     # order instead of the source-row order; compare the run with the default one
     tie_shuffle_seed: int | None = None
+    # per batch, the test-time loss and mean Δ_{n+1} for detectors and the dashboard (one extra
+    # forward pass; false: skip it, e.g. to time bare inference)
+    label_free_signals: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -477,6 +480,8 @@ def _resolve(raw: dict[str, Any], path: Path) -> Scenario:
     for key in ("batch_events", "batch_window_s", "max_batch_events", "max_events"):
         _nonneg(getattr(replay, key), f"{f}: [replay] key {key!r}", strict=True)
 
+    from streamsim.drift import make_detector  # drift imports this module
+
     dets = []
     raw_dets = raw.get("detectors", [])
     if not isinstance(raw_dets, list):
@@ -501,7 +506,16 @@ def _resolve(raw: dict[str, Any], path: Path) -> Scenario:
         if not isinstance(params, dict):
             msg = f"{dw} key 'params': expected a table; got {params!r}"
             raise ScenarioError(msg)
-        dets.append(DetectorSpec(**dkw2, params=tuple(sorted(params.items()))))
+        det = DetectorSpec(**dkw2, params=tuple(sorted(params.items())))
+        try:  # river's own constructor checks the parameters; binary vs continuous signals
+            make_detector(det)
+        except ScenarioError as exc:
+            msg = f"{dw}: {exc}"
+            raise ScenarioError(msg) from None
+        if det.signal == "tta_loss" and not replay.label_free_signals:
+            msg = f"{dw}: signal 'tta_loss' needs [replay] label_free_signals = true"
+            raise ScenarioError(msg)
+        dets.append(det)
 
     segments = SegmentSpec(**_build(SegmentSpec, raw.get("segments", {}), f"{f}: [segments]"))
     bad_cal = [c for c in segments.calendar if c not in ("day", "week", "weekpart", "hour")]

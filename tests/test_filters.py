@@ -61,7 +61,7 @@ def run_policy(sample_filter: EtaFilterSpec | None) -> tuple[Any, ...]:
         [r.adapt.filtered_share for r in results],
         [r.adapt.samples_saved for r in results],
         [(r.adapt.loss_before, r.adapt.loss_after, r.param_distance) for r in results],
-        [len(r.batch) for r in results],
+        [int((r.batch.waves == 0).sum()) for r in results],  # requests adapted on
     )
 
 

@@ -204,7 +204,7 @@ def test_tie_shuffled_replay_covers_the_same_events_and_resumes(tmp_path: Path) 
 
     def crash(*_: object) -> None:
         calls["n"] += 1
-        if calls["n"] == 25:  # after two committed chunks of 10 batches
+        if calls["n"] == 12:  # after one committed chunk of 10 batches
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):

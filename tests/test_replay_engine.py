@@ -44,15 +44,19 @@ def ranks_of(results: list[BatchResult]) -> np.ndarray:
     return np.concatenate([r.ranks for r in results])
 
 
-def test_micro_batches_never_repeat_a_user_and_respect_the_size(con) -> None:  # type: ignore[no-untyped-def]
+def test_micro_batches_are_consecutive_events_of_the_given_size(con) -> None:  # type: ignore[no-untyped-def]
     spec = ReplaySpec(batch_events=7)
     batches = list(micro_batches(iter_events(con, "toy", start_idx=START), spec))
     assert sum(len(b) for b in batches) == 400 - START
-    assert all(len(b) <= 7 for b in batches)
-    assert all(len(set(b.users.tolist())) == len(b) for b in batches)
+    assert all(len(b) == 7 for b in batches[:-1])
     idx = np.concatenate([b.idx for b in batches])
     assert (idx == np.arange(START, 400)).all()
     assert [b.batch_id for b in batches] == list(range(len(batches)))
+    repeated = [b for b in batches if len(set(b.users.tolist())) < len(b)]
+    assert repeated, "12 users in batches of 7: some batches hold a user twice"
+    for b in repeated:  # waves: the k-th request of a user in the batch is in wave k
+        for pos, user in enumerate(b.users.tolist()):
+            assert b.waves[pos] == b.users[:pos].tolist().count(user)
 
 
 def test_time_window_batches_stay_inside_their_window(con) -> None:  # type: ignore[no-untyped-def]
@@ -135,39 +139,36 @@ def test_poisoned_future_leaves_earlier_batches_unchanged(policy: PolicySpec) ->
         assert a.adapt.loss_before == b.adapt.loss_before
 
 
-class LeakWatcher:
-    """Wraps a model; asserts every input event is no later than the batch's earliest request."""
-
-    def __init__(self, model) -> None:  # type: ignore[no-untyped-def]
-        self.model = model
-        self.calls = 0
-
-    def check(self, batch: SeqBatch) -> None:
-        valid = batch.items > 0
-        if valid.any():
-            assert int(batch.times[valid].max()) <= int(batch.request_times.min())
-        self.calls += 1
-
-
-def test_inputs_never_contain_events_after_the_earliest_request(con) -> None:  # type: ignore[no-untyped-def]
+def test_inputs_only_hold_events_before_their_request(con) -> None:  # type: ignore[no-untyped-def]
+    """Scoring: every input event of a request is earlier than that request (sessions put a
+    user twice in a batch: the second request sees the first, already scored). Adaptation: every
+    input event is no later than the micro-batch's earliest request (PROTOCOL.md P2)."""
     model = make_toy_model(20)
-    watcher = LeakWatcher(model)
     original_score, original_tta = model.score, model.test_time_loss
+    calls = {"score": 0, "tta": 0, "later_wave": 0}
 
     def score(batch: SeqBatch) -> torch.Tensor:
-        watcher.check(batch)
         assert batch.targets is None
+        valid = batch.items > 0
+        latest = torch.where(valid, batch.times, 0).max(dim=1).values
+        assert (latest <= batch.request_times).all()
+        calls["score"] += 1
         return original_score(batch)
 
     def tta(batch: SeqBatch) -> torch.Tensor:
-        watcher.check(batch)
         assert batch.targets is None
+        valid = batch.items > 0
+        if valid.any():
+            assert int(batch.times[valid].max()) <= int(batch.request_times.min())
+        calls["tta"] += 1
         return original_tta(batch)
 
     model.score = score  # type: ignore[method-assign]
     model.test_time_loss = tta  # type: ignore[method-assign]
-    run(con, model, RESET, ReplaySpec(batch_events=32))
-    assert watcher.calls > 10
+    _, results = run(con, model, RESET, ReplaySpec(batch_events=32))
+    assert calls["tta"] > 10
+    waves = sum(int(r.batch.waves.max()) + 1 for r in results)
+    assert calls["score"] == waves > len(results)  # several users have 2+ requests per batch
 
 
 def test_reset_restores_every_parameter_bit_for_bit(con) -> None:  # type: ignore[no-untyped-def]

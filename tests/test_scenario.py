@@ -95,6 +95,15 @@ BAD = [
         "e0_quantile=1.5\n",
         r"sample_filter key 'e0_quantile': expected 0\.\.1; got 1\.5",
     ),
+    ("[[detectors]]\nname='ddm'\nsignal='rr10'\n", r"\[\[detectors\]\]\[0\].*cannot watch 'rr10'"),
+    (
+        "[[detectors]]\nname='adwin'\nsignal='rr10'\n[detectors.params]\ndeltaa = 0.1\n",
+        r"\[\[detectors\]\]\[0\]: detector 'adwin': bad parameters",
+    ),
+    (
+        "[replay]\nlabel_free_signals = false\n[[detectors]]\nname='adwin'\nsignal='tta_loss'\n",
+        r"signal 'tta_loss' needs \[replay\] label_free_signals = true",
+    ),
     ("[[detectors]]\nname='adwinn'\nsignal='rr10'\n", "unknown detector 'adwinn'"),
     ("[[detectors]]\nname='adwin'\nsignal='hr'\n", "unknown signal 'hr'"),
     ("[segments]\ncalendar=['month']\n", "unknown 'month'"),
