@@ -189,6 +189,8 @@ def _cold_line(cold: dict[str, int]) -> str:
 
 def _detector_line(policy: str, d: dict[str, Any]) -> str:
     line = f"  [{policy}] {d['detector']}({d['signal']}): {d['alarms']} alarms"
+    if "detected" in d and d["alarms"] == 0:
+        return line + f"; missed all {d['n_drifts']} ground-truth drifts"
     if "detected" in d:
 
         def scored(prefix: str) -> str:
