@@ -49,12 +49,23 @@ def rolling_frame(
     return pd.concat(frames, ignore_index=True)
 
 
-def drifts_frame(con: duckdb.DuckDBPyConnection, dataset: str) -> pd.DataFrame:
-    """Global ground-truth drifts of `dataset` (empty for real data)."""
+def drifts_frame(
+    con: duckdb.DuckDBPyConnection, dataset: str, run_ids: Sequence[str] = ()
+) -> pd.DataFrame:
+    """Global ground-truth drifts of `dataset` (empty for real data); with `run_ids`, only those
+    overlapping the time span the runs replayed (so the time axis stays on the replay)."""
+    span = ""
+    params: list[object] = [dataset]
+    if run_ids:
+        span = (
+            " AND end_ts >= (SELECT min(ts) FROM run_events WHERE list_contains(?, run_id))"
+            " AND start_ts <= (SELECT max(ts) FROM run_events WHERE list_contains(?, run_id))"
+        )
+        params += [list(run_ids), list(run_ids)]
     return con.execute(
         "SELECT drift_id, kind, start_ts, end_ts, start_idx, end_idx FROM drifts"
-        " WHERE dataset = ? AND user_id IS NULL ORDER BY start_idx",
-        [dataset],
+        f" WHERE dataset = ? AND user_id IS NULL{span} ORDER BY start_idx",
+        params,
     ).df()
 
 

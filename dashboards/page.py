@@ -92,7 +92,7 @@ def build_figures(
     """Panel id -> plotly Figure for the runs (the paired panel only with a `comparison`, the
     drift panel only when the dataset has drifts, the category mix only when it has categories)."""
     dataset = str(run_row(con, run_ids[0])["dataset"])
-    drifts = data.drifts_frame(con, dataset)
+    drifts = data.drifts_frame(con, dataset, run_ids)
     figs: dict[str, object] = {
         "rolling": figures.rolling_figure(
             data.rolling_frame(con, run_ids, window=rolling_window),

@@ -262,3 +262,13 @@ def test_write_dashboard_and_cli(workspace: store.Workspace, tmp_path: Path) -> 
     assert res.exit_code == 1
     assert "unknown run 'nope'" in res.output
     assert default_path(tmp_path, ["../a b", "<c>"]).name == "a-b_-c.html"
+
+
+def test_drift_markers_stay_on_the_replayed_time_span() -> None:
+    from dashboards import data
+
+    con = store.connect_memory()
+    fabricate_dataset(con, n_events=1400, n_days=14, drifts=[(100, 120), (900, 960)])
+    fabricate_run(con, "late", start_idx=700)
+    assert data.drifts_frame(con, "synth")["start_idx"].tolist() == [100, 900]
+    assert data.drifts_frame(con, "synth", ["late"])["start_idx"].tolist() == [900]
