@@ -23,20 +23,24 @@ from typing import Any
 
 import torch
 
+from streamsim.ingest import ingest
 from streamsim.pipeline import prepare, replay_policy
 from streamsim.scenario import PolicySpec, Scenario, load
-from streamsim.store import Workspace
+from streamsim.store import Workspace, has_dataset
 
 STAGES = ("adapt", "score", "reveal", "detect")
 
 
-def bench(scenario_name: str, store: Path, max_events: int | None) -> list[dict[str, Any]]:
+def bench(
+    scenario_name: str, store: Path, max_events: int | None, data_dir: Path
+) -> list[dict[str, Any]]:
     overrides: dict[str, object] = {}
     if max_events is not None:
         overrides["replay.max_events"] = max_events
     sc = load(scenario_name, overrides)
     ws = Workspace.resolve(store)
     con = ws.connect()
+    ensure_ingested(con, sc, data_dir)
     prepared = prepare(con, ws, sc)
     bare = load(scenario_name, {**overrides, "replay.label_free_signals": False})
     none = PolicySpec(name="bench-none")
@@ -75,18 +79,25 @@ def _measure(
     }
 
 
+def ensure_ingested(con: Any, sc: Scenario, data_dir: Path) -> None:
+    """Real-data scenarios: ingest their dataset from `data_dir/<name>` when the store lacks it."""
+    if sc.data.synthetic is None and not has_dataset(con, sc.data.dataset):
+        ingest(con, data_dir / sc.data.dataset, name=sc.data.dataset)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scenario", action="append", default=None)
     parser.add_argument("--store", type=Path, default=None, help="workspace (default: a temp dir)")
     parser.add_argument("--max-events", type=int, default=None)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="real logs")
     args = parser.parse_args()
     scenarios = args.scenario or ["weekend-shift"]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory() as tmp:
         store = args.store or Path(tmp)
         for name in scenarios:
-            rows = bench(name, store, args.max_events)
+            rows = bench(name, store, args.max_events, args.data)
             base = rows[0]["events_per_s"]
             print(f"\n{name} ({rows[0]['events']} replay events)\n")
             print(

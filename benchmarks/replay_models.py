@@ -25,10 +25,11 @@ from typing import Any
 import models
 from streamsim.compare import compare
 from streamsim.filters import EtaFilterSpec
+from streamsim.ingest import ingest
 from streamsim.pipeline import prepare, replay_policy
 from streamsim.report import summarize
-from streamsim.scenario import PolicySpec, load
-from streamsim.store import Workspace
+from streamsim.scenario import PolicySpec, Scenario, load
+from streamsim.store import Workspace, has_dataset
 
 MODELS = (
     "popularity",
@@ -55,6 +56,12 @@ def policies(name: str) -> list[PolicySpec]:
     return out
 
 
+def ensure_ingested(con: Any, sc: Scenario, data_dir: Path) -> None:
+    """Real-data scenarios: ingest their dataset from `data_dir/<name>` when the store lacks it."""
+    if sc.data.synthetic is None and not has_dataset(con, sc.data.dataset):
+        ingest(con, data_dir / sc.data.dataset, name=sc.data.dataset)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scenario", required=True)
@@ -62,6 +69,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, required=True)
     parser.add_argument("--store", type=Path, default=None, help="workspace (default: temp dir)")
     parser.add_argument("--render", action="store_true")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="real logs")
     args = parser.parse_args()
     if not args.render:
         with tempfile.TemporaryDirectory() as tmp:
@@ -74,6 +82,7 @@ def run(args: argparse.Namespace, store: Path) -> None:
     ws = Workspace.resolve(store)
     con = ws.connect()
     base_sc = load(args.scenario)
+    ensure_ingested(con, base_sc, args.data)
     max_len = dict(base_sc.model.overrides).get("max_len", 50)
     for name in args.models.split(","):
         todo = [p for p in policies(name) if (name, p.name) not in done]
