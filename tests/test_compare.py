@@ -147,6 +147,9 @@ def test_cli_compare_json_and_table(workspace: store.Workspace) -> None:
     assert res.exit_code == 0, res.output
     assert "continual vs reset: better" in res.output
     assert "95% CI" in res.output
+    # the per-day differences: one row per day, each +0.0200 (the constant shift)
+    assert "ndcg@10 per day: reset and the paired differences" in res.output
+    assert res.output.count("+0.0200") >= 7
     res = runner.invoke(app, ["compare", "r1", "missing"])
     assert res.exit_code == 1
     assert "unknown run 'missing'" in res.output

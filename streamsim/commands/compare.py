@@ -33,8 +33,28 @@ def _num(value: float, fmt: str = ".4f") -> str:
     return "n/a" if value is None or math.isnan(value) else format(value, fmt)
 
 
-def render_comparison(comparison: Comparison) -> Group:
-    """Rich renderable of a comparison: overall metrics, paired tests and the verdict line."""
+def segment_table(comparison: Comparison) -> Table:
+    """Per segment: events, the baseline's value and each other run's difference from it."""
+    base = comparison.run_ids[0]
+    table = Table(
+        title=f"{comparison.metric} per {comparison.segment}: {comparison.labels[0]} and the"
+        " paired differences",
+        title_justify="left",
+    )
+    table.add_column(comparison.segment)
+    table.add_column("events", justify="right")
+    table.add_column(comparison.labels[0], justify="right")
+    for label in comparison.labels[1:]:
+        table.add_column(f"{label} − {comparison.labels[0]}", justify="right")
+    for row in comparison.segments.to_dict(orient="records"):
+        diffs = [_num(row[r] - row[base], "+.4f") for r in comparison.run_ids[1:]]
+        table.add_row(Text(str(row["segment"])), str(int(row["n_events"])), _num(row[base]), *diffs)
+    return table
+
+
+def render_comparison(comparison: Comparison, *, per_segment: bool = False) -> Group:
+    """Rich renderable of a comparison: overall metrics, (optionally) the per-segment
+    differences, paired tests and the verdict line."""
     overall = Table(title="overall metrics", title_justify="left")
     overall.add_column("run")
     overall.add_column("policy")
@@ -84,7 +104,8 @@ def render_comparison(comparison: Comparison) -> Group:
             f" ({p.mcnemar_b}/{p.mcnemar_c}, {p.mcnemar_method})",
             p.verdict,
         )
-    return Group(overall, paired, Text(f"verdict: {comparison.verdict}"))
+    parts = [overall, segment_table(comparison)] if per_segment else [overall]
+    return Group(*parts, paired, Text(f"verdict: {comparison.verdict}"))
 
 
 def register(app: typer.Typer) -> None:
@@ -119,7 +140,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(result.to_json(), indent=2, allow_nan=False))
             return
-        console().print(render_comparison(result))
+        console().print(render_comparison(result, per_segment=True))
 
     @app.command("dashboard")
     def dashboard_cmd(
