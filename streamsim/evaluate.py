@@ -148,6 +148,9 @@ def evaluate_loo(
     """Train on the LOO training examples, early-stop on validation, report test metrics."""
     info = dataset_info(con, dataset)
     model = build_model(model_spec, n_items=info.n_items, seed=seed).to(device)
+    if tta is not None and not model.has_test_time_loss:  # refuse before training, not after
+        msg = f"model {model_spec.name!r} has no test-time loss; drop --tta"
+        raise ModelError(msg)
     data = loo_examples(con, dataset, max_len=model.max_len)
     if model.trainable:
         history = _fit(
@@ -169,9 +172,6 @@ def evaluate_loo(
         "test": full_ranking_metrics(model, data.test, batch_size=eval_batch_size, device=device),
     }
     if tta is not None:
-        if not model.has_test_time_loss:
-            msg = f"model {model_spec.name!r} has no test-time loss; drop --tta"
-            raise ModelError(msg)
         result["test_tta"] = full_ranking_metrics(
             model, data.test, batch_size=eval_batch_size, tta=tta, device=device
         )

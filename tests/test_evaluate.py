@@ -77,3 +77,23 @@ def test_loo_refuses_tta_for_models_without_a_test_time_loss() -> None:
         evaluate_loo(
             con, "toy", spec, TrainSpec(epochs=1, batch_size=64), seed=0, tta=default_tta()
         )
+
+
+def test_tta_evaluation_adapts_each_batch_and_restores_every_weight() -> None:
+    import torch
+
+    from streamsim.evaluate import full_ranking_metrics, loo_examples
+    from streamsim.scenario import PolicySpec
+    from streamsim.train import build_model
+
+    con = connect_memory()
+    store_toy(con, n_events=600, n_users=30, n_items=25)
+    model = build_model(ModelSpec(name="t2arec", config=TINY_T2AREC), n_items=25, seed=0)
+    data = loo_examples(con, "toy", max_len=model.max_len)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    plain = full_ranking_metrics(model, data.test, batch_size=8)
+    strong = PolicySpec(name="loo-tta", tta="reset", tta_lr=5.0)  # a step big enough to matter
+    adapted = full_ranking_metrics(model, data.test, batch_size=8, tta=strong)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert adapted != plain  # the step changed the scores of at least one batch
+    assert full_ranking_metrics(model, data.test, batch_size=8) == plain  # nothing carried over

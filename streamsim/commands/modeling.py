@@ -136,6 +136,12 @@ def evaluate(
         bool, typer.Option("--tta/--no-tta", help="Also score with test-time alignment.")
     ] = False,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda")] = "cpu",
+    config: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--config", "-c", help="Model option KEY=VALUE (repeatable), e.g. dropout=0.3"
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Leave-one-out evaluation with full ranking (RecBole protocol), with and without TTA."""
@@ -149,7 +155,8 @@ def evaluate(
         msg = f"unknown protocol {protocol!r}; expected one of ['loo']"
         raise StreamsimError(msg)
     con = workspace(ctx).connect()
-    spec = ModelSpec(name=model, config=(("max_len", max_len),))
+    options = {"max_len": max_len, **_parse_options(config or [])}
+    spec = ModelSpec(name=model, config=tuple(sorted(options.items())))
     train_spec = TrainSpec(
         epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, eval_batch_size=4096
     )
@@ -178,9 +185,9 @@ def evaluate(
         if part in results[0]:
             per_seed: list[dict[str, float]] = [r[part] for r in results]  # type: ignore[misc]
             summary[part] = {
-                k: (
+                k: (  # mean and sample standard deviation over seeds (0 with one seed)
                     float(np.mean([m[k] for m in per_seed])),
-                    float(np.std([m[k] for m in per_seed])),
+                    float(np.std([m[k] for m in per_seed], ddof=1)) if len(per_seed) > 1 else 0.0,
                 )
                 for k in per_seed[0]
             }
@@ -191,3 +198,20 @@ def evaluate(
         if part in summary:
             line = ", ".join(f"{k} {m:.4f}±{s:.4f}" for k, (m, s) in summary[part].items())
             console().print(f"{part}: {line}")
+
+
+def _parse_options(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings -> a dict; values read as JSON (numbers, true/false) else text."""
+    from streamsim.errors import StreamsimError
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            msg = f"--config {pair!r}: expected KEY=VALUE, e.g. dropout=0.3"
+            raise StreamsimError(msg)
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
