@@ -261,6 +261,22 @@ def test_failure_near_end_of_large_file_leaves_store_unchanged(
     con.close()
     reopened = ws.connect()
     assert snapshot(reopened) == before
+    # a failure inside the write transaction, after the events went in, rolls everything back
+    from streamsim import store as store_module
+
+    real_insert = store_module._insert
+
+    def failing_insert(con_: duckdb.DuckDBPyConnection, table: str, *args: object) -> None:
+        if table == "items":
+            msg = "disk full (injected)"
+            raise OSError(msg)
+        real_insert(con_, table, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store_module, "_insert", failing_insert)
+    good = write(tmp_path / "good.csv", CSV)
+    with pytest.raises(OSError, match="injected"):
+        ingest(reopened, good, name="late", user_col="user", item_col="item", time_col="ts")
+    assert snapshot(reopened) == before
 
 
 # ----------------------------------------------------------------------------- CLI
