@@ -114,3 +114,43 @@ def test_leave_one_out_agrees_with_evaluate_loo_examples() -> None:
     for ours, theirs in ((loo.train, ref.train), (loo.valid, ref.valid), (loo.test, ref.test)):
         assert len(ours) == len(theirs)
         assert sorted(ours.column("target").to_pylist()) == sorted(theirs.targets.tolist())
+
+
+def test_time_cuts_fall_on_timestamp_boundaries() -> None:
+    from streamsim.scenario import SplitSpec
+    from streamsim.splits import resolve_split
+    from streamsim.store import connect_memory, read_events
+    from tests.toy import store_toy
+
+    con = connect_memory()
+    store_toy(con, n_events=400)
+    ts = read_events(con, "toy").column("ts").to_numpy()
+    valid_t, replay_t = float(ts[200]), float(ts[300])
+    sp = resolve_split(con, "toy", SplitSpec(by="time", valid_start=valid_t, replay_start=replay_t))
+    assert sp.valid.start == int(np.searchsorted(ts, valid_t))
+    assert sp.replay.start == int(np.searchsorted(ts, replay_t))
+    assert ts[: sp.valid.start].max() < valid_t <= ts[sp.valid.start]
+    assert ts[sp.valid.start : sp.replay.start].max() < replay_t <= ts[sp.replay.start]
+    assert sp.replay.stop == len(ts)
+
+
+@pytest.mark.parametrize("name", ["ml-100k-stream", "beauty-stream"])
+def test_real_data_scenarios_split_without_leakage(name: str) -> None:
+    from streamsim import scenario
+    from streamsim.ingest import ingest
+    from streamsim.splits import resolve_split
+    from streamsim.store import connect_memory, read_events
+    from tests.conftest import shared_dataset
+
+    sc = scenario.load(name)
+    con = connect_memory()
+    ingest(con, shared_dataset(sc.data.dataset), name=sc.data.dataset)
+    sp = resolve_split(con, sc.data.dataset, sc.split)
+    ts = read_events(con, sc.data.dataset).column("ts").to_numpy()
+    pre, val, rep = (ts[r.start : r.stop] for r in (sp.pretrain, sp.valid, sp.replay))
+    assert min(len(pre), len(val), len(rep)) > 0
+    assert pre.max() < val.min()  # day-resolution Amazon data: cuts move to a day boundary
+    assert val.max() < rep.min()
+    report = split_report(con, sc.data.dataset, sp)
+    assert report["replay_events"] == len(rep)
+    assert 0 < report["events_unseen_user_or_item"] < len(rep)  # real logs have cold starts
