@@ -118,6 +118,9 @@ class DetectionScore:
     false_alarms: int
     far_per_10k: float  # false alarms per 10 000 events
     mtfa_events: float  # mean time between false alarms (NaN with < 2)
+    precision: float  # alarms inside a drift window / all alarms (NaN without alarms)
+    f1: float  # harmonic mean of precision and episode recall (1 − MDR)
+    mtr: float  # MTFA / delay x (1 − MDR), CD-MOA's mean time ratio (higher is better)
 
 
 def score_alarms(
@@ -151,16 +154,29 @@ def score_alarms(
     false = np.sort(alarms[~in_window])
     mtfa = float(np.diff(false).mean()) if false.size >= 2 else float("nan")
     n = len(drifts)
+    nan = float("nan")
+    recall = detected / n if n else nan
+    precision = float(in_window.sum()) / alarms.size if alarms.size else nan
+    f1 = (
+        2 * precision * recall / (precision + recall)
+        if alarms.size and n and precision + recall > 0
+        else nan
+    )
+    delay = float(np.mean(delays)) if delays else nan
+    mtr = mtfa / delay * recall if delays and delay > 0 and mtfa == mtfa else nan
     return DetectionScore(
         n_drifts=n,
         n_alarms=int(alarms.size),
         detected=detected,
-        missed_rate=(1.0 - detected / n) if n else float("nan"),
-        delay_events=float(np.mean(delays)) if delays else float("nan"),
-        delay_hours=float(np.mean(delays_h)) if delays_h else float("nan"),
+        missed_rate=(1.0 - recall) if n else nan,
+        delay_events=delay,
+        delay_hours=float(np.mean(delays_h)) if delays_h else nan,
         false_alarms=int(false.size),
         far_per_10k=1e4 * false.size / max(n_events, 1),
         mtfa_events=mtfa,
+        precision=precision,
+        f1=f1,
+        mtr=mtr,
     )
 
 

@@ -68,6 +68,9 @@ def test_score_alarms_counts_delay_misses_false_alarms_and_mtfa() -> None:
     assert s.false_alarms == 3  # 20, 60, 700 (140 lies in the first window: a repeat hit)
     assert s.far_per_10k == pytest.approx(1e4 * 3 / 2000)
     assert s.mtfa_events == pytest.approx(((60 - 20) + (700 - 60)) / 2)
+    assert s.precision == pytest.approx(3 / 6)  # 130, 140 and 960 lie in windows
+    assert s.f1 == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
+    assert s.mtr == pytest.approx(s.mtfa_events / s.delay_events * (2 / 3))
     none = score_alarms([], [], drifts, n_events=2000, delta_max=40)
     assert none.detected == 0
     assert none.missed_rate == 1.0
