@@ -143,8 +143,10 @@ def render(records: list[dict[str, Any]], settings: dict[str, Any]) -> str:
             cells = []
             for col in COLUMNS:
                 values = np.array([r[key][col] for r in results])
-                spread = values.std(ddof=1) if len(values) > 1 else float("nan")
-                cells.append(f"{values.mean():.4f} ± {spread:.4f}")
+                if len(values) > 1:
+                    cells.append(f"{values.mean():.4f} ± {values.std(ddof=1):.4f}")
+                else:  # one seed: no spread to show
+                    cells.append(f"{values.mean():.4f}")
             epochs = ", ".join(f"{r['epochs']} ({r.get('best_epoch')})" for r in results)
             secs = np.mean([r["seconds"] for r in results])
             lines.append(
