@@ -27,7 +27,7 @@ import torch
 from models.base import Recommender
 from streamsim.adapt import Adapter
 from streamsim.errors import ModelError
-from streamsim.examples import Examples
+from streamsim.examples import Examples, stack_examples
 from streamsim.history import HistoryBuffer
 from streamsim.ranking import target_ranks
 from streamsim.scenario import ModelSpec, PolicySpec, TrainSpec
@@ -84,22 +84,8 @@ def loo_examples(con: duckdb.DuckDBPyConnection, dataset: str, *, max_len: int) 
             buf.append(u, it, t)
             seen[u] = k + 1
     everything = np.ones(info.n_items + 1, dtype=bool)
-    return LooData(**{name: _stack(rows, max_len, everything) for name, rows in parts.items()})
-
-
-def _stack(rows: dict[str, list[Any]], max_len: int, known: np.ndarray) -> Examples:
-    if not rows["tgt"]:
-        empty = np.zeros((0, max_len), dtype=np.int64)
-        none = np.zeros(0, dtype=np.int64)
-        return Examples(empty, empty.copy(), none, none.copy(), none.copy(), known)
-    return Examples(
-        items=np.stack(rows["items"]),
-        times=np.stack(rows["times"]),
-        lengths=np.asarray(rows["len"], dtype=np.int64),
-        request_times=np.asarray(rows["req"], dtype=np.int64),
-        targets=np.asarray(rows["tgt"], dtype=np.int64),
-        known=known,
-    )
+    stacked = {name: stack_examples(rows, max_len, everything) for name, rows in parts.items()}
+    return LooData(**stacked)
 
 
 def full_ranking_metrics(

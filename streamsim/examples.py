@@ -89,7 +89,12 @@ def build_examples(
             buf.append(u, it, t)
     if known is None:  # no event at or after collect_start was read
         known = buf.known.copy()
-    if collect_start >= collect_stop or not rows["tgt"]:
+    return stack_examples(rows, max_len, known)
+
+
+def stack_examples(rows: dict[str, list[Any]], max_len: int, known: np.ndarray) -> Examples:
+    """Examples from per-request rows (keys items, times, len, req, tgt); none: empty arrays."""
+    if not rows["tgt"]:
         empty = np.zeros((0, max_len), dtype=np.int64)
         none = np.zeros(0, dtype=np.int64)
         return Examples(empty, empty.copy(), none, none.copy(), none.copy(), known)
