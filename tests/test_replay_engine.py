@@ -201,6 +201,18 @@ def test_reset_restores_every_parameter_bit_for_bit(con) -> None:  # type: ignor
     assert n > 5
 
 
+def test_reset_scores_with_the_adapted_weights(con) -> None:  # type: ignore[no-untyped-def]
+    """The restore comes after scoring: reset ranks differ from none, though every batch restarts
+    from the pretrained weights (so they also differ from continual)."""
+    _, reset = run(con, make_toy_model(20), RESET, ReplaySpec(batch_events=16))
+    _, none = run(con, make_toy_model(20), NONE, ReplaySpec(batch_events=16))
+    _, continual = run(con, make_toy_model(20), CONTINUAL, ReplaySpec(batch_events=16))
+    assert not (ranks_of(reset) == ranks_of(none)).all()
+    assert not (ranks_of(reset) == ranks_of(continual)).all()
+    # the first batch starts from the same weights under both adaptive policies
+    assert (reset[0].ranks == continual[0].ranks).all()
+
+
 def test_continual_carries_the_adaptation_forward(con) -> None:  # type: ignore[no-untyped-def]
     model = make_toy_model(20)
     theta0 = {k: v.clone() for k, v in model.state_dict().items()}
