@@ -6,13 +6,19 @@ The first run is the baseline; every other run is compared with it on exactly th
 1. per-segment (day, week or quartile) means of the metric for both runs and their differences
    ``d_s``; the mean of ``d_s`` with a **moving-block bootstrap** 95% CI (blocks of `block`
    consecutive segments, so the serial dependence that adaptation state induces between
-   consecutive days is kept) — the primary evidence;
+   consecutive days is kept) — the primary evidence — and the bootstrap's two-sided p-value
+   (twice the smaller share of resampled means on either side of 0: below 0.05 exactly when
+   the percentile CI excludes 0);
 2. Wilcoxon signed-rank on ``d_s`` (ignores autocorrelation: secondary);
 3. per-user mean differences (users with >= 5 replay events): Wilcoxon signed-rank and an i.i.d.
    bootstrap CI over users;
 4. McNemar on the per-event hit@10 bit (exact binomial when fewer than 25 discordant events,
    else chi-square with continuity correction);
 5. Holm correction of each family of p-values across the comparisons when more than two runs.
+
+The verdict per run is `better` / `worse` when the CI excludes 0 and, with more than one
+comparison, the Holm-adjusted bootstrap p-value is below 0.05 too (so a seven-policy sweep does
+not call a 95% interval that excludes 0 by chance a win); otherwise `no significant difference`.
 
 scipy.stats provides the tests; only the moving-block bootstrap and Holm's step-down are here.
 """
@@ -55,6 +61,8 @@ class PairedResult:
     rel_diff: float  # mean_diff / mean baseline segment value
     rel_ci_low: float
     rel_ci_high: float
+    bootstrap_p: float  # two-sided moving-block bootstrap p-value of mean_diff
+    bootstrap_p_holm: float
     wilcoxon_stat: float  # on the segment differences
     wilcoxon_p: float
     wilcoxon_p_holm: float
@@ -71,6 +79,9 @@ class PairedResult:
     mcnemar_p_holm: float
     mcnemar_method: str  # 'exact' | 'chi2' | 'none'
     verdict: str  # 'better' | 'worse' | 'no significant difference'
+
+
+ALPHA = 0.05
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -173,11 +184,13 @@ def compare(
     holm = len(raw) > 1
     adj = {
         key: holm_adjust([p[key] for p in raw]) if holm else [p[key] for p in raw]
-        for key in ("wilcoxon_p", "user_wilcoxon_p", "mcnemar_p")
+        for key in ("bootstrap_p", "wilcoxon_p", "user_wilcoxon_p", "mcnemar_p")
     }
     pairs = tuple(
         PairedResult(
             **p,
+            verdict=_pair_verdict(p["ci_low"], p["ci_high"], adj["bootstrap_p"][i], multiple=holm),
+            bootstrap_p_holm=adj["bootstrap_p"][i],
             wilcoxon_p_holm=adj["wilcoxon_p"][i],
             user_wilcoxon_p_holm=adj["user_wilcoxon_p"][i],
             mcnemar_p_holm=adj["mcnemar_p"][i],
@@ -260,12 +273,26 @@ def bootstrap_mean_ci(
     values: np.ndarray, *, block: int, n_boot: int, rng: np.random.Generator
 ) -> tuple[float, float]:
     """95% percentile CI of the mean of `values` by the moving-block bootstrap."""
+    low, high, _ = bootstrap_mean_test(values, block=block, n_boot=n_boot, rng=rng)
+    return low, high
+
+
+def bootstrap_mean_test(
+    values: np.ndarray, *, block: int, n_boot: int, rng: np.random.Generator
+) -> tuple[float, float, float]:
+    """(low, high, p): the 95% percentile CI of the mean and its two-sided p-value for mean 0.
+
+    ``p = min(1, 2 * min(P*(mean <= 0), P*(mean >= 0)))`` over the resampled means: the
+    percentile-interval duality, so ``p < 0.05`` when the 95% interval excludes 0 (up to the
+    quantile interpolation at its ends). Fewer than two values: NaN.
+    """
     values = np.asarray(values, dtype=np.float64)
     if len(values) < 2:
-        return math.nan, math.nan
+        return math.nan, math.nan, math.nan
     means = values[moving_block_bootstrap(values, block=block, n_boot=n_boot, rng=rng)].mean(1)
     low, high = np.quantile(means, [0.025, 0.975])
-    return float(low), float(high)
+    p = min(1.0, 2.0 * min(float(np.mean(means <= 0)), float(np.mean(means >= 0))))
+    return float(low), float(high), p
 
 
 def holm_adjust(pvalues: list[float]) -> list[float]:
@@ -348,7 +375,7 @@ def _pair(
     base = seg[base_id].to_numpy(dtype=np.float64)
     d = seg[run_id].to_numpy(dtype=np.float64) - base
     mean_diff = float(d.mean())
-    low, high = bootstrap_mean_ci(d, block=block, n_boot=n_boot, rng=rng)
+    low, high, boot_p = bootstrap_mean_test(d, block=block, n_boot=n_boot, rng=rng)
     rel = rel_low = rel_high = math.nan
     if len(d) >= 2 and base.mean() != 0:
         picks = moving_block_bootstrap(d, block=block, n_boot=n_boot, rng=rng)
@@ -361,12 +388,6 @@ def _pair(
     _, u_p = wilcoxon(user_d)
     b, c = _discordant(con, base_id, run_id)
     m_stat, m_p, m_method = mcnemar(b, c)
-    if low > 0:
-        verdict = "better"
-    elif high < 0:
-        verdict = "worse"
-    else:
-        verdict = "no significant difference"
     return {
         "run_id": run_id,
         "baseline_id": base_id,
@@ -378,6 +399,7 @@ def _pair(
         "rel_diff": rel,
         "rel_ci_low": rel_low,
         "rel_ci_high": rel_high,
+        "bootstrap_p": boot_p,
         "wilcoxon_stat": w_stat,
         "wilcoxon_p": w_p,
         "n_users": len(user_d),
@@ -390,8 +412,18 @@ def _pair(
         "mcnemar_stat": m_stat,
         "mcnemar_p": m_p,
         "mcnemar_method": m_method,
-        "verdict": verdict,
     }
+
+
+def _pair_verdict(low: float, high: float, p_holm: float, *, multiple: bool) -> str:
+    """`better` / `worse` when the 95% CI excludes 0 and, with `multiple` comparisons, the
+    Holm-adjusted bootstrap p-value is below ALPHA as well; with one comparison the CI decides."""
+    significant = (p_holm < ALPHA) if multiple else True  # NaN < ALPHA is False
+    if low > 0 and significant:
+        return "better"
+    if high < 0 and significant:
+        return "worse"
+    return "no significant difference"
 
 
 def _user_diffs(
@@ -426,13 +458,14 @@ def _discordant(con: duckdb.DuckDBPyConnection, base_id: str, run_id: str) -> tu
 def _verdict(
     pairs: tuple[PairedResult, ...], base_label: str, metric: str, segment: str, *, holm: bool
 ) -> str:
-    """One line: for each run vs the baseline, the sign decided by the block-bootstrap CI."""
+    """One line: for each run vs the baseline, its verdict with the evidence behind it."""
     parts = []
     for p in pairs:
         p_seg = p.wilcoxon_p_holm if holm else p.wilcoxon_p
+        boot = f", bootstrap p (Holm)={_fmt_p(p.bootstrap_p_holm)}" if holm else ""
         parts.append(
             f"{p.label} vs {base_label}: {p.verdict} ({metric} {p.mean_diff:+.4f} per {segment},"
-            f" 95% CI [{p.ci_low:+.4f}, {p.ci_high:+.4f}], Wilcoxon p"
+            f" 95% CI [{p.ci_low:+.4f}, {p.ci_high:+.4f}]{boot}, Wilcoxon p"
             f"{' (Holm)' if holm else ''}={_fmt_p(p_seg)})"
         )
     return "; ".join(parts)

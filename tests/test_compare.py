@@ -115,6 +115,42 @@ def test_three_runs_use_holm_and_user_tests(con: duckdb.DuckDBPyConnection) -> N
     assert len(doc["segments"]) == 5
 
 
+def test_a_win_must_survive_holm_when_many_runs_are_compared(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    """A small noisy gain: its 95% CI excludes 0 (a win in a two-run compare), but beside four
+    more comparisons the Holm-adjusted bootstrap p-value does not stay below 0.05."""
+    copy_run(con, "base", "up", policy="continual")
+    day_noise = "0.02 * ((CAST(floor(ts / 86400) AS BIGINT) * 7919) % 13 - 6) / 6.0"
+    con.execute(
+        f"UPDATE run_events SET ndcg10 = ndcg10 + 0.0022 + {day_noise} WHERE run_id = 'up'"
+    )
+    (two,) = compare.compare(con, ["base", "up"]).pairs
+    assert two.ci_low > 0
+    assert 0 < two.bootstrap_p < 0.05  # percentile duality: the CI excludes 0
+    assert two.verdict == "better"
+    for k in range(4):
+        copy_run(con, "base", f"same{k}", policy=f"none{k}")
+    many = compare.compare(con, ["base", "up", "same0", "same1", "same2", "same3"])
+    up = many.pairs[0]
+    assert (up.ci_low, up.ci_high, up.bootstrap_p) == (two.ci_low, two.ci_high, two.bootstrap_p)
+    assert up.bootstrap_p_holm == pytest.approx(5 * two.bootstrap_p)
+    assert up.verdict == "no significant difference"
+    assert "bootstrap p (Holm)=0.1" in many.verdict
+
+
+def test_bootstrap_p_is_dual_to_the_interval() -> None:
+    rng = np.random.default_rng(3)
+    for shift in (0.0, 0.01, 0.02, 0.05):
+        d = shift + rng.normal(0, 0.05, 40)
+        low, high, p = compare.bootstrap_mean_test(
+            d, block=7, n_boot=2000, rng=np.random.default_rng(1)
+        )
+        assert (low > 0 or high < 0) == (p < 0.05)
+    assert compare.bootstrap_mean_test(np.zeros(10), block=3, n_boot=100, rng=rng)[2] == 1.0
+    assert np.isnan(compare.bootstrap_mean_test(np.ones(1), block=3, n_boot=100, rng=rng)[2])
+
+
 def test_mismatched_runs_raise(con: duckdb.DuckDBPyConnection) -> None:
     fabricate_run(con, "short", seed=2, start_idx=100)
     with pytest.raises(compare.ComparisonError, match="not over the same events.*100 only in"):
