@@ -7,8 +7,8 @@ The first run is the baseline; every other run is compared with it on exactly th
    ``d_s``; the mean of ``d_s`` with a **moving-block bootstrap** 95% CI (blocks of `block`
    consecutive segments, so the serial dependence that adaptation state induces between
    consecutive days is kept) — the primary evidence — and the bootstrap's two-sided p-value
-   (twice the smaller share of resampled means on either side of 0: below 0.05 exactly when
-   the percentile CI excludes 0);
+   (from the smaller share of resampled means on either side of 0: below 0.05 when the
+   percentile CI excludes 0);
 2. Wilcoxon signed-rank on ``d_s`` (ignores autocorrelation: secondary);
 3. per-user mean differences (users with >= 5 replay events): Wilcoxon signed-rank and an i.i.d.
    bootstrap CI over users;
@@ -282,16 +282,18 @@ def bootstrap_mean_test(
 ) -> tuple[float, float, float]:
     """(low, high, p): the 95% percentile CI of the mean and its two-sided p-value for mean 0.
 
-    ``p = min(1, 2 * min(P*(mean <= 0), P*(mean >= 0)))`` over the resampled means: the
-    percentile-interval duality, so ``p < 0.05`` when the 95% interval excludes 0 (up to the
-    quantile interpolation at its ends). Fewer than two values: NaN.
+    ``p = min(1, 2 * (k + 1) / (n_boot + 1))`` with ``k`` the smaller count of resampled means
+    ``<= 0`` or ``>= 0``: the percentile-interval duality, so ``p < 0.05`` when the 95% interval
+    excludes 0 (up to the quantile interpolation at its ends), and never 0 from a finite number of
+    resamples (the +1 of Davison & Hinkley 1997, §4.4). Fewer than two values: NaN.
     """
     values = np.asarray(values, dtype=np.float64)
     if len(values) < 2:
         return math.nan, math.nan, math.nan
     means = values[moving_block_bootstrap(values, block=block, n_boot=n_boot, rng=rng)].mean(1)
     low, high = np.quantile(means, [0.025, 0.975])
-    p = min(1.0, 2.0 * min(float(np.mean(means <= 0)), float(np.mean(means >= 0))))
+    tail = min(int(np.count_nonzero(means <= 0)), int(np.count_nonzero(means >= 0)))
+    p = min(1.0, 2.0 * (tail + 1) / (n_boot + 1))
     return float(low), float(high), p
 
 

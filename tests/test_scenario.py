@@ -54,6 +54,19 @@ def test_every_shipped_scenario_loads() -> None:
     assert "streamsim ingest" in scenario.load("ml-100k-stream").data.hint
 
 
+def test_the_tta_sweep_is_weekend_shift_with_other_policies() -> None:
+    ws, sweep = scenario.load("weekend-shift"), scenario.load("weekend-shift-tta-sweep")
+    # same data, split, model, training and seed: the pretrained checkpoint is shared
+    assert (sweep.data, sweep.split, sweep.model, sweep.train, sweep.seed) == (
+        ws.data, ws.split, ws.model, ws.train, ws.seed,
+    )  # fmt: skip
+    assert sweep.policies[0].tta == "none"
+    lrs = sorted({p.tta_lr for p in sweep.policies[1:]})
+    assert lrs == [0.05, 0.5, 5.0]
+    assert {p.tta for p in sweep.policies[1:]} == {"reset", "continual"}
+    assert max(p.tta_steps for p in sweep.policies) == 5
+
+
 def test_defaults_and_overrides(tmp_path: Path) -> None:
     p = tmp_path / "x.toml"
     p.write_text(GOOD)
