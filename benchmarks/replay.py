@@ -2,11 +2,12 @@
 
     python benchmarks/replay.py --scenario weekend-shift --scenario beauty-stream [--max-events N]
 
-For each scenario: events/s of the scenario's model under none without label-free signals (bare
-inference: the baseline), none with them (the default: one extra forward pass per batch for the
-detectors' test-time loss and Δ_{n+1}), reset and continual, their cost relative to the baseline
+For each scenario: events/s of the scenario's model under none without label-free signals and
+without the forgetting probe (bare inference: the baseline), none with them (the default: one
+extra forward pass per batch for the detectors' test-time loss and Δ_{n+1}, and the probe's
+re-scoring every 10% of the replay), reset and continual, their cost relative to the baseline
 (T2ARec's Table 4 reports T2ARec's test-time cost at about 2.8x Mamba4Rec's on GPU), the wall
-time per 1k events of each engine stage (adapt / score / reveal / detect, from the
+time per 1k events of each engine stage (adapt / score / reveal / detect / probe, from the
 run's per-batch table), and the same replay with the `popularity` count model, whose scoring is
 trivial, as the measure of the engine's own overhead (batching, histories, full ranking,
 detectors, run store). All figures come from one process, in one run, on the same events;
@@ -28,7 +29,7 @@ from streamsim.pipeline import prepare, replay_policy
 from streamsim.scenario import PolicySpec, Scenario, load
 from streamsim.store import Workspace, has_dataset
 
-STAGES = ("adapt", "score", "reveal", "detect")
+STAGES = ("adapt", "score", "reveal", "detect", "probe")
 
 
 def bench(
@@ -42,7 +43,8 @@ def bench(
     con = ws.connect()
     ensure_ingested(con, sc, data_dir)
     prepared = prepare(con, ws, sc)
-    bare = load(scenario_name, {**overrides, "replay.label_free_signals": False})
+    bare_overrides = {"replay.label_free_signals": False, "replay.probe_events": 0}
+    bare = load(scenario_name, {**overrides, **bare_overrides})
     none = PolicySpec(name="bench-none")
     rows = [_measure(con, ws, bare, none, prepared, f"{sc.model.name} none, bare inference")]
     for tta in ("none", "reset", "continual"):
@@ -62,7 +64,9 @@ def _measure(
     elapsed = time.perf_counter() - started
     (n,) = con.execute("SELECT n_events FROM runs WHERE run_id = ?", [run_id]).fetchone()
     stage_sums = con.execute(
-        "SELECT " + ", ".join(f"sum(time_{s})" for s in STAGES) + ", sum(backward_passes)"
+        "SELECT "
+        + ", ".join(f"coalesce(sum(time_{s}), 0)" for s in STAGES)
+        + ", sum(backward_passes)"
         " FROM run_batches WHERE run_id = ?",
         [run_id],
     ).fetchone()
@@ -73,8 +77,8 @@ def _measure(
         "label": label,
         "events": n,
         "events_per_s": n / elapsed,
-        "ms_per_1k": {s: 1e6 * v / n for s, v in zip(STAGES, stage_sums[:4])},
-        "backward_per_1k": 1e3 * stage_sums[4] / n,
+        "ms_per_1k": {s: 1e6 * v / n for s, v in zip(STAGES, stage_sums[: len(STAGES)])},
+        "backward_per_1k": 1e3 * stage_sums[len(STAGES)] / n,
         "ndcg10": ndcg,
     }
 

@@ -212,6 +212,23 @@ def batch_frames(
     return pd.concat(health, ignore_index=True), pd.concat(deltas, ignore_index=True)
 
 
+def probe_frame(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> pd.DataFrame:
+    """The forgetting probe's points of every run: ``run, batch_id, t_end, probe_ndcg10,
+    forgetting_ndcg10`` (one row per probe point; empty for runs without a probe)."""
+    labels = run_labels(con, run_ids)
+    parts = []
+    for run_id in run_ids:
+        part = con.execute(
+            "SELECT batch_id, t_end, probe_ndcg10, forgetting_ndcg10 FROM run_batches"
+            " WHERE run_id = ? AND probe_ndcg10 IS NOT NULL ORDER BY batch_id",
+            [run_id],
+        ).df()
+        part.insert(0, "run", labels[run_id])
+        parts.append(part)
+    columns = ["run", "batch_id", "t_end", "probe_ndcg10", "forgetting_ndcg10"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
 def throughput_frame(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> pd.DataFrame:
     """Total seconds per stage and events of every run (long format: one row per stage)."""
     labels = run_labels(con, run_ids)
@@ -219,17 +236,18 @@ def throughput_frame(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> 
     for run_id in run_ids:
         got = con.execute(
             "SELECT sum(time_adapt), sum(time_score), sum(time_reveal), sum(time_detect),"
-            " sum(n_events) FROM run_batches WHERE run_id = ?",
+            " sum(time_probe), sum(n_events) FROM run_batches WHERE run_id = ?",
             [run_id],
         ).fetchall()[0]
         eps = run_row(con, run_id)["events_per_s"]
-        for stage, seconds in zip(("adapt", "score", "reveal", "detect"), got[:4]):
+        stages = ("adapt", "score", "reveal", "detect", "probe")
+        for stage, seconds in zip(stages, got[:5]):
             rows.append(
                 {
                     "run": labels[run_id],
                     "stage": stage,
                     "seconds": float(seconds or 0.0),
-                    "n_events": int(got[4] or 0),
+                    "n_events": int(got[5] or 0),
                     "events_per_s": float("nan") if eps is None else float(eps),
                 }
             )

@@ -20,6 +20,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,7 +31,7 @@ from plotly.subplots import make_subplots
 COLORS = qualitative.Plotly
 CATEGORY_COLORS = qualitative.Set3 + qualitative.Pastel1
 DRIFT_FILL = "rgba(214, 39, 40, 0.12)"
-STAGES = ("adapt", "score", "reveal", "detect")
+STAGES = ("adapt", "score", "reveal", "detect", "probe")
 TIME_FMT = "%Y-%m-%d %H:%M"
 
 
@@ -345,26 +346,40 @@ def mix_figure(
 
 
 def tta_figure(
-    batches: pd.DataFrame, deltas: pd.DataFrame, *, title: str = "Test-time adaptation health"
+    batches: pd.DataFrame,
+    deltas: pd.DataFrame,
+    probes: pd.DataFrame | None = None,
+    *,
+    title: str = "Test-time adaptation health",
 ) -> go.Figure:
-    """Test-time loss before/after, Δ_{n+1} distribution, ‖θ−θ0‖ and backward passes.
+    """Test-time loss before/after, Δ_{n+1} distribution, ‖θ−θ0‖, backward passes and, when
+    the runs have a forgetting probe, its forgetting over time (a third, full-width row).
 
     `batches` columns: ``run, t_start, t_end, n_batches, n_events, tta_loss_before,
     tta_loss_after, param_distance, backward_passes_cum`` (one row per bucket of micro-batches);
-    `deltas`: ``run, delta_next_mean`` (per micro-batch values, possibly subsampled).
+    `deltas`: ``run, delta_next_mean`` (per micro-batch values, possibly subsampled);
+    `probes`: ``run, batch_id, t_end, probe_ndcg10, forgetting_ndcg10`` (`data.probe_frame`).
     """
+    probes = probes if probes is not None and len(probes) else None
+    titles = [
+        "test-time loss before (solid) / after (dotted) the step",
+        "Δ_{n+1} per micro-batch (distribution)",
+        "‖θ − θ0‖ after the micro-batch",
+        "backward passes (cumulative)",
+    ]
+    grid: list[list[dict[str, Any] | None]] = [[{}, {}], [{}, {}]]
+    if probes is not None:
+        titles.append("forgetting: NDCG@10(θ0) − NDCG@10(now) on the pre-replay probe")
+        grid.append([{"colspan": 2}, None])
     fig = make_subplots(
-        rows=2,
+        rows=len(grid),
         cols=2,
-        vertical_spacing=0.14,
-        subplot_titles=(
-            "test-time loss before (solid) / after (dotted) the step",
-            "Δ_{n+1} per micro-batch (distribution)",
-            "‖θ − θ0‖ after the micro-batch",
-            "backward passes (cumulative)",
-        ),
+        specs=grid,
+        vertical_spacing=0.14 if probes is None else 0.1,
+        subplot_titles=titles,
     )
-    for k, run in enumerate(list(dict.fromkeys(_runs(batches) + _runs(deltas)))):
+    extra = _runs(probes) if probes is not None else []
+    for k, run in enumerate(list(dict.fromkeys(_runs(batches) + _runs(deltas) + extra))):
         part = batches[batches["run"] == run]
         name = text(run)
         custom = np.column_stack(
@@ -418,6 +433,30 @@ def tta_figure(
                 row=1,
                 col=2,
             )
+            first = False
+        pr = probes[probes["run"] == run] if probes is not None else None
+        if pr is not None and len(pr):
+            fig.add_trace(
+                go.Scatter(
+                    x=to_datetime(pr["t_end"]),
+                    y=pr["forgetting_ndcg10"].to_numpy(dtype=np.float64),
+                    mode="lines+markers",
+                    name=name,
+                    legendgroup=name,
+                    showlegend=first,
+                    line={"color": color(k)},
+                    customdata=np.column_stack(
+                        [pr["batch_id"], pr["probe_ndcg10"].to_numpy(dtype=np.float64)]
+                    ),
+                    hovertemplate=(
+                        f"<b>{name}</b><br>forgetting = %{{y:+.4f}}<br>probe NDCG@10 ="
+                        " %{customdata[1]:.4f}<br>after micro-batch %{customdata[0]}"
+                        "<extra></extra>"
+                    ),
+                ),
+                row=3,
+                col=1,
+            )
     fig.update_yaxes(title_text="loss", row=1, col=1)
     fig.update_yaxes(title_text="micro-batches", row=1, col=2)
     fig.update_xaxes(title_text="mean Δ_{n+1}", row=1, col=2)
@@ -425,7 +464,13 @@ def tta_figure(
     fig.update_yaxes(title_text="passes", row=2, col=2)
     fig.update_xaxes(title_text="time (UTC)", row=2, col=1)
     fig.update_xaxes(title_text="time (UTC)", row=2, col=2)
-    fig.update_layout(title=text(title), barmode="overlay", height=620, legend_title_text="run")
+    height = 620
+    if probes is not None:
+        fig.update_yaxes(title_text="Δ NDCG@10", row=3, col=1)
+        fig.update_xaxes(title_text="time (UTC)", row=3, col=1)
+        fig.add_hline(y=0.0, line={"color": "#444", "width": 1}, row=3, col=1)
+        height = 900
+    fig.update_layout(title=text(title), barmode="overlay", height=height, legend_title_text="run")
     return fig
 
 

@@ -76,7 +76,9 @@ def _panel_notes() -> dict[str, tuple[str, str]]:
         "tta": (
             "Test-time adaptation health",
             "Per micro-batch diagnostics (bucketed): test-time loss before/after the step,"
-            " distribution of the mean Δ_{n+1}, distance of the weights from θ0, backward passes.",
+            " distribution of the mean Δ_{n+1}, distance of the weights from θ0, backward passes;"
+            " and the forgetting probe: NDCG@10 lost on fixed pre-replay requests re-scored with"
+            " the current weights (0 under none and reset by construction).",
         ),
         "throughput": ("Throughput per stage", "Wall time of each loop stage per 1,000 events."),
     }
@@ -137,7 +139,7 @@ def build_figures(
         targets, top1 = data.mix_frames(con, run_ids, dataset)
         figs["mix"] = figures.mix_figure(targets, top1)
     health, deltas = data.batch_frames(con, run_ids)
-    figs["tta"] = figures.tta_figure(health, deltas)
+    figs["tta"] = figures.tta_figure(health, deltas, data.probe_frame(con, run_ids))
     figs["throughput"] = figures.throughput_figure(data.throughput_frame(con, run_ids))
     return figs
 

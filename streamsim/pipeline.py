@@ -18,6 +18,7 @@ import duckdb
 
 from streamsim import __version__
 from streamsim.errors import StorageError
+from streamsim.probe import build_probe
 from streamsim.replay import BatchResult, ReplayEngine, micro_batches
 from streamsim.runs import (
     create_run,
@@ -42,17 +43,6 @@ class Prepared:
     split: Split
     checkpoint: Checkpoint
     cold: dict[str, int] = field(default_factory=dict)  # `splits.split_report` of the split
-
-
-@dataclass
-class RunSummary:
-    run_id: str
-    policy: str
-    n_events: int
-    events_per_s: float
-    metrics: dict[str, float] = field(default_factory=dict)
-    quartiles: list[float] = field(default_factory=list)
-    alarms: dict[str, int] = field(default_factory=dict)
 
 
 def ensure_data(con: duckdb.DuckDBPyConnection, scenario: Scenario) -> DatasetInfo:
@@ -112,14 +102,25 @@ def replay_policy(
     stop = split.replay.stop
     if scenario.replay.max_events is not None:
         stop = min(stop, split.replay.start + scenario.replay.max_events)
+    model = load_checkpoint(ckpt)
+    probe = build_probe(
+        con,
+        info.name,
+        split,
+        scenario.replay,
+        max_len=model.max_len,
+        replay_events=stop - split.replay.start,
+        seed=scenario.seed,
+    )
     engine = ReplayEngine(
-        load_checkpoint(ckpt),
+        model,
         policy,
         scenario.replay,
         scenario.detectors,
         n_users=info.n_users,
         n_items=info.n_items,
         seed=scenario.seed,
+        probe=probe,
     )
     run_id = None
     if resume:

@@ -19,6 +19,9 @@ For every micro-batch, in this order and only here (`ReplayEngine.step`):
 5. **detect**: river detectors are fed the batch's per-event and per-batch signals (the
    label-free ones: the test-time loss on the adapted inputs before any step, the mean Δ_{n+1};
    their time is counted in this stage).
+6. **probe** (every `probe_every` of the replay, when the scenario has one): the forgetting
+   probe (`streamsim.probe`) re-scores its fixed pre-replay requests with the weights the next
+   micro-batch will start from; the first probe, before micro-batch 0, gives the θ₀ level.
 
 Consequently each request's input holds exactly the events before it, and for models that read
 only the request's own history (every neural model under policy ``none``) the ranks are the same
@@ -43,6 +46,7 @@ from models.base import Recommender, SeqBatch
 from streamsim.adapt import Adapter, AdaptStats
 from streamsim.drift import BATCH_SIGNALS, Watch, feed, make_detector
 from streamsim.history import HistoryBuffer
+from streamsim.probe import SourceProbe
 from streamsim.ranking import rank_metrics, target_ranks, topk_entropy
 from streamsim.scenario import DetectorSpec, PolicySpec, ReplaySpec
 
@@ -94,6 +98,11 @@ class BatchResult:
     backward_passes: int
     seconds: dict[str, float]
     alarms: list[tuple[str, str, int, int]] = field(default_factory=list)  # name, signal, idx, ts
+    # forgetting probe after this batch (None between probe points): NDCG@10 and HR@10 of the
+    # current weights on the probe, and forgetting = NDCG@10(θ₀) - NDCG@10(now)
+    probe_ndcg10: float | None = None
+    probe_hr10: float | None = None
+    forgetting_ndcg10: float | None = None
 
 
 def micro_batches(
@@ -157,6 +166,7 @@ class ReplayEngine:
         n_users: int,
         n_items: int,
         seed: int,
+        probe: SourceProbe | None = None,
     ) -> None:
         self.model = model.eval()
         self.policy = policy
@@ -168,6 +178,8 @@ class ReplayEngine:
         self.next_idx = 0  # first replay index not processed yet
         self.next_batch_id = 0
         self.n_replayed = 0  # events stepped through (the resume position under tie shuffling)
+        self.probe = probe
+        self.probe_base: dict[str, float] | None = None  # θ₀ on the probe (before batch 0)
 
     # -- warm-up ----------------------------------------------------------------------------------
     def warm_up(self, events: Iterator[pa.RecordBatch], *, observe_from: int = 0) -> None:
@@ -192,7 +204,11 @@ class ReplayEngine:
 
     # -- one micro-batch: the five stages, in order -----------------------------------------------
     def step(self, eb: EventBatch) -> BatchResult:
-        seconds = {"adapt": 0.0, "score": 0.0, "reveal": 0.0, "detect": 0.0}
+        seconds = {"adapt": 0.0, "score": 0.0, "reveal": 0.0, "detect": 0.0, "probe": 0.0}
+        if self.probe is not None and self.probe_base is None:  # θ₀, after the warm-up
+            t0 = time.perf_counter()
+            self.probe_base = self.probe.score(self.model)
+            seconds["probe"] += time.perf_counter() - t0
         users, targets = eb.users, torch.from_numpy(eb.items)
         waves = eb.waves
         first = np.flatnonzero(waves == 0)  # every user's first request in the batch
@@ -265,6 +281,13 @@ class ReplayEngine:
         t0 = time.perf_counter()
         alarms = self._detect(eb, metrics, tta_loss, entropy)
         seconds["detect"] += time.perf_counter() - t0
+        # 6. probe: the weights the next micro-batch starts from, on the source period
+        probe: dict[str, float] = {}
+        if self.probe is not None and self.probe.due(self.n_replayed, self.n_replayed + len(eb)):
+            t0 = time.perf_counter()
+            probe = self.probe.score(self.model)
+            seconds["probe"] += time.perf_counter() - t0
+        base = self.probe_base or {}
         self.next_idx = int(eb.idx[-1]) + 1
         self.next_batch_id = eb.batch_id + 1
         self.n_replayed += len(eb)
@@ -287,6 +310,9 @@ class ReplayEngine:
             backward_passes=backward,
             seconds=seconds,
             alarms=alarms,
+            probe_ndcg10=probe.get("ndcg10"),
+            probe_hr10=probe.get("hr10"),
+            forgetting_ndcg10=base["ndcg10"] - probe["ndcg10"] if probe else None,
         )
 
     def _label_free_signals(
@@ -342,6 +368,7 @@ class ReplayEngine:
             "next_idx": self.next_idx,
             "next_batch_id": self.next_batch_id,
             "n_replayed": self.n_replayed,
+            "probe_base": self.probe_base,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -356,6 +383,7 @@ class ReplayEngine:
         self.next_idx = int(state["next_idx"])
         self.next_batch_id = int(state["next_batch_id"])
         self.n_replayed = int(state.get("n_replayed", 0))
+        self.probe_base = state.get("probe_base")
 
 
 def _catalogue(known: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:

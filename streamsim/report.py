@@ -1,4 +1,5 @@
-"""The summary of one run that `replay` and `runs show` print: metrics, quartiles, detectors."""
+"""The summary of one run that `replay` and `runs show` print: metrics, quartiles, detectors,
+forgetting."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from streamsim.detection import detector_report
 from streamsim.metrics import overall
 from streamsim.runs import run_info
 from streamsim.segments import quartiles
+from streamsim.store import fetch_one
 
 
 def summarize(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
@@ -23,4 +25,27 @@ def summarize(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
         "metrics": overall(con, run_id),
         "quartiles": [float(v) for v in q["value"].tolist()],
         "detectors": detector_report(con, run_id),
+        "forgetting": forgetting(con, run_id),
+    }
+
+
+def forgetting(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, float | int | None]:
+    """The forgetting probe of a run (`streamsim.probe`): its points, the last and the largest
+    forgetting of NDCG@10 (θ₀ minus current, on the probe), and the probe NDCG@10 at the end.
+    All None when the run has no probe points."""
+    row = fetch_one(
+        con,
+        "SELECT count(forgetting_ndcg10), arg_max(forgetting_ndcg10, batch_id)"
+        " FILTER (WHERE forgetting_ndcg10 IS NOT NULL), max(forgetting_ndcg10),"
+        " arg_max(probe_ndcg10, batch_id) FILTER (WHERE probe_ndcg10 IS NOT NULL)"
+        " FROM run_batches WHERE run_id = ?",
+        [run_id],
+    )
+    assert row is not None
+    n, last, worst, probe_last = row
+    return {
+        "points": int(n),
+        "last": None if last is None else float(last),
+        "max": None if worst is None else float(worst),
+        "probe_ndcg10_last": None if probe_last is None else float(probe_last),
     }

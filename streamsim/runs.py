@@ -190,6 +190,10 @@ def _batch_row(run_id: str, r: BatchResult) -> dict[str, Any]:
         "time_score": r.seconds["score"],
         "time_reveal": r.seconds["reveal"],
         "time_detect": r.seconds["detect"],
+        "probe_ndcg10": r.probe_ndcg10,
+        "probe_hr10": r.probe_hr10,
+        "forgetting_ndcg10": r.forgetting_ndcg10,
+        "time_probe": r.seconds.get("probe", 0.0),
     }
 
 

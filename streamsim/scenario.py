@@ -104,6 +104,10 @@ class ReplaySpec:
     # per batch, the test-time loss and mean Δ_{n+1} for detectors and the dashboard (one extra
     # forward pass; false: skip it, e.g. to time bare inference)
     label_free_signals: bool = True
+    # forgetting probe (PROTOCOL.md §6.2a): this many validation-window requests re-scored with
+    # the current weights every `probe_every` (fraction of the replayed events); 0 disables it
+    probe_events: int = 1000
+    probe_every: float = 0.1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -479,6 +483,13 @@ def _resolve(raw: dict[str, Any], path: Path) -> Scenario:
     replay = ReplaySpec(**_build(ReplaySpec, raw.get("replay", {}), f"{f}: [replay]"))
     for key in ("batch_events", "batch_window_s", "max_batch_events", "max_events"):
         _nonneg(getattr(replay, key), f"{f}: [replay] key {key!r}", strict=True)
+    _nonneg(replay.probe_events, f"{f}: [replay] key 'probe_events'", strict=False)
+    if not 0 < replay.probe_every <= 1:
+        msg = (
+            f"{f}: [replay] key 'probe_every': expected a fraction of the replay in (0, 1],"
+            f" got {replay.probe_every!r}"
+        )
+        raise ScenarioError(msg)
 
     from streamsim.drift import make_detector  # drift imports this module
 

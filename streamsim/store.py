@@ -140,8 +140,13 @@ CREATE TABLE IF NOT EXISTS run_batches (
     coverage DOUBLE,              -- distinct top-10 items / catalogue size
     time_adapt DOUBLE NOT NULL, time_score DOUBLE NOT NULL,
     time_reveal DOUBLE NOT NULL, time_detect DOUBLE NOT NULL,  -- seconds per stage
-    tta_samples_saved INTEGER     -- per-sample gradient contributions the filter skipped (last:
-                                  -- where MIGRATIONS puts it in older workspaces)
+    tta_samples_saved INTEGER,    -- per-sample gradient contributions the filter skipped
+    -- forgetting probe (NULL between probe points); the last columns: where MIGRATIONS puts
+    -- them in older workspaces
+    probe_ndcg10 DOUBLE,          -- NDCG@10 of the weights after the batch on the probe
+    probe_hr10 DOUBLE,
+    forgetting_ndcg10 DOUBLE,     -- NDCG@10(theta_0, probe) - probe_ndcg10
+    time_probe DOUBLE             -- seconds
 );
 CREATE TABLE IF NOT EXISTS run_alarms (
     run_id VARCHAR NOT NULL,
@@ -155,6 +160,10 @@ CREATE TABLE IF NOT EXISTS run_alarms (
 # columns added after 0.1.0's first workspaces: brought in when an older workspace is opened
 MIGRATIONS = """
 ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS tta_samples_saved INTEGER;
+ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS probe_ndcg10 DOUBLE;
+ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS probe_hr10 DOUBLE;
+ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS forgetting_ndcg10 DOUBLE;
+ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS time_probe DOUBLE;
 """
 
 EVENT_SCHEMA = pa.schema(

@@ -122,9 +122,7 @@ def test_a_win_must_survive_holm_when_many_runs_are_compared(
     more comparisons the Holm-adjusted bootstrap p-value does not stay below 0.05."""
     copy_run(con, "base", "up", policy="continual")
     day_noise = "0.02 * ((CAST(floor(ts / 86400) AS BIGINT) * 7919) % 13 - 6) / 6.0"
-    con.execute(
-        f"UPDATE run_events SET ndcg10 = ndcg10 + 0.0022 + {day_noise} WHERE run_id = 'up'"
-    )
+    con.execute(f"UPDATE run_events SET ndcg10 = ndcg10 + 0.0022 + {day_noise} WHERE run_id = 'up'")
     (two,) = compare.compare(con, ["base", "up"]).pairs
     assert two.ci_low > 0
     assert 0 < two.bootstrap_p < 0.05  # percentile duality: the CI excludes 0

@@ -151,6 +151,33 @@ def test_drift_mix_tta_throughput_figures() -> None:
     assert fig.layout.xaxis.title.text == "seconds per 1,000 events"
 
 
+def test_forgetting_probe_row_at_the_probe_points() -> None:
+    con = store.connect_memory()
+    fabricate_dataset(con, n_events=1200, n_days=12)
+    fabricate_run(con, "r1", policy="continual")
+    fabricate_run(con, "r2", policy="none", seed=2, adapts=False)
+    con.execute(
+        "UPDATE run_batches SET probe_ndcg10 = 0.3 - 0.001 * batch_id,"
+        " forgetting_ndcg10 = 0.001 * batch_id WHERE run_id = 'r1' AND batch_id % 4 = 3"
+    )
+    from dashboards import data
+
+    probes = data.probe_frame(con, ["r1", "r2"])
+    assert set(probes["run"]) == {"continual"}  # r2 has no probe points
+    expected_t = con.execute(
+        "SELECT t_end FROM run_batches WHERE run_id = 'r1' AND batch_id % 4 = 3 ORDER BY batch_id"
+    ).fetchall()
+    health, deltas = data.batch_frames(con, ["r1", "r2"], max_points=5)
+    without = figures.tta_figure(health, deltas)
+    fig = figures.tta_figure(health, deltas, probes)
+    assert len(fig.data) == len(without.data) + 1
+    (row3,) = [t for t in fig.data if t.yaxis == "y5"]
+    assert list(row3.x) == list(figures.to_datetime([t for (t,) in expected_t]))
+    assert row3.y[0] == pytest.approx(0.003)
+    assert fig.layout.yaxis5.title.text == "Δ NDCG@10"
+    assert "forgetting" in fig.layout.annotations[-1].text
+
+
 def test_paired_figure_daily_differences_and_ci_band() -> None:
     con = store.connect_memory()
     fabricate_dataset(con, n_events=1400, n_days=14)

@@ -8,13 +8,16 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from streamsim.errors import ModelError, StorageError
 from streamsim.pipeline import prepare, replay_policy
-from streamsim.scenario import DataSpec
+from streamsim.probe import build_probe
+from streamsim.report import summarize
+from streamsim.scenario import DataSpec, ReplaySpec
 from streamsim.store import Workspace
 from tests.pipeline_helpers import POLICIES, setup, tiny_scenario
 
@@ -123,7 +126,68 @@ def test_killed_replay_resumes_to_identical_results(tmp_path: Path) -> None:
     prepared2 = prepare(fresh, fresh_ws, sc)  # type: ignore[arg-type]
     clean = replay_policy(fresh, fresh_ws, sc, POLICIES[3], prepared2)  # type: ignore[arg-type]
     assert events_of(con, resumed) == events_of(fresh, clean)
+    assert probes_of(con, resumed) == probes_of(fresh, clean)
+    assert len(probes_of(fresh, clean)) >= 10
     assert isinstance(fresh_ws, Workspace)
+
+
+def probes_of(con, run_id: str) -> list[tuple]:  # type: ignore[no-untyped-def,type-arg]
+    return con.execute(
+        "SELECT batch_id, probe_ndcg10, probe_hr10, forgetting_ndcg10 FROM run_batches"
+        " WHERE run_id = ? AND probe_ndcg10 IS NOT NULL ORDER BY batch_id",
+        [run_id],
+    ).fetchall()
+
+
+def test_forgetting_probe_is_zero_without_carried_updates(tmp_path: Path) -> None:
+    """The probe re-scores pre-replay requests with the current weights: under none and reset
+    those are θ₀ after every micro-batch (forgetting exactly 0); carried updates move it."""
+    ws, con = setup(tmp_path / "ws")
+    sc = replace(tiny_scenario(), replay=ReplaySpec(batch_events=32, probe_every=0.1))
+    prepared = prepare(con, ws, sc)  # type: ignore[arg-type]
+    ids = {p.name: replay_policy(con, ws, sc, p, prepared) for p in POLICIES}  # type: ignore[arg-type]
+    probes = {name: probes_of(con, run_id) for name, run_id in ids.items()}
+    replay_len = len(prepared.split.replay)
+    for name, rows in probes.items():
+        assert len(rows) == replay_len // round(0.1 * replay_len), name  # every 10% of the replay
+    for name in ("none", "reset"):
+        assert {r[3] for r in probes[name]} == {0.0}, name
+    online = [r[3] for r in probes["continual-online"]]
+    assert any(f != 0.0 for f in online)
+    base = probes["none"][0][1]
+    assert all(r[1] == pytest.approx(base - r[3]) for r in probes["continual-online"])
+    summary = summarize(con, ids["continual-online"])["forgetting"]
+    assert summary["points"] == len(online)
+    assert summary["last"] == online[-1]
+    assert summary["max"] == max(online)
+    assert summarize(con, ids["reset"])["forgetting"]["last"] == 0.0
+
+
+def test_probe_requests_lie_before_the_replay(tmp_path: Path) -> None:
+    ws, con = setup(tmp_path / "ws")
+    sc = tiny_scenario()
+    prepared = prepare(con, ws, sc)  # type: ignore[arg-type]
+    split = prepared.split
+    probe = build_probe(
+        con, "toy", split, ReplaySpec(probe_events=50), max_len=8, replay_events=100, seed=3
+    )
+    assert probe is not None
+    assert len(probe) == 50
+    assert probe.every_events == 10  # 10% of 100 events
+    assert int(probe.examples.request_times.max()) < split.replay.t_start
+    assert int(probe.examples.request_times.min()) >= split.valid.t_start
+    assert int(probe.examples.times.max()) < split.replay.t_start  # histories too
+    again = build_probe(
+        con, "toy", split, ReplaySpec(probe_events=50), max_len=8, replay_events=100, seed=3
+    )
+    assert again is not None
+    assert (again.examples.targets == probe.examples.targets).all()
+    assert (
+        build_probe(
+            con, "toy", split, ReplaySpec(probe_events=0), max_len=8, replay_events=100, seed=3
+        )
+        is None
+    )
 
 
 def test_sample_filter_policy_records_its_savings_and_pretraining_never_adapts(

@@ -158,6 +158,7 @@ def _summary_table(scenario: str, summaries: list[dict[str, Any]]) -> Table:
         "HR@50",
         "NDCG@10 by quartile",
         "alarms",
+        "forgetting",
         "events/s",
     ):
         table.add_column(col, justify="left" if col == "policy" else "right")
@@ -172,9 +173,18 @@ def _summary_table(scenario: str, summaries: list[dict[str, Any]]) -> Table:
             f"{m['hr@50']:.4f}",
             " ".join(f"{q:.4f}" for q in s["quartiles"]),
             str(sum(d["alarms"] for d in s["detectors"])),
+            _forgetting_cell(s["forgetting"]),
             f"{s['events_per_s']:.0f}",
         )
+    table.caption = (
+        "forgetting: NDCG@10 lost on the pre-replay probe by the end of the replay (θ₀ minus"
+        " final weights; > 0 is worse)"
+    )
     return table
+
+
+def _forgetting_cell(f: dict[str, Any]) -> str:
+    return "-" if f["last"] is None else f"{f['last']:+.4f}"
 
 
 def _cold_line(cold: dict[str, int]) -> str:
@@ -268,6 +278,12 @@ def runs_show(
     for key, value in summary["metrics"].items():
         out.print(f"{key:>14}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
     out.print(f"{'quartiles':>14}: " + " ".join(f"{q:.4f}" for q in summary["quartiles"]))
+    f = summary["forgetting"]
+    if f["points"]:
+        out.print(
+            f"{'forgetting':>14}: {f['last']:+.4f} at the end, {f['max']:+.4f} at most, over"
+            f" {f['points']} probe points (NDCG@10 on the pre-replay probe, θ₀ minus now)"
+        )
     for det in summary["detectors"]:
         out.print(_detector_line(info["policy"], det))
 
