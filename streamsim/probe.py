@@ -4,7 +4,9 @@ A fixed sample of requests from the validation window (before the replay, never 
 target in pretraining: it only chose the early-stopping epoch) is re-scored with the model's
 *current* state at regular points of a replay. Forgetting(t) = NDCG@10(θ₀, probe) −
 NDCG@10(θ_t, probe): positive when adapting to the stream lost what the pretrained model knew
-about the source period. Under ``none`` and ``reset`` it is 0 by construction (the weights after
+about the source period. It is a paired mean over the same requests, so it comes with its
+standard error (of the per-request differences): small probes are noisy, and the SE says how
+much. Under ``none`` and ``reset`` it is 0 by construction (the weights after
 every micro-batch are θ₀), which the tests check; under ``continual`` and ``online`` it measures
 what carrying the updates forward costs on the past.
 
@@ -16,18 +18,39 @@ pretraining validated on); scoring reads no replay event, so it cannot leak. Cou
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import duckdb
 import numpy as np
+import torch
 
 from models.base import Recommender
 from streamsim.examples import Examples, build_examples
+from streamsim.ranking import rank_metrics, target_ranks
 from streamsim.scenario import ReplaySpec
 from streamsim.splits import Split
-from streamsim.train import evaluate_examples
 
 PROBE_BATCH = 512
+
+
+@dataclass(frozen=True)
+class ProbeScore:
+    """The probe scored by one state of the model: per-request NDCG@10 and hit@10."""
+
+    ndcg10: np.ndarray  # (N,) float64
+    hit10: np.ndarray  # (N,) bool
+
+    def summary(self, base: ProbeScore | None = None) -> dict[str, float]:
+        """Means, and against `base` (θ₀) the forgetting with its paired standard error."""
+        out = {"ndcg10": float(self.ndcg10.mean()), "hr10": float(self.hit10.mean())}
+        if base is not None:
+            diff = base.ndcg10 - self.ndcg10
+            out["forgetting"] = float(diff.mean())
+            out["forgetting_se"] = (
+                float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else math.nan
+            )
+        return out
 
 
 @dataclass(frozen=True)
@@ -44,10 +67,21 @@ class SourceProbe:
         """Whether a probe point lies in (n_before, n_after] replayed events."""
         return n_after // self.every_events > n_before // self.every_events
 
-    def score(self, model: Recommender) -> dict[str, float]:
-        """Full-catalogue NDCG@10 and HR@10 of `model` as it is now (no adaptation, no grad)."""
-        m = evaluate_examples(model, self.examples, batch_size=PROBE_BATCH)
-        return {"ndcg10": m["ndcg@10"], "hr10": m["hr@10"]}
+    @torch.no_grad()
+    def score(self, model: Recommender) -> ProbeScore:
+        """Full-catalogue ranks of the probe's targets under `model` as it is now (eval mode, no
+        adaptation; the catalogue is the items known at the probe's time)."""
+        model.eval()
+        outside = torch.from_numpy(~self.examples.known)
+        ndcg, hit = [], []
+        for batch in self.examples.batches(PROBE_BATCH):
+            scores = model.score(batch.without_targets()).clone()
+            scores[:, outside] = float("-inf")
+            assert batch.targets is not None
+            m = rank_metrics(target_ranks(scores, batch.targets))
+            ndcg.append(m["ndcg10"].numpy())
+            hit.append(m["hit10"].numpy())
+        return ProbeScore(np.concatenate(ndcg), np.concatenate(hit))
 
 
 def build_probe(

@@ -46,7 +46,7 @@ from models.base import Recommender, SeqBatch
 from streamsim.adapt import Adapter, AdaptStats
 from streamsim.drift import BATCH_SIGNALS, Watch, feed, make_detector
 from streamsim.history import HistoryBuffer
-from streamsim.probe import SourceProbe
+from streamsim.probe import ProbeScore, SourceProbe
 from streamsim.ranking import rank_metrics, target_ranks, topk_entropy
 from streamsim.scenario import DetectorSpec, PolicySpec, ReplaySpec
 
@@ -103,6 +103,7 @@ class BatchResult:
     probe_ndcg10: float | None = None
     probe_hr10: float | None = None
     forgetting_ndcg10: float | None = None
+    forgetting_se: float | None = None  # standard error of the paired per-request differences
 
 
 def micro_batches(
@@ -179,7 +180,7 @@ class ReplayEngine:
         self.next_batch_id = 0
         self.n_replayed = 0  # events stepped through (the resume position under tie shuffling)
         self.probe = probe
-        self.probe_base: dict[str, float] | None = None  # θ₀ on the probe (before batch 0)
+        self.probe_base: ProbeScore | None = None  # θ₀ on the probe (before batch 0)
 
     # -- warm-up ----------------------------------------------------------------------------------
     def warm_up(self, events: Iterator[pa.RecordBatch], *, observe_from: int = 0) -> None:
@@ -285,9 +286,8 @@ class ReplayEngine:
         probe: dict[str, float] = {}
         if self.probe is not None and self.probe.due(self.n_replayed, self.n_replayed + len(eb)):
             t0 = time.perf_counter()
-            probe = self.probe.score(self.model)
+            probe = self.probe.score(self.model).summary(self.probe_base)
             seconds["probe"] += time.perf_counter() - t0
-        base = self.probe_base or {}
         self.next_idx = int(eb.idx[-1]) + 1
         self.next_batch_id = eb.batch_id + 1
         self.n_replayed += len(eb)
@@ -312,7 +312,8 @@ class ReplayEngine:
             alarms=alarms,
             probe_ndcg10=probe.get("ndcg10"),
             probe_hr10=probe.get("hr10"),
-            forgetting_ndcg10=base["ndcg10"] - probe["ndcg10"] if probe else None,
+            forgetting_ndcg10=probe.get("forgetting"),
+            forgetting_se=probe.get("forgetting_se"),
         )
 
     def _label_free_signals(

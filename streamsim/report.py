@@ -30,22 +30,24 @@ def summarize(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
 
 
 def forgetting(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, float | int | None]:
-    """The forgetting probe of a run (`streamsim.probe`): its points, the last and the largest
-    forgetting of NDCG@10 (θ₀ minus current, on the probe), and the probe NDCG@10 at the end.
-    All None when the run has no probe points."""
+    """The forgetting probe of a run (`streamsim.probe`): its points, the last forgetting of
+    NDCG@10 (θ₀ minus current, on the probe) with its standard error, the largest one, and the
+    probe NDCG@10 at the end. None (0 points) when the run has no probe."""
     row = fetch_one(
         con,
         "SELECT count(forgetting_ndcg10), arg_max(forgetting_ndcg10, batch_id)"
+        " FILTER (WHERE forgetting_ndcg10 IS NOT NULL), arg_max(forgetting_se, batch_id)"
         " FILTER (WHERE forgetting_ndcg10 IS NOT NULL), max(forgetting_ndcg10),"
         " arg_max(probe_ndcg10, batch_id) FILTER (WHERE probe_ndcg10 IS NOT NULL)"
         " FROM run_batches WHERE run_id = ?",
         [run_id],
     )
     assert row is not None
-    n, last, worst, probe_last = row
+    n, last, se, worst, probe_last = row
     return {
         "points": int(n),
         "last": None if last is None else float(last),
+        "se_last": None if se is None else float(se),
         "max": None if worst is None else float(worst),
         "probe_ndcg10_last": None if probe_last is None else float(probe_last),
     }

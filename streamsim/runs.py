@@ -193,6 +193,7 @@ def _batch_row(run_id: str, r: BatchResult) -> dict[str, Any]:
         "probe_ndcg10": r.probe_ndcg10,
         "probe_hr10": r.probe_hr10,
         "forgetting_ndcg10": r.forgetting_ndcg10,
+        "forgetting_se": r.forgetting_se,
         "time_probe": r.seconds.get("probe", 0.0),
     }
 

@@ -146,6 +146,7 @@ CREATE TABLE IF NOT EXISTS run_batches (
     probe_ndcg10 DOUBLE,          -- NDCG@10 of the weights after the batch on the probe
     probe_hr10 DOUBLE,
     forgetting_ndcg10 DOUBLE,     -- NDCG@10(theta_0, probe) - probe_ndcg10
+    forgetting_se DOUBLE,         -- its standard error (paired per-request differences)
     time_probe DOUBLE             -- seconds
 );
 CREATE TABLE IF NOT EXISTS run_alarms (
@@ -163,6 +164,7 @@ ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS tta_samples_saved INTEGER;
 ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS probe_ndcg10 DOUBLE;
 ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS probe_hr10 DOUBLE;
 ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS forgetting_ndcg10 DOUBLE;
+ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS forgetting_se DOUBLE;
 ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS time_probe DOUBLE;
 """
 

@@ -154,8 +154,19 @@ def test_forgetting_probe_is_zero_without_carried_updates(tmp_path: Path) -> Non
         assert {r[3] for r in probes[name]} == {0.0}, name
     online = [r[3] for r in probes["continual-online"]]
     assert any(f != 0.0 for f in online)
+    se = con.execute(
+        "SELECT min(forgetting_se), max(forgetting_se) FROM run_batches WHERE run_id = ?"
+        " AND probe_ndcg10 IS NOT NULL",
+        [ids["none"]],
+    ).fetchall()[0]
+    assert se == (0.0, 0.0)
     base = probes["none"][0][1]
     assert all(r[1] == pytest.approx(base - r[3]) for r in probes["continual-online"])
+    # the probe only reads: the same replay without it scores every event identically
+    off = replace(sc, content_hash="tiny-no-probe", replay=replace(sc.replay, probe_events=0))
+    quiet = replay_policy(con, ws, off, POLICIES[3], prepared)  # type: ignore[arg-type]
+    assert events_of(con, quiet) == events_of(con, ids["continual-online"])
+    assert probes_of(con, quiet) == []
     summary = summarize(con, ids["continual-online"])["forgetting"]
     assert summary["points"] == len(online)
     assert summary["last"] == online[-1]

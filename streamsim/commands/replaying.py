@@ -178,13 +178,16 @@ def _summary_table(scenario: str, summaries: list[dict[str, Any]]) -> Table:
         )
     table.caption = (
         "forgetting: NDCG@10 lost on the pre-replay probe by the end of the replay (θ₀ minus"
-        " final weights; > 0 is worse)"
+        " final weights, ± its standard error; > 0 is worse)"
     )
     return table
 
 
 def _forgetting_cell(f: dict[str, Any]) -> str:
-    return "-" if f["last"] is None else f"{f['last']:+.4f}"
+    if f["last"] is None:
+        return "-"
+    se = f["se_last"]
+    return f"{f['last']:+.4f}" + ("" if se is None or se != se else f" ± {se:.4f}")
 
 
 def _cold_line(cold: dict[str, int]) -> str:
@@ -281,8 +284,8 @@ def runs_show(
     f = summary["forgetting"]
     if f["points"]:
         out.print(
-            f"{'forgetting':>14}: {f['last']:+.4f} at the end, {f['max']:+.4f} at most, over"
-            f" {f['points']} probe points (NDCG@10 on the pre-replay probe, θ₀ minus now)"
+            f"{'forgetting':>14}: {_forgetting_cell(f)} at the end, {f['max']:+.4f} at most,"
+            f" over {f['points']} probe points (NDCG@10 on the pre-replay probe, θ₀ minus now)"
         )
     for det in summary["detectors"]:
         out.print(_detector_line(info["policy"], det))
