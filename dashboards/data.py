@@ -214,18 +214,20 @@ def batch_frames(
 
 def probe_frame(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> pd.DataFrame:
     """The forgetting probe's points of every run: ``run, batch_id, t_end, probe_ndcg10,
-    forgetting_ndcg10`` (one row per probe point; empty for runs without a probe)."""
+    forgetting_ndcg10, forgetting_se`` (one row per probe point; empty for runs without a
+    probe)."""
     labels = run_labels(con, run_ids)
     parts = []
     for run_id in run_ids:
         part = con.execute(
-            "SELECT batch_id, t_end, probe_ndcg10, forgetting_ndcg10 FROM run_batches"
+            "SELECT batch_id, t_end, probe_ndcg10, forgetting_ndcg10, forgetting_se"
+            " FROM run_batches"
             " WHERE run_id = ? AND probe_ndcg10 IS NOT NULL ORDER BY batch_id",
             [run_id],
         ).df()
         part.insert(0, "run", labels[run_id])
         parts.append(part)
-    columns = ["run", "batch_id", "t_end", "probe_ndcg10", "forgetting_ndcg10"]
+    columns = ["run", "batch_id", "t_end", "probe_ndcg10", "forgetting_ndcg10", "forgetting_se"]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
 

@@ -358,7 +358,8 @@ def tta_figure(
     `batches` columns: ``run, t_start, t_end, n_batches, n_events, tta_loss_before,
     tta_loss_after, param_distance, backward_passes_cum`` (one row per bucket of micro-batches);
     `deltas`: ``run, delta_next_mean`` (per micro-batch values, possibly subsampled);
-    `probes`: ``run, batch_id, t_end, probe_ndcg10, forgetting_ndcg10`` (`data.probe_frame`).
+    `probes`: ``run, batch_id, t_end, probe_ndcg10, forgetting_ndcg10, forgetting_se``
+    (`data.probe_frame`; drawn with ± SE bars).
     """
     probes = probes if probes is not None and len(probes) else None
     titles = [
@@ -375,7 +376,7 @@ def tta_figure(
         rows=len(grid),
         cols=2,
         specs=grid,
-        vertical_spacing=0.14 if probes is None else 0.1,
+        vertical_spacing=0.14 if probes is None else 0.11,
         subplot_titles=titles,
     )
     extra = _runs(probes) if probes is not None else []
@@ -436,6 +437,7 @@ def tta_figure(
             first = False
         pr = probes[probes["run"] == run] if probes is not None else None
         if pr is not None and len(pr):
+            se = np.nan_to_num(pr["forgetting_se"].to_numpy(dtype=np.float64))
             fig.add_trace(
                 go.Scatter(
                     x=to_datetime(pr["t_end"]),
@@ -445,13 +447,14 @@ def tta_figure(
                     legendgroup=name,
                     showlegend=first,
                     line={"color": color(k)},
+                    error_y={"type": "data", "array": se, "visible": True, "thickness": 1},
                     customdata=np.column_stack(
-                        [pr["batch_id"], pr["probe_ndcg10"].to_numpy(dtype=np.float64)]
+                        [pr["batch_id"], pr["probe_ndcg10"].to_numpy(dtype=np.float64), se]
                     ),
                     hovertemplate=(
-                        f"<b>{name}</b><br>forgetting = %{{y:+.4f}}<br>probe NDCG@10 ="
-                        " %{customdata[1]:.4f}<br>after micro-batch %{customdata[0]}"
-                        "<extra></extra>"
+                        f"<b>{name}</b><br>forgetting = %{{y:+.4f}} ± %{{customdata[2]:.4f}}"
+                        " (SE)<br>probe NDCG@10 = %{customdata[1]:.4f}<br>after micro-batch"
+                        " %{customdata[0]}<extra></extra>"
                     ),
                 ),
                 row=3,
@@ -469,7 +472,7 @@ def tta_figure(
         fig.update_yaxes(title_text="Δ NDCG@10", row=3, col=1)
         fig.update_xaxes(title_text="time (UTC)", row=3, col=1)
         fig.add_hline(y=0.0, line={"color": "#444", "width": 1}, row=3, col=1)
-        height = 900
+        height = 1000
     fig.update_layout(title=text(title), barmode="overlay", height=height, legend_title_text="run")
     return fig
 

@@ -42,6 +42,10 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     fabricate_run(con, "base", policy="reset", alarms=[("adwin", "rr10", 900), (IMG, EVIL, 1500)])
     copy_run(con, "base", EVIL, policy=EVIL, ndcg_shift=0.02)
     fabricate_run(con, "cont", policy="continual", seed=3)
+    con.execute(  # forgetting-probe points, so the health panel draws its third row
+        "UPDATE run_batches SET probe_ndcg10 = 0.2, forgetting_ndcg10 = 0.001 * batch_id,"
+        " forgetting_se = 0.002 WHERE run_id = 'cont' AND batch_id % 5 = 4"
+    )
     return write_dashboard(con, ["base", EVIL, "cont"], tmp_path_factory.mktemp("dash") / "d.html")
 
 

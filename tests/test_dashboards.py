@@ -158,7 +158,8 @@ def test_forgetting_probe_row_at_the_probe_points() -> None:
     fabricate_run(con, "r2", policy="none", seed=2, adapts=False)
     con.execute(
         "UPDATE run_batches SET probe_ndcg10 = 0.3 - 0.001 * batch_id,"
-        " forgetting_ndcg10 = 0.001 * batch_id WHERE run_id = 'r1' AND batch_id % 4 = 3"
+        " forgetting_ndcg10 = 0.001 * batch_id, forgetting_se = 0.0005"
+        " WHERE run_id = 'r1' AND batch_id % 4 = 3"
     )
     from dashboards import data
 
@@ -174,6 +175,7 @@ def test_forgetting_probe_row_at_the_probe_points() -> None:
     (row3,) = [t for t in fig.data if t.yaxis == "y5"]
     assert list(row3.x) == list(figures.to_datetime([t for (t,) in expected_t]))
     assert row3.y[0] == pytest.approx(0.003)
+    assert list(row3.error_y.array) == pytest.approx([0.0005] * len(expected_t))
     assert fig.layout.yaxis5.title.text == "Δ NDCG@10"
     assert "forgetting" in fig.layout.annotations[-1].text
 
