@@ -10,6 +10,12 @@ Two orthogonal axes (PROTOCOL.md §6.4):
 - online supervised update after the reveal (`online`): `online_steps` Adam steps on the model's
   supervised loss over the revealed events. It moves the *base* weights that ``reset`` restores to.
 
+``continual`` takes three modifiers (PROTOCOL.md §6.7): ``reset_every`` N restores the
+pretrained test-time parameters and a fresh optimizer after every N-th micro-batch (RDumb),
+``reset_on_alarm`` does it after an alarm of the named detector (the engine calls
+`restore_pretrained`), and ``anchor`` α pulls the parameters towards θ₀ after every step,
+θ ← α·θ + (1 − α)·θ₀ (ROID's weight ensembling; α = 1 is plain continual).
+
 With ``reset`` and no online update the weights after every micro-batch equal the pretrained ones
 bit for bit, and no gradient or optimizer state survives a batch.
 """
@@ -132,21 +138,44 @@ class Adapter:
             self.tta_opt.zero_grad(set_to_none=True)
             loss.backward()
             self.tta_opt.step()
+            if self.policy.anchor is not None:
+                self._pull_towards_pretrained(self.policy.anchor)
         self.tta_opt.zero_grad(set_to_none=True)
         with torch.no_grad():
             after = float(self.model.test_time_loss(inputs))
         seconds = time.perf_counter() - start
         return AdaptStats(before, after, self.policy.tta_steps, seconds, filtered, saved)
 
+    def _pull_towards_pretrained(self, alpha: float) -> None:
+        with torch.no_grad():
+            for param, value in zip(self.tta_params, self._tta0, strict=True):
+                param.mul_(alpha).add_(value, alpha=1.0 - alpha)
+
     # -- after scoring: restore for reset -------------------------------------------------------
-    def after_scoring(self) -> None:
-        """``reset``: restore the weights and start a fresh optimizer (Algorithm 1, line 12)."""
+    def after_scoring(self, batch_id: int | None = None) -> bool:
+        """``reset``: restore the weights and start a fresh optimizer (Algorithm 1, line 12);
+        ``continual`` with ``reset_every`` N: the same after every N-th micro-batch. Returns
+        whether a periodic reset happened (the per-batch ``reset`` is not counted). Without a
+        `batch_id` (LOO evaluation) there is no periodic reset."""
         if self.policy.tta == "reset" and self._base is not None:
             with torch.no_grad():
                 for param, value in zip(self.tta_params, self._base, strict=True):
                     param.copy_(value)
             self._base = None
             self.tta_opt = self._new_tta_optimizer()
+        every = self.policy.reset_every
+        if every is not None and batch_id is not None and (batch_id + 1) % every == 0:
+            self.restore_pretrained()
+            return True
+        return False
+
+    def restore_pretrained(self) -> None:
+        """Back to the pretrained test-time parameters, with a fresh optimizer (a continual
+        policy's periodic or drift-triggered reset)."""
+        with torch.no_grad():
+            for param, value in zip(self.tta_params, self._tta0, strict=True):
+                param.copy_(value)
+        self.tta_opt = self._new_tta_optimizer()
 
     # -- stage 4: online supervised update ------------------------------------------------------
     def learn(self, revealed: SeqBatch, *, seed: int) -> int:

@@ -18,7 +18,8 @@ For every micro-batch, in this order and only here (`ReplayEngine.step`):
    optional online supervised update learns from it.
 5. **detect**: river detectors are fed the batch's per-event and per-batch signals (the
    label-free ones: the test-time loss on the adapted inputs before any step, the mean Δ_{n+1};
-   their time is counted in this stage).
+   their time is counted in this stage). A ``reset_on_alarm`` policy restores the pretrained
+   test-time parameters when its detector fires: the next micro-batch starts from θ₀.
 6. **probe** (every `probe_every` of the replay, when the scenario has one): the forgetting
    probe (`streamsim.probe`) re-scores its fixed pre-replay requests with the weights the next
    micro-batch will start from; the first probe, before micro-batch 0, gives the θ₀ level.
@@ -104,6 +105,7 @@ class BatchResult:
     probe_hr10: float | None = None
     forgetting_ndcg10: float | None = None
     forgetting_se: float | None = None  # standard error of the paired per-request differences
+    tta_reset: bool = False  # a continual policy restored θ₀ after this batch (periodic / alarm)
 
 
 def micro_batches(
@@ -266,7 +268,7 @@ class ReplayEngine:
         entropy = float(topk_entropy(scores).mean())
         catalogue = int((~outside).sum())  # items known to some request of the batch
         coverage = float(torch.unique(top10).numel()) / max(catalogue, 1)
-        self.adapter.after_scoring()  # reset: restore weights + optimizer
+        restored = self.adapter.after_scoring(eb.batch_id)  # reset; periodic reset
         seconds["score"] += time.perf_counter() - t0
         # 4. reveal: the last wave's histories, the catalogue, count models, online update
         t0 = time.perf_counter()
@@ -281,6 +283,10 @@ class ReplayEngine:
         # 5. detect
         t0 = time.perf_counter()
         alarms = self._detect(eb, metrics, tta_loss, entropy)
+        trigger = self.policy.reset_on_alarm
+        if trigger is not None and any(f"{a[0]}:{a[1]}" == trigger for a in alarms):
+            self.adapter.restore_pretrained()  # drift-triggered reset, before the next batch
+            restored = True
         seconds["detect"] += time.perf_counter() - t0
         # 6. probe: the weights the next micro-batch starts from, on the source period
         probe: dict[str, float] = {}
@@ -314,6 +320,7 @@ class ReplayEngine:
             probe_hr10=probe.get("hr10"),
             forgetting_ndcg10=probe.get("forgetting"),
             forgetting_se=probe.get("forgetting_se"),
+            tta_reset=restored,
         )
 
     def _label_free_signals(

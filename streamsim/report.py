@@ -26,7 +26,17 @@ def summarize(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
         "quartiles": [float(v) for v in q["value"].tolist()],
         "detectors": detector_report(con, run_id),
         "forgetting": forgetting(con, run_id),
+        "tta_resets": tta_resets(con, run_id),
     }
+
+
+def tta_resets(con: duckdb.DuckDBPyConnection, run_id: str) -> int:
+    """Periodic or drift-triggered restores of θ₀ by a continual policy (0 for the others)."""
+    row = fetch_one(
+        con, "SELECT count(*) FILTER (WHERE tta_reset) FROM run_batches WHERE run_id = ?", [run_id]
+    )
+    assert row is not None
+    return int(row[0])
 
 
 def forgetting(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, float | int | None]:

@@ -195,6 +195,7 @@ def _batch_row(run_id: str, r: BatchResult) -> dict[str, Any]:
         "forgetting_ndcg10": r.forgetting_ndcg10,
         "forgetting_se": r.forgetting_se,
         "time_probe": r.seconds.get("probe", 0.0),
+        "tta_reset": r.tta_reset,
     }
 
 

@@ -87,6 +87,20 @@ class PolicySpec:
     online_steps: int = 1
     # ETA-Rec sample filter on the test-time step ([adaptation.policies.sample_filter]; None: off)
     sample_filter: EtaFilterSpec | None = None
+    # modifiers of continual adaptation (PROTOCOL.md §6.7): restore the pretrained test-time
+    # parameters and a fresh optimizer every `reset_every` micro-batches (RDumb's periodic
+    # reset) and/or after an alarm of the detector `reset_on_alarm` ("name:signal" of a
+    # [[detectors]] entry: drift-triggered reset); `anchor` pulls them back after every step,
+    # θ ← anchor·θ + (1 − anchor)·θ₀ (ROID's weight ensembling)
+    reset_every: int | None = None
+    reset_on_alarm: str | None = None
+    anchor: float | None = None
+
+    @property
+    def modifiers(self) -> tuple[str, ...]:
+        """The continual-adaptation modifiers this policy sets."""
+        keys = ("reset_every", "reset_on_alarm", "anchor")
+        return tuple(k for k in keys if getattr(self, k) is not None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -282,6 +296,24 @@ def _nonneg(value: float | int | None, where: str, *, strict: bool = False) -> N
         raise ScenarioError(msg)
 
 
+def _check_modifiers(spec: PolicySpec, where: str) -> None:
+    """Periodic / drift-triggered reset and anchoring modify continual adaptation only."""
+    for key in spec.modifiers:
+        if spec.tta != "continual" or spec.online:
+            got = f"tta = {spec.tta!r}" + (", online = true" if spec.online else "")
+            msg = (
+                f"{where} key {key!r}: modifies continual test-time adaptation; expected"
+                f" tta = 'continual' without online updates (whose weights would not be the"
+                f" pretrained ones a reset restores), got {got}"
+            )
+            raise ScenarioError(msg)
+    if spec.reset_every is not None:
+        _nonneg(spec.reset_every, f"{where} key 'reset_every'", strict=True)
+    if spec.anchor is not None and not 0 < spec.anchor <= 1:
+        msg = f"{where} key 'anchor': expected a weight in (0, 1], got {spec.anchor!r}"
+        raise ScenarioError(msg)
+
+
 def _sample_filter(policy: dict[str, Any], spec: PolicySpec, where: str) -> EtaFilterSpec:
     """The ETA-Rec filter of a policy table; only for policies that adapt at test time."""
     if spec.tta == "none":
@@ -469,6 +501,7 @@ def _resolve(raw: dict[str, Any], path: Path) -> Scenario:
                 _nonneg(getattr(spec, key), f"{pw} key {key!r}")
             if p.get("sample_filter") is not None:  # None: from a resolved default policy
                 spec = replace(spec, sample_filter=_sample_filter(p, spec, f"{pw}.sample_filter"))
+            _check_modifiers(spec, pw)
             ps.append(spec)
         names = [p.name for p in ps]
         dups = sorted({str(n) for n in names if names.count(n) > 1})
@@ -527,6 +560,15 @@ def _resolve(raw: dict[str, Any], path: Path) -> Scenario:
             msg = f"{dw}: signal 'tta_loss' needs [replay] label_free_signals = true"
             raise ScenarioError(msg)
         dets.append(det)
+    watched = [f"{d.name}:{d.signal}" for d in dets]
+    for i, pol in enumerate(policies):
+        if pol.reset_on_alarm is not None and pol.reset_on_alarm not in watched:
+            msg = (
+                f"{f}: [[adaptation.policies]][{i}] key 'reset_on_alarm': no detector"
+                f" {pol.reset_on_alarm!r}; expected 'name:signal' of a [[detectors]] entry,"
+                f" one of {watched}"
+            )
+            raise ScenarioError(msg)
 
     segments = SegmentSpec(**_build(SegmentSpec, raw.get("segments", {}), f"{f}: [segments]"))
     bad_cal = [c for c in segments.calendar if c not in ("day", "week", "weekpart", "hour")]

@@ -147,7 +147,8 @@ CREATE TABLE IF NOT EXISTS run_batches (
     probe_hr10 DOUBLE,
     forgetting_ndcg10 DOUBLE,     -- NDCG@10(theta_0, probe) - probe_ndcg10
     forgetting_se DOUBLE,         -- its standard error (paired per-request differences)
-    time_probe DOUBLE             -- seconds
+    time_probe DOUBLE,            -- seconds
+    tta_reset BOOLEAN             -- a continual policy restored theta_0 after the batch
 );
 CREATE TABLE IF NOT EXISTS run_alarms (
     run_id VARCHAR NOT NULL,
@@ -166,6 +167,7 @@ ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS probe_hr10 DOUBLE;
 ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS forgetting_ndcg10 DOUBLE;
 ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS forgetting_se DOUBLE;
 ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS time_probe DOUBLE;
+ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS tta_reset BOOLEAN;
 """
 
 EVENT_SCHEMA = pa.schema(

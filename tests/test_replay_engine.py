@@ -263,3 +263,51 @@ def test_detectors_report_alarms_at_replay_positions(con) -> None:  # type: igno
         assert name in ("page_hinkley", "ddm", "adwin")
         assert signal in ("rr10", "miss10", "tta_loss")
         assert isinstance(ts, int)
+
+
+def test_periodic_reset_restores_theta0_every_n_batches(con) -> None:  # type: ignore[no-untyped-def]
+    periodic = PolicySpec(name="periodic", tta="continual", tta_lr=0.05, reset_every=3)
+    _, results = run(con, make_toy_model(20), periodic, ReplaySpec(batch_events=16))
+    _, reset = run(con, make_toy_model(20), RESET, ReplaySpec(batch_events=16))
+    assert len(results) > 7
+    for r in results:
+        after_reset = (r.batch.batch_id + 1) % 3 == 0
+        assert r.tta_reset == after_reset
+        assert (r.param_distance == 0.0) == after_reset, r.batch.batch_id
+    # a batch right after a reset starts from θ₀ with a fresh optimizer: as under `reset`
+    for k in (0, 3, 6):
+        assert (results[k].ranks == reset[k].ranks).all()
+    assert not (results[2].ranks == reset[2].ranks).all()  # two carried steps differ
+
+
+def test_anchor_pulls_towards_theta0_and_one_is_plain_continual(con) -> None:  # type: ignore[no-untyped-def]
+    spec = ReplaySpec(batch_events=16)
+    _, plain = run(con, make_toy_model(20), CONTINUAL, spec)
+    one = PolicySpec(name="a1", tta="continual", tta_lr=0.05, anchor=1.0)
+    _, same = run(con, make_toy_model(20), one, spec)
+    assert (ranks_of(same) == ranks_of(plain)).all()
+    assert [r.param_distance for r in same] == [r.param_distance for r in plain]
+    half = PolicySpec(name="a.5", tta="continual", tta_lr=0.05, anchor=0.5)
+    _, pulled = run(con, make_toy_model(20), half, spec)
+    assert 0 < pulled[-1].param_distance < plain[-1].param_distance
+    assert not any(r.tta_reset for r in pulled)
+
+
+def test_drift_triggered_reset_restores_theta0_after_an_alarm(con) -> None:  # type: ignore[no-untyped-def]
+    detector = DetectorSpec(
+        name="page_hinkley", signal="rr10", params=(("threshold", 0.5), ("min_instances", 5))
+    )
+    policy = PolicySpec(
+        name="drift-reset", tta="continual", tta_lr=0.05, reset_on_alarm="page_hinkley:rr10"
+    )
+    _, results = run(
+        con, make_toy_model(20), policy, ReplaySpec(batch_events=8), detectors=(detector,)
+    )
+    fired = [r for r in results if r.alarms]
+    assert fired, "a low PageHinkley threshold must fire on this noisy stream"
+    for r in results:
+        assert r.tta_reset == bool(r.alarms)
+        if r.alarms:
+            assert r.param_distance == 0.0
+    quiet = [r for r in results if not r.alarms and r.batch.batch_id > 0]
+    assert any(r.param_distance > 0 for r in quiet)

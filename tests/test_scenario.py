@@ -161,6 +161,29 @@ BAD = [
         "valid_start=1704067200.0\nreplay_start=1900000000.0\n",
         "is after the last event",
     ),
+    (
+        "[[adaptation.policies]]\nname='p'\ntta='reset'\nreset_every=4\n",
+        r"\[\[adaptation.policies\]\]\[0\] key 'reset_every': modifies continual.*"
+        r"got tta = 'reset'",
+    ),
+    (
+        "[[adaptation.policies]]\nname='p'\ntta='continual'\nonline=true\nanchor=0.9\n",
+        r"key 'anchor': modifies continual.*got tta = 'continual', online = true",
+    ),
+    (
+        "[[adaptation.policies]]\nname='p'\ntta='continual'\nanchor=0.0\n",
+        r"key 'anchor': expected a weight in \(0, 1\], got 0.0",
+    ),
+    (
+        "[[adaptation.policies]]\nname='p'\ntta='continual'\nreset_every=0\n",
+        r"key 'reset_every': expected a value > 0",
+    ),
+    (
+        "[[adaptation.policies]]\nname='p'\ntta='continual'\nreset_on_alarm='adwin:rr10'\n"
+        "[[detectors]]\nname='adwin'\nsignal='ndcg10'\n",
+        r"key 'reset_on_alarm': no detector 'adwin:rr10'; expected 'name:signal'.*"
+        r"\['adwin:ndcg10'\]",
+    ),
 ]
 
 

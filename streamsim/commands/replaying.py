@@ -281,6 +281,8 @@ def runs_show(
     for key, value in summary["metrics"].items():
         out.print(f"{key:>14}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
     out.print(f"{'quartiles':>14}: " + " ".join(f"{q:.4f}" for q in summary["quartiles"]))
+    if summary["tta_resets"]:
+        out.print(f"{'tta resets':>14}: {summary['tta_resets']} (periodic or drift-triggered)")
     f = summary["forgetting"]
     if f["points"]:
         out.print(
