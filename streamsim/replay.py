@@ -391,6 +391,8 @@ class ReplayEngine:
         self.next_idx = int(state["next_idx"])
         self.next_batch_id = int(state["next_batch_id"])
         self.n_replayed = int(state.get("n_replayed", 0))
+        if "probe_base" not in state:  # saved before the probe existed: its θ₀ level is gone,
+            self.probe = None  # and scoring the resumed weights as θ₀ would fake a 0 baseline
         self.probe_base = state.get("probe_base")
 
 
