@@ -50,3 +50,26 @@ def topk_entropy(scores: Tensor, k: int = 10) -> Tensor:
     top = scores.topk(k, dim=1).values  # (B, k)
     p = torch.softmax(top, dim=1)
     return -(p * torch.log(p.clamp_min(1e-30))).sum(dim=1)
+
+
+def gini(counts: Tensor) -> float:
+    """Gini coefficient of non-negative counts (0: all equal; → 1: all mass on one entry).
+
+    Over the whole catalogue, items never recommended included, as in recommendation-diversity
+    reporting (PROTOCOL.md §6.2): with sorted counts c_1 <= ... <= c_n,
+    G = Σ (2i − n − 1) c_i / (n Σ c_i). No counts: 0.
+    """
+    c = torch.sort(counts.to(torch.float64)).values
+    n, total = c.numel(), float(c.sum())
+    if n == 0 or total == 0:
+        return 0.0
+    i = torch.arange(1, n + 1, dtype=torch.float64)
+    return float(((2 * i - n - 1) * c).sum() / (n * total))
+
+
+def marginal_entropy(items: Tensor) -> float:
+    """Entropy (nats) of the empirical distribution of `items` (a batch's top-1 predictions:
+    ASR's collapse signal; 0 when every request gets the same item)."""
+    _, counts = torch.unique(items, return_counts=True)
+    p = counts.to(torch.float64) / counts.sum()
+    return float(-(p * torch.log(p)).sum())

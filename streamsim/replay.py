@@ -48,7 +48,7 @@ from streamsim.adapt import Adapter, AdaptStats
 from streamsim.drift import BATCH_SIGNALS, Watch, feed, make_detector
 from streamsim.history import HistoryBuffer
 from streamsim.probe import ProbeScore, SourceProbe
-from streamsim.ranking import rank_metrics, target_ranks, topk_entropy
+from streamsim.ranking import gini, marginal_entropy, rank_metrics, target_ranks, topk_entropy
 from streamsim.scenario import DetectorSpec, PolicySpec, ReplaySpec
 
 
@@ -95,6 +95,8 @@ class BatchResult:
     delta_next_mean: float | None
     topk_entropy: float
     coverage: float
+    rec_gini: float  # Gini of the top-10 recommendation counts over the batch's catalogue
+    top1_entropy: float  # marginal entropy (nats) of the batch's top-1 predictions
     param_distance: float
     backward_passes: int
     seconds: dict[str, float]
@@ -268,6 +270,9 @@ class ReplayEngine:
         entropy = float(topk_entropy(scores).mean())
         catalogue = int((~outside).sum())  # items known to some request of the batch
         coverage = float(torch.unique(top10).numel()) / max(catalogue, 1)
+        known = torch.from_numpy(~outside)
+        rec_counts = torch.bincount(top10.reshape(-1), minlength=scores.shape[1])[known]
+        rec_gini, top1_entropy = gini(rec_counts), marginal_entropy(top10[:, 0])
         restored = self.adapter.after_scoring(eb.batch_id)  # reset; periodic reset
         seconds["score"] += time.perf_counter() - t0
         # 4. reveal: the last wave's histories, the catalogue, count models, online update
@@ -312,6 +317,8 @@ class ReplayEngine:
             delta_next_mean=delta,
             topk_entropy=entropy,
             coverage=coverage,
+            rec_gini=rec_gini,
+            top1_entropy=top1_entropy,
             param_distance=self.adapter.param_distance(),
             backward_passes=backward,
             seconds=seconds,

@@ -27,7 +27,23 @@ def summarize(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
         "detectors": detector_report(con, run_id),
         "forgetting": forgetting(con, run_id),
         "tta_resets": tta_resets(con, run_id),
+        "health": health(con, run_id),
     }
+
+
+def health(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, float | None]:
+    """Means over the run's micro-batches of the recommendation-diversity diagnostics
+    (PROTOCOL.md §6.2): top-10 coverage of the catalogue, Gini of the top-10 counts, marginal
+    entropy of the top-1 predictions, mean top-10 score entropy."""
+    row = fetch_one(
+        con,
+        "SELECT avg(coverage), avg(rec_gini), avg(top1_entropy), avg(topk_entropy)"
+        " FROM run_batches WHERE run_id = ?",
+        [run_id],
+    )
+    assert row is not None
+    keys = ("coverage", "rec_gini", "top1_entropy", "topk_entropy")
+    return {k: None if v is None else float(v) for k, v in zip(keys, row)}
 
 
 def tta_resets(con: duckdb.DuckDBPyConnection, run_id: str) -> int:

@@ -186,6 +186,8 @@ def _batch_row(run_id: str, r: BatchResult) -> dict[str, Any]:
         "delta_next_mean": r.delta_next_mean,
         "topk_entropy": r.topk_entropy,
         "coverage": r.coverage,
+        "rec_gini": r.rec_gini,
+        "top1_entropy": r.top1_entropy,
         "time_adapt": r.seconds["adapt"],
         "time_score": r.seconds["score"],
         "time_reveal": r.seconds["reveal"],

@@ -148,7 +148,9 @@ CREATE TABLE IF NOT EXISTS run_batches (
     forgetting_ndcg10 DOUBLE,     -- NDCG@10(theta_0, probe) - probe_ndcg10
     forgetting_se DOUBLE,         -- its standard error (paired per-request differences)
     time_probe DOUBLE,            -- seconds
-    tta_reset BOOLEAN             -- a continual policy restored theta_0 after the batch
+    tta_reset BOOLEAN,            -- a continual policy restored theta_0 after the batch
+    rec_gini DOUBLE,              -- Gini of top-10 recommendation counts over the catalogue
+    top1_entropy DOUBLE           -- marginal entropy (nats) of the batch's top-1 predictions
 );
 CREATE TABLE IF NOT EXISTS run_alarms (
     run_id VARCHAR NOT NULL,
@@ -168,6 +170,8 @@ ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS forgetting_ndcg10 DOUBLE;
 ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS forgetting_se DOUBLE;
 ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS time_probe DOUBLE;
 ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS tta_reset BOOLEAN;
+ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS rec_gini DOUBLE;
+ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS top1_entropy DOUBLE;
 """
 
 EVENT_SCHEMA = pa.schema(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -66,6 +67,14 @@ def test_runs_are_stored_with_every_event_and_batch(tmp_path: Path) -> None:
     ).fetchall()[0][0]
     assert before_after > 0
     assert events_of(con, ids["none"]) != events_of(con, ids["continual"])
+    health = con.execute(
+        "SELECT count(*), min(rec_gini), max(rec_gini), min(top1_entropy), max(top1_entropy),"
+        " max(n_events) FROM run_batches"
+    ).fetchall()[0]
+    n, g_min, g_max, e_min, e_max, b_max = health
+    assert n > 0
+    assert 0.0 <= g_min <= g_max < 1.0
+    assert 0.0 <= e_min <= e_max <= math.log(b_max) + 1e-9
 
 
 def test_checkpoints_are_cached_by_content(tmp_path: Path) -> None:

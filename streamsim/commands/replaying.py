@@ -281,6 +281,12 @@ def runs_show(
     for key, value in summary["metrics"].items():
         out.print(f"{key:>14}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
     out.print(f"{'quartiles':>14}: " + " ".join(f"{q:.4f}" for q in summary["quartiles"]))
+    h = summary["health"]
+    if h["rec_gini"] is not None:
+        out.print(
+            f"{'health':>14}: top-10 coverage {h['coverage']:.4f}, Gini {h['rec_gini']:.4f},"
+            f" top-1 entropy {h['top1_entropy']:.3f} nats (per micro-batch means)"
+        )
     if summary["tta_resets"]:
         out.print(f"{'tta resets':>14}: {summary['tta_resets']} (periodic or drift-triggered)")
     f = summary["forgetting"]
