@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 
 from streamsim import __version__
-from streamsim.errors import StorageError
+from streamsim.errors import ScenarioError, StorageError
 from streamsim.probe import build_probe
 from streamsim.replay import BatchResult, ReplayEngine, micro_batches
 from streamsim.runs import (
@@ -112,6 +112,9 @@ def replay_policy(
         replay_events=stop - split.replay.start,
         seed=scenario.seed,
     )
+    drift_starts: tuple[int, ...] = ()
+    if policy.reset_at_drifts:
+        drift_starts = _drift_starts(con, info.name, policy.name)
     engine = ReplayEngine(
         model,
         policy,
@@ -121,6 +124,7 @@ def replay_policy(
         n_items=info.n_items,
         seed=scenario.seed,
         probe=probe,
+        drift_starts=drift_starts,
     )
     run_id = None
     if resume:
@@ -184,6 +188,23 @@ def replay_policy(
     elapsed = time.perf_counter() - started
     finish_run(con, run_id, events_per_s=n_done / max(elapsed, 1e-9))
     return run_id
+
+
+def _drift_starts(con: duckdb.DuckDBPyConnection, dataset: str, policy: str) -> tuple[int, ...]:
+    """Replay indices where the dataset's ground-truth global drifts start (oracle reset)."""
+    rows = con.execute(
+        "SELECT DISTINCT start_idx FROM drifts WHERE dataset = ? AND user_id IS NULL"
+        " ORDER BY start_idx",
+        [dataset],
+    ).fetchall()
+    if not rows:
+        msg = (
+            f"policy {policy!r} resets at ground-truth drifts (reset_at_drifts), but dataset"
+            f" {dataset!r} has no global drifts in its ground truth; expected a synthetic"
+            " scenario with [[data.synthetic.drifts]]"
+        )
+        raise ScenarioError(msg)
+    return tuple(int(r[0]) for r in rows)
 
 
 def _manifest(scenario: Scenario, policy: PolicySpec, prepared: Prepared) -> dict[str, Any]:

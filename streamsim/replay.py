@@ -19,7 +19,9 @@ For every micro-batch, in this order and only here (`ReplayEngine.step`):
 5. **detect**: river detectors are fed the batch's per-event and per-batch signals (the
    label-free ones: the test-time loss on the adapted inputs before any step, the mean Δ_{n+1};
    their time is counted in this stage). A ``reset_on_alarm`` policy restores the pretrained
-   test-time parameters when its detector fires: the next micro-batch starts from θ₀.
+   test-time parameters when its detector fires: the next micro-batch starts from θ₀. (The
+   diagnostic ``reset_at_drifts`` policy restores θ₀ before stage 1 of every micro-batch that
+   holds a ground-truth drift start: an oracle, never deployable.)
 6. **probe** (every `probe_every` of the replay, when the scenario has one): the forgetting
    probe (`streamsim.probe`) re-scores its fixed pre-replay requests with the weights the next
    micro-batch will start from; the first probe, before micro-batch 0, gives the θ₀ level.
@@ -172,6 +174,7 @@ class ReplayEngine:
         n_items: int,
         seed: int,
         probe: SourceProbe | None = None,
+        drift_starts: tuple[int, ...] = (),
     ) -> None:
         self.model = model.eval()
         self.policy = policy
@@ -184,6 +187,7 @@ class ReplayEngine:
         self.next_batch_id = 0
         self.n_replayed = 0  # events stepped through (the resume position under tie shuffling)
         self.probe = probe
+        self.drift_starts = np.asarray(sorted(drift_starts), dtype=np.int64)  # oracle reset
         self.probe_base: ProbeScore | None = None  # θ₀ on the probe (before batch 0)
 
     # -- warm-up ----------------------------------------------------------------------------------
@@ -214,6 +218,9 @@ class ReplayEngine:
             t0 = time.perf_counter()
             self.probe_base = self.probe.score(self.model)
             seconds["probe"] += time.perf_counter() - t0
+        oracle = self.policy.reset_at_drifts and _holds_any(eb.idx, self.drift_starts)
+        if oracle:  # diagnostic oracle reset: the batch holds a ground-truth drift start
+            self.adapter.restore_pretrained()
         users, targets = eb.users, torch.from_numpy(eb.items)
         waves = eb.waves
         first = np.flatnonzero(waves == 0)  # every user's first request in the batch
@@ -327,7 +334,7 @@ class ReplayEngine:
             probe_hr10=probe.get("hr10"),
             forgetting_ndcg10=probe.get("forgetting"),
             forgetting_se=probe.get("forgetting_se"),
-            tta_reset=restored,
+            tta_reset=restored or oracle,
         )
 
     def _label_free_signals(
@@ -401,6 +408,14 @@ class ReplayEngine:
         if "probe_base" not in state:  # saved before the probe existed: its θ₀ level is gone,
             self.probe = None  # and scoring the resumed weights as θ₀ would fake a 0 baseline
         self.probe_base = state.get("probe_base")
+
+
+def _holds_any(idx: np.ndarray, positions: np.ndarray) -> bool:
+    """Whether some replay index in `positions` lies within the batch's [first, last] range."""
+    if not len(positions):
+        return False
+    lo = int(np.searchsorted(positions, idx[0], side="left"))
+    return lo < len(positions) and positions[lo] <= idx[-1]
 
 
 def _catalogue(known: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:

@@ -95,12 +95,17 @@ class PolicySpec:
     reset_every: int | None = None
     reset_on_alarm: str | None = None
     anchor: float | None = None
+    # diagnostic only (PROTOCOL.md §6.4 oracle-reset): restore θ₀ at the start of every
+    # micro-batch holding the start of a ground-truth global drift (synthetic data only); it
+    # bounds what a perfect drift-triggered reset could gain
+    reset_at_drifts: bool = False
 
     @property
     def modifiers(self) -> tuple[str, ...]:
         """The continual-adaptation modifiers this policy sets."""
         keys = ("reset_every", "reset_on_alarm", "anchor")
-        return tuple(k for k in keys if getattr(self, k) is not None)
+        found = tuple(k for k in keys if getattr(self, k) is not None)
+        return found + (("reset_at_drifts",) if self.reset_at_drifts else ())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from streamsim.errors import ModelError, StorageError
+from streamsim.errors import ModelError, ScenarioError, StorageError
 from streamsim.pipeline import prepare, replay_policy
 from streamsim.probe import build_probe
 from streamsim.report import summarize
-from streamsim.scenario import DataSpec, ReplaySpec
+from streamsim.scenario import DataSpec, PolicySpec, ReplaySpec
 from streamsim.store import Workspace
 from tests.pipeline_helpers import POLICIES, setup, tiny_scenario
 
@@ -181,6 +181,16 @@ def test_forgetting_probe_is_zero_without_carried_updates(tmp_path: Path) -> Non
     assert summary["last"] == online[-1]
     assert summary["max"] == max(online)
     assert summarize(con, ids["reset"])["forgetting"]["last"] == 0.0
+
+
+def test_oracle_reset_needs_ground_truth_drifts(tmp_path: Path) -> None:
+    ws, con = setup(tmp_path / "ws")
+    sc = tiny_scenario()
+    prepared = prepare(con, ws, sc)  # type: ignore[arg-type]
+    oracle = PolicySpec(name="oracle", tta="continual", reset_at_drifts=True)
+    with pytest.raises(ScenarioError, match="'oracle' resets at ground-truth drifts.*'toy' has no"):
+        replay_policy(con, ws, sc, oracle, prepared)  # type: ignore[arg-type]
+    assert con.execute("SELECT count(*) FROM runs").fetchall() == [(0,)]
 
 
 def test_probe_requests_lie_before_the_replay(tmp_path: Path) -> None:

@@ -311,3 +311,24 @@ def test_drift_triggered_reset_restores_theta0_after_an_alarm(con) -> None:  # t
             assert r.param_distance == 0.0
     quiet = [r for r in results if not r.alarms and r.batch.batch_id > 0]
     assert any(r.param_distance > 0 for r in quiet)
+
+
+def test_oracle_reset_restores_theta0_in_batches_holding_a_drift_start(con) -> None:  # type: ignore[no-untyped-def]
+    info = dataset_info(con, "toy")
+    policy = PolicySpec(name="oracle", tta="continual", tta_lr=0.05, reset_at_drifts=True)
+    spec = ReplaySpec(batch_events=16)
+    starts = (START + 20, START + 70, START + 71)
+    engine = ReplayEngine(
+        make_toy_model(20), policy, spec, (), n_users=info.n_users, n_items=info.n_items,
+        seed=0, drift_starts=starts,
+    )  # fmt: skip
+    engine.warm_up(iter_events(con, "toy", stop_idx=START))
+    batches = micro_batches(iter_events(con, "toy", start_idx=START), spec)
+    results = [engine.step(eb) for eb in batches]
+    _, reset = run(con, make_toy_model(20), RESET, spec)
+    hit = [r.batch.batch_id for r in results if r.tta_reset]
+    assert hit == [1, 4]  # [166, 181] holds 170; [214, 229] holds 220 and 221
+    # such a batch starts from θ₀ with a fresh optimizer, as under reset
+    for k in hit:
+        assert (results[k].ranks == reset[k].ranks).all()
+    assert not (results[3].ranks == reset[3].ranks).all()

@@ -171,6 +171,10 @@ BAD = [
         r"key 'anchor': modifies continual.*got tta = 'continual', online = true",
     ),
     (
+        "[[adaptation.policies]]\nname='p'\ntta='none'\nreset_at_drifts=true\n",
+        r"key 'reset_at_drifts': modifies continual.*got tta = 'none'",
+    ),
+    (
         "[[adaptation.policies]]\nname='p'\ntta='continual'\nanchor=0.0\n",
         r"key 'anchor': expected a weight in \(0, 1\], got 0.0",
     ),
