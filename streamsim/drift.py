@@ -39,7 +39,9 @@ BINARY: dict[str, type[BinaryDriftDetector]] = {
     "hddm_w": binary.HDDMW,
     "fhddm": binary.FHDDM,
 }
-EVENT_SIGNALS = ("rr10", "ndcg10", "miss10")  # one value per scored event
+# one value per scored event; entropy10 = the request's top-10 score entropy / ln 10, in [0, 1]
+# (label-free: known before the target is revealed)
+EVENT_SIGNALS = ("rr10", "ndcg10", "miss10", "entropy10")
 BATCH_SIGNALS = ("tta_loss", "topk_entropy")  # one value per micro-batch
 
 

@@ -36,6 +36,7 @@ adaptation use a micro-batch's events only after the whole micro-batch was score
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -274,7 +275,9 @@ class ReplayEngine:
         ranks = target_ranks(scores, targets)
         metrics = rank_metrics(ranks)
         top10 = scores.topk(min(10, scores.shape[1]), dim=1).indices
-        entropy = float(topk_entropy(scores).mean())
+        per_request_entropy = topk_entropy(scores)  # (B,), label-free
+        entropy = float(per_request_entropy.mean())
+        metrics["entropy10"] = per_request_entropy / math.log(10)
         catalogue = int((~outside).sum())  # items known to some request of the batch
         coverage = float(torch.unique(top10).numel()) / max(catalogue, 1)
         known = torch.from_numpy(~outside)

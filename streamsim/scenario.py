@@ -134,7 +134,7 @@ class DetectorSpec:
     """One entry of [[detectors]]: a river detector watching one signal."""
 
     name: str  # adwin | page_hinkley | kswin | ddm | eddm | hddm_a | hddm_w | fhddm
-    signal: str  # rr10 | ndcg10 | miss10 | tta_loss | topk_entropy
+    signal: str  # rr10 | ndcg10 | miss10 | entropy10 | tta_loss | topk_entropy
     params: tuple[tuple[str, Any], ...] = ()
 
 
@@ -171,7 +171,7 @@ class Scenario:
 # ---------------------------------------------------------------------------------------------
 
 DETECTOR_NAMES = ("adwin", "page_hinkley", "kswin", "ddm", "eddm", "hddm_a", "hddm_w", "fhddm")
-SIGNAL_NAMES = ("rr10", "ndcg10", "miss10", "tta_loss", "topk_entropy")
+SIGNAL_NAMES = ("rr10", "ndcg10", "miss10", "entropy10", "tta_loss", "topk_entropy")
 DEFAULT_POLICIES = (
     PolicySpec(name="none"),
     PolicySpec(name="reset", tta="reset"),

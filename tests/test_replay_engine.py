@@ -332,3 +332,28 @@ def test_oracle_reset_restores_theta0_in_batches_holding_a_drift_start(con) -> N
     for k in hit:
         assert (results[k].ranks == reset[k].ranks).all()
     assert not (results[3].ranks == reset[3].ranks).all()
+
+
+def test_entropy10_is_a_per_event_label_free_signal(con, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Detectors on `entropy10` get one value per scored event: the request's top-10 score
+    entropy over ln 10, in [0, 1], computed before any target is revealed."""
+    import streamsim.replay as replay_module
+
+    fed: list[list[float]] = []
+    real_feed = replay_module.feed
+
+    def spy(watch, values, positions):  # type: ignore[no-untyped-def]
+        if watch.spec.signal == "entropy10":
+            fed.append(list(values))
+        return real_feed(watch, values, positions)
+
+    monkeypatch.setattr(replay_module, "feed", spy)
+    detector = DetectorSpec(name="adwin", signal="entropy10")
+    _, results = run(
+        con, make_toy_model(20), NONE, ReplaySpec(batch_events=16), detectors=(detector,)
+    )
+    assert [len(v) for v in fed] == [len(r.batch) for r in results]
+    values = np.concatenate([np.asarray(v) for v in fed])
+    assert ((values >= 0) & (values <= 1)).all()
+    means = np.array([np.mean(v) for v in fed]) * np.log(10)
+    assert means == pytest.approx(np.array([r.topk_entropy for r in results]))
