@@ -47,7 +47,7 @@ def health(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, float | Non
 
 
 def tta_resets(con: duckdb.DuckDBPyConnection, run_id: str) -> int:
-    """Periodic or drift-triggered restores of θ₀ by a continual policy (0 for the others)."""
+    """Periodic, drift-triggered or oracle restores of θ₀ by a continual policy (0 for others)."""
     row = fetch_one(
         con, "SELECT count(*) FILTER (WHERE tta_reset) FROM run_batches WHERE run_id = ?", [run_id]
     )

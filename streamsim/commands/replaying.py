@@ -288,7 +288,8 @@ def runs_show(
             f" top-1 entropy {h['top1_entropy']:.3f} nats (per micro-batch means)"
         )
     if summary["tta_resets"]:
-        out.print(f"{'tta resets':>14}: {summary['tta_resets']} (periodic or drift-triggered)")
+        n = summary["tta_resets"]
+        out.print(f"{'tta resets':>14}: {n} (periodic, drift-triggered or oracle)")
     f = summary["forgetting"]
     if f["points"]:
         out.print(
