@@ -17,7 +17,9 @@ pretrained test-time parameters and a fresh optimizer after every N-th micro-bat
 θ ← α·θ + (1 − α)·θ₀ (ROID's weight ensembling; α = 1 is plain continual).
 
 With ``reset`` and no online update the weights after every micro-batch equal the pretrained ones
-bit for bit, and no gradient or optimizer state survives a batch.
+bit for bit, and no gradient or optimizer state survives a batch. A step whose loss or gradient
+is not finite is skipped (counted in `AdaptStats.skipped_steps`), so a diverging large-lr run
+stops moving instead of filling its weights with NaN.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class AdaptStats:
     seconds: float
     filtered_share: float | None = None  # share of requests a sample filter left out
     samples_saved: int = 0  # per-request gradient contributions skipped: left-out x steps
+    skipped_steps: int = 0  # steps not taken because the loss or a gradient was not finite
 
 
 def collect_params(model: Recommender) -> tuple[list[torch.nn.Parameter], list[str]]:
@@ -131,12 +134,20 @@ class Adapter:
         if step_inputs is not inputs:  # the recorded losses are of the whole batch, filtered or not
             with torch.no_grad():
                 before = float(self.model.test_time_loss(inputs))
+        backward, skipped = 0, 0
         for _ in range(self.policy.tta_steps):
             loss = self.model.test_time_loss(step_inputs)
             if before is None:
                 before = float(loss.detach())
             self.tta_opt.zero_grad(set_to_none=True)
+            if not bool(torch.isfinite(loss)):  # a diverged model: never step on NaN / inf
+                skipped += 1
+                continue
             loss.backward()
+            backward += 1
+            if not _finite_grads(self.tta_params):
+                skipped += 1
+                continue
             self.tta_opt.step()
             if self.policy.anchor is not None:
                 self._pull_towards_pretrained(self.policy.anchor)
@@ -144,7 +155,7 @@ class Adapter:
         with torch.no_grad():
             after = float(self.model.test_time_loss(inputs))
         seconds = time.perf_counter() - start
-        return AdaptStats(before, after, self.policy.tta_steps, seconds, filtered, saved)
+        return AdaptStats(before, after, backward, seconds, filtered, saved, skipped)
 
     def _pull_towards_pretrained(self, alpha: float) -> None:
         with torch.no_grad():
@@ -186,14 +197,19 @@ class Adapter:
         self.model.train()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # dropout masks, scoped: deterministic and resumable
+            backward = 0
             for _ in range(self.policy.online_steps):
                 loss = self.model.loss(revealed)
                 self.online_opt.zero_grad(set_to_none=True)
+                if not bool(torch.isfinite(loss)):  # never step on NaN / inf
+                    continue
                 loss.backward()
-                self.online_opt.step()
+                backward += 1
+                if _finite_grads(self.params):
+                    self.online_opt.step()
             self.online_opt.zero_grad(set_to_none=True)
         self.model.eval()
-        return self.policy.online_steps
+        return backward
 
     def param_distance(self) -> float:
         """||theta - theta_0|| over the adapted parameters (0.0 bit for bit after a reset)."""
@@ -222,6 +238,10 @@ class Adapter:
             self.tta_opt.load_state_dict(state["tta_opt"])  # type: ignore[arg-type]
         if self.online_opt is not None and state["online_opt"] is not None:
             self.online_opt.load_state_dict(state["online_opt"])  # type: ignore[arg-type]
+
+
+def _finite_grads(params: list[torch.nn.Parameter]) -> bool:
+    return all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params)
 
 
 def _snapshot(model: Recommender) -> dict[str, Tensor]:

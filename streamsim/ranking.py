@@ -3,7 +3,10 @@
 The rank of a target is ``1 + #{items scoring strictly higher} + #{other items tying with it}``:
 ties count against the target (pessimistic), so a constant model gets the worst rank, never a
 lucky one. Items outside the catalogue (unknown at request time, padding, masked history items)
-score -inf; a target at -inf ranks after every catalogue item.
+score -inf; a target at -inf ranks after every catalogue item. A model whose weights diverged
+gets no credit from NaN scores either: NaN items count as scoring higher than the target, and a
+target scored NaN gets the worst rank, V (before this rule an all-NaN model ranked every target
+first, since no comparison with NaN is true).
 """
 
 from __future__ import annotations
@@ -25,12 +28,16 @@ def target_ranks(scores: Tensor, targets: Tensor) -> Tensor:
     >>> s[0, 3] = float("-inf")
     >>> target_ranks(s, torch.tensor([3, 1])).tolist()
     [3, 3]
+    >>> nan = torch.full((1, 4), float("nan"))
+    >>> target_ranks(nan, torch.tensor([2])).tolist()
+    [4]
     """
     target_scores = scores.gather(1, targets[:, None])  # (B, 1)
-    higher = (scores > target_scores).sum(dim=1)
+    higher = ((scores > target_scores) | torch.isnan(scores)).sum(dim=1)
     ties = (scores == target_scores).sum(dim=1) - 1  # minus the target itself
-    finite = torch.isfinite(target_scores[:, 0])
-    return 1 + higher + torch.where(finite, ties, torch.zeros_like(ties))
+    t = target_scores[:, 0]
+    ranks = 1 + higher + torch.where(t == float("-inf"), torch.zeros_like(ties), ties)
+    return torch.where(torch.isnan(t), torch.full_like(ranks, scores.shape[1]), ranks)
 
 
 def rank_metrics(ranks: Tensor) -> dict[str, Tensor]:

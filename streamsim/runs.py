@@ -183,6 +183,7 @@ def _batch_row(run_id: str, r: BatchResult) -> dict[str, Any]:
         "backward_passes": r.backward_passes,
         "filtered_share": r.adapt.filtered_share,
         "tta_samples_saved": r.adapt.samples_saved,
+        "tta_skipped_steps": r.adapt.skipped_steps,
         "delta_next_mean": r.delta_next_mean,
         "topk_entropy": r.topk_entropy,
         "coverage": r.coverage,

@@ -357,3 +357,27 @@ def test_entropy10_is_a_per_event_label_free_signal(con, monkeypatch) -> None:  
     assert ((values >= 0) & (values <= 1)).all()
     means = np.array([np.mean(v) for v in fed]) * np.log(10)
     assert means == pytest.approx(np.array([r.topk_entropy for r in results]))
+
+
+@pytest.mark.parametrize("how", ["nan_loss", "nan_grad"])
+def test_non_finite_steps_are_skipped_not_taken(con, monkeypatch, how: str) -> None:  # type: ignore[no-untyped-def]
+    """A diverged test-time loss (or gradient) must not write NaN into the weights."""
+    model = make_toy_model(20)
+    first = next(iter(model.parameters()))
+
+    def broken(batch):  # type: ignore[no-untyped-def]
+        if how == "nan_loss":
+            return first.sum() * float("nan")
+        return (first.abs() ** 0.5).sum() * 0.0  # finite (0) but d/dx sqrt|x| at 0 is inf
+
+    with torch.no_grad():
+        first.zero_()
+    theta0 = {k: v.clone() for k, v in model.state_dict().items()}
+    monkeypatch.setattr(model, "test_time_loss", broken)
+    policy = PolicySpec(name="c", tta="continual", tta_lr=0.05, tta_steps=2)
+    _, results = run(con, model, policy, ReplaySpec(batch_events=16))
+    for r in results:
+        assert r.adapt.skipped_steps == 2
+        assert r.backward_passes == (0 if how == "nan_loss" else 2)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, theta0[k]), k
