@@ -27,6 +27,7 @@ def summarize(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
         "detectors": detector_report(con, run_id),
         "forgetting": forgetting(con, run_id),
         "tta_resets": tta_resets(con, run_id),
+        "tta_skipped_steps": tta_skipped_steps(con, run_id),
         "health": health(con, run_id),
     }
 
@@ -50,6 +51,17 @@ def tta_resets(con: duckdb.DuckDBPyConnection, run_id: str) -> int:
     """Periodic, drift-triggered or oracle restores of θ₀ by a continual policy (0 for others)."""
     row = fetch_one(
         con, "SELECT count(*) FILTER (WHERE tta_reset) FROM run_batches WHERE run_id = ?", [run_id]
+    )
+    assert row is not None
+    return int(row[0])
+
+
+def tta_skipped_steps(con: duckdb.DuckDBPyConnection, run_id: str) -> int:
+    """Test-time steps skipped because the loss or a gradient was not finite (a diverged run)."""
+    row = fetch_one(
+        con,
+        "SELECT coalesce(sum(tta_skipped_steps), 0) FROM run_batches WHERE run_id = ?",
+        [run_id],
     )
     assert row is not None
     return int(row[0])

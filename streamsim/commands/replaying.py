@@ -122,6 +122,9 @@ def replay(
     for s in summaries:
         for det in s["detectors"]:
             out.print(_detector_line(s["policy"], det))
+    for s in summaries:
+        if s["tta_skipped_steps"]:
+            out.print(_skipped_line(s["policy"], s["tta_skipped_steps"]))
     if comparison is not None:
         out.print(render_comparison(comparison))
     if path is not None:
@@ -188,6 +191,13 @@ def _forgetting_cell(f: dict[str, Any]) -> str:
         return "-"
     se = f["se_last"]
     return f"{f['last']:+.4f}" + ("" if se is None or se != se else f" ± {se:.4f}")
+
+
+def _skipped_line(policy: str, n: int) -> str:
+    return (
+        f"warning: policy {policy!r} skipped {n} test-time steps whose loss or gradient was not"
+        " finite (the adaptation diverged; lower tta_lr)"
+    )
 
 
 def _cold_line(cold: dict[str, int]) -> str:
@@ -287,6 +297,8 @@ def runs_show(
             f"{'health':>14}: top-10 coverage {h['coverage']:.4f}, Gini {h['rec_gini']:.4f},"
             f" top-1 entropy {h['top1_entropy']:.3f} nats (per micro-batch means)"
         )
+    if summary["tta_skipped_steps"]:
+        out.print(_skipped_line(info["policy"], summary["tta_skipped_steps"]))
     if summary["tta_resets"]:
         n = summary["tta_resets"]
         out.print(f"{'tta resets':>14}: {n} (periodic, drift-triggered or oracle)")
