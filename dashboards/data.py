@@ -192,7 +192,8 @@ def batch_frames(
             " SELECT bucket, min(t_start) AS t_start, max(t_end) AS t_end, count(*) AS n_batches,"
             " sum(n_events) AS n_events, avg(tta_loss_before) AS tta_loss_before,"
             " avg(tta_loss_after) AS tta_loss_after, arg_max(param_distance, batch_id)"
-            " AS param_distance, max(cum) AS backward_passes_cum FROM b"
+            " AS param_distance, max(cum) AS backward_passes_cum, avg(rec_gini) AS rec_gini,"
+            " avg(top1_entropy) AS top1_entropy FROM b"
             " GROUP BY bucket ORDER BY bucket",
             [max_points, run_id],
         ).df()

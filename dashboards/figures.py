@@ -356,12 +356,16 @@ def tta_figure(
     the runs have a forgetting probe, its forgetting over time (a third, full-width row).
 
     `batches` columns: ``run, t_start, t_end, n_batches, n_events, tta_loss_before,
-    tta_loss_after, param_distance, backward_passes_cum`` (one row per bucket of micro-batches);
+    tta_loss_after, param_distance, backward_passes_cum`` and optionally ``rec_gini,
+    top1_entropy`` (drawn as a third row when present; one row per bucket of micro-batches);
     `deltas`: ``run, delta_next_mean`` (per micro-batch values, possibly subsampled);
     `probes`: ``run, batch_id, t_end, probe_ndcg10, forgetting_ndcg10, forgetting_se``
     (`data.probe_frame`; drawn with ± SE bars).
     """
     probes = probes if probes is not None and len(probes) else None
+    diversity = [
+        c for c in ("rec_gini", "top1_entropy") if c in batches and batches[c].notna().any()
+    ]
     titles = [
         "test-time loss before (solid) / after (dotted) the step",
         "Δ_{n+1} per micro-batch (distribution)",
@@ -369,6 +373,10 @@ def tta_figure(
         "backward passes (cumulative)",
     ]
     grid: list[list[dict[str, Any] | None]] = [[{}, {}], [{}, {}]]
+    if diversity:
+        titles += ["Gini of the top-10 recommendations", "entropy of the top-1 predictions"]
+        grid.append([{}, {}])
+    probe_row = len(grid) + 1
     if probes is not None:
         titles.append("forgetting: NDCG@10(θ0) − NDCG@10(now) on the pre-replay probe")
         grid.append([{"colspan": 2}, None])
@@ -376,7 +384,7 @@ def tta_figure(
         rows=len(grid),
         cols=2,
         specs=grid,
-        vertical_spacing=0.14 if probes is None else 0.11,
+        vertical_spacing=0.14 if len(grid) == 2 else 0.3 / len(grid),
         subplot_titles=titles,
     )
     extra = _runs(probes) if probes is not None else []
@@ -394,7 +402,9 @@ def tta_figure(
             ("tta_loss_after", 1, 1, "dot", "loss after"),
             ("param_distance", 2, 1, "solid", "‖θ−θ0‖"),
             ("backward_passes_cum", 2, 2, "solid", "backward passes"),
-        )
+            *((("rec_gini", 3, 1, "solid", "Gini"), ("top1_entropy", 3, 2, "solid", "nats"))
+              if diversity else ()),
+        )  # fmt: skip
         first = True
         for column, row, col, dash, label in specs:
             y = part[column].to_numpy(dtype=np.float64)
@@ -457,7 +467,7 @@ def tta_figure(
                         " %{customdata[0]}<extra></extra>"
                     ),
                 ),
-                row=3,
+                row=probe_row,
                 col=1,
             )
     fig.update_yaxes(title_text="loss", row=1, col=1)
@@ -468,11 +478,17 @@ def tta_figure(
     fig.update_xaxes(title_text="time (UTC)", row=2, col=1)
     fig.update_xaxes(title_text="time (UTC)", row=2, col=2)
     height = 620
-    if probes is not None:
-        fig.update_yaxes(title_text="Δ NDCG@10", row=3, col=1)
+    if diversity:
+        fig.update_yaxes(title_text="Gini", row=3, col=1)
+        fig.update_yaxes(title_text="nats", row=3, col=2)
         fig.update_xaxes(title_text="time (UTC)", row=3, col=1)
-        fig.add_hline(y=0.0, line={"color": "#444", "width": 1}, row=3, col=1)
-        height = 1000
+        fig.update_xaxes(title_text="time (UTC)", row=3, col=2)
+        height += 330
+    if probes is not None:
+        fig.update_yaxes(title_text="Δ NDCG@10", row=probe_row, col=1)
+        fig.update_xaxes(title_text="time (UTC)", row=probe_row, col=1)
+        fig.add_hline(y=0.0, line={"color": "#444", "width": 1}, row=probe_row, col=1)
+        height += 330
     fig.update_layout(title=text(title), barmode="overlay", height=height, legend_title_text="run")
     return fig
 

@@ -76,7 +76,8 @@ def _panel_notes() -> dict[str, tuple[str, str]]:
         "tta": (
             "Test-time adaptation health",
             "Per micro-batch diagnostics (bucketed): test-time loss before/after the step,"
-            " distribution of the mean Δ_{n+1}, distance of the weights from θ0, backward passes;"
+            " distribution of the mean Δ_{n+1}, distance of the weights from θ0, backward passes,"
+            " the Gini of the top-10 recommendations and the entropy of the top-1 predictions;"
             " and the forgetting probe: NDCG@10 lost on fixed pre-replay requests re-scored with"
             " the current weights (0 under none and reset by construction).",
         ),

@@ -180,6 +180,28 @@ def test_forgetting_probe_row_at_the_probe_points() -> None:
     assert "forgetting" in fig.layout.annotations[-1].text
 
 
+def test_diversity_row_when_the_runs_recorded_it() -> None:
+    con = store.connect_memory()
+    fabricate_dataset(con, n_events=1200, n_days=12)
+    fabricate_run(con, "r1", policy="continual")
+    con.execute(
+        "UPDATE run_batches SET rec_gini = 0.9 + 0.001 * batch_id, top1_entropy = 2.0,"
+        " probe_ndcg10 = CASE WHEN batch_id % 4 = 3 THEN 0.2 END,"
+        " forgetting_ndcg10 = CASE WHEN batch_id % 4 = 3 THEN 0.01 END WHERE run_id = 'r1'"
+    )
+    from dashboards import data
+
+    health, deltas = data.batch_frames(con, ["r1"], max_points=5)
+    assert health["rec_gini"].notna().all()
+    fig = figures.tta_figure(health, deltas, data.probe_frame(con, ["r1"]))
+    by_axis = {t.yaxis: t for t in fig.data}
+    assert by_axis["y5"].y == pytest.approx(list(health["rec_gini"]))  # row 3, left: Gini
+    assert list(by_axis["y6"].y) == pytest.approx([2.0] * 5)  # row 3, right: top-1 entropy
+    assert by_axis["y7"].y[0] == pytest.approx(0.01)  # row 4: forgetting
+    assert fig.layout.yaxis5.title.text == "Gini"
+    assert fig.layout.yaxis7.title.text == "Δ NDCG@10"
+
+
 def test_paired_figure_daily_differences_and_ci_band() -> None:
     con = store.connect_memory()
     fabricate_dataset(con, n_events=1400, n_days=14)
