@@ -127,3 +127,25 @@ def test_text_output_is_wide_and_prints_names_verbatim(tmp_path: Path) -> None:
     assert "NDCG@10 by quartile" in result.stdout  # the header is not folded
     assert "replay period: " in result.stdout
     assert "unseen before the cut:" in result.stdout
+
+
+def test_set_overrides_scenario_values_through_the_loader(tmp_path: Path) -> None:
+    store = tmp_path / "ws"
+    setup(store)
+    path = tmp_path / "tiny.toml"
+    path.write_text(SCENARIO)
+    res = invoke(
+        store, "replay", "-s", str(path), "-p", "none", "--no-dashboard", "--json",
+        "--set", "replay.max_events=64", "--set", "replay.probe_events=0",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    (run,) = json.loads(res.stdout)["runs"]
+    assert run["n_events"] == 64
+    assert run["forgetting"]["points"] == 0
+    bad = invoke(store, "replay", "-s", str(path), "--set", "train.patiense=6")
+    assert bad.exit_code == 1
+    assert "[train] unknown key 'patiense'" in bad.output
+    assert "Traceback" not in bad.output
+    malformed = invoke(store, "train", "-s", str(path), "--set", "patience")
+    assert malformed.exit_code == 1
+    assert "--set 'patience': expected KEY=VALUE, e.g. train.patience=6" in malformed.output

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from typing import Any
 
 import typer
 from rich.console import Console
 
+from streamsim.errors import StreamsimError
 from streamsim.store import Workspace
 
 
@@ -26,3 +29,18 @@ def console(*, stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() else 200
     return Console(stderr=stderr, width=width, markup=False, highlight=False)
+
+
+def parse_pairs(pairs: list[str], flag: str, example: str) -> dict[str, Any]:
+    """``KEY=VALUE`` strings -> a dict; values read as JSON (numbers, true/false) else text."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            msg = f"{flag} {pair!r}: expected KEY=VALUE, e.g. {example}"
+            raise StreamsimError(msg)
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out

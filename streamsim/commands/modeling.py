@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from streamsim.commands import console, workspace
+from streamsim.commands import console, parse_pairs, workspace
 
 
 def register(app: typer.Typer) -> None:
@@ -54,6 +54,13 @@ def train(
     model: Annotated[str | None, typer.Option("--model", help="Override the model.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Override the seed.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Retrain even if cached.")] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Override a scenario value KEY=VALUE (repeatable), e.g. train.patience=6",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Pretrain the scenario's model on its pretraining period (early stopping on validation)."""
@@ -69,6 +76,7 @@ def train(
         overrides["model.name"] = model
     if seed is not None:
         overrides["seed"] = seed
+    overrides.update(parse_pairs(set_ or [], "--set", "train.patience=6"))
     sc = load(scenario, overrides)
     ws = workspace(ctx)
     con = ws.connect()
@@ -155,7 +163,7 @@ def evaluate(
         msg = f"unknown protocol {protocol!r}; expected one of ['loo']"
         raise StreamsimError(msg)
     con = workspace(ctx).connect()
-    options = {"max_len": max_len, **_parse_options(config or [])}
+    options = {"max_len": max_len, **parse_pairs(config or [], "--config", "dropout=0.3")}
     spec = ModelSpec(name=model, config=tuple(sorted(options.items())))
     train_spec = TrainSpec(
         epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, eval_batch_size=4096
@@ -198,20 +206,3 @@ def evaluate(
         if part in summary:
             line = ", ".join(f"{k} {m:.4f}±{s:.4f}" for k, (m, s) in summary[part].items())
             console().print(f"{part}: {line}")
-
-
-def _parse_options(pairs: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` strings -> a dict; values read as JSON (numbers, true/false) else text."""
-    from streamsim.errors import StreamsimError
-
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            msg = f"--config {pair!r}: expected KEY=VALUE, e.g. dropout=0.3"
-            raise StreamsimError(msg)
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
