@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from streamsim.errors import StreamsimError
 from streamsim.store import Workspace
+
+# `--set KEY=VALUE` of the commands that load a scenario (`parse_pairs` reads it)
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", help="Override a scenario value KEY=VALUE (repeatable), e.g. train.patience=6"
+    ),
+]
 
 
 def workspace(ctx: typer.Context) -> Workspace:

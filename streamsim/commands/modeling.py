@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from streamsim.commands import console, parse_pairs, workspace
+from streamsim.commands import SetOption, console, parse_pairs, workspace
 
 
 def register(app: typer.Typer) -> None:
@@ -54,13 +54,7 @@ def train(
     model: Annotated[str | None, typer.Option("--model", help="Override the model.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Override the seed.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Retrain even if cached.")] = False,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            help="Override a scenario value KEY=VALUE (repeatable), e.g. train.patience=6",
-        ),
-    ] = None,
+    set_: SetOption = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Pretrain the scenario's model on its pretraining period (early stopping on validation)."""

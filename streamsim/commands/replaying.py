@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from streamsim.commands import console, parse_pairs, workspace
+from streamsim.commands import SetOption, console, parse_pairs, workspace
 from streamsim.replay import BatchResult
 
 
@@ -43,13 +43,7 @@ def replay(
     dashboard: Annotated[
         bool, typer.Option("--dashboard/--no-dashboard", help="Write the HTML dashboard.")
     ] = True,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            help="Override a scenario value KEY=VALUE (repeatable), e.g. train.patience=6",
-        ),
-    ] = None,
+    set_: SetOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Replay a scenario: data, pretraining (cached), then one run per adaptation policy."""
