@@ -40,9 +40,11 @@ class ProbeScore:
 
     ndcg10: np.ndarray  # (N,) float64
     hit10: np.ndarray  # (N,) bool
+    top1: np.ndarray  # (N,) int64: the top-ranked item of each probe request
 
     def summary(self, base: ProbeScore | None = None) -> dict[str, float]:
-        """Means, and against `base` (θ₀) the forgetting with its paired standard error."""
+        """Means, and against `base` (θ₀) the forgetting with its paired standard error and the
+        share of probe requests whose top-1 item changed (ASR's flip rate)."""
         out = {"ndcg10": float(self.ndcg10.mean()), "hr10": float(self.hit10.mean())}
         if base is not None:
             diff = base.ndcg10 - self.ndcg10
@@ -50,6 +52,7 @@ class ProbeScore:
             out["forgetting_se"] = (
                 float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else math.nan
             )
+            out["top1_flip"] = float((base.top1 != self.top1).mean())
         return out
 
 
@@ -73,7 +76,7 @@ class SourceProbe:
         adaptation; the catalogue is the items known at the probe's time)."""
         model.eval()
         outside = torch.from_numpy(~self.examples.known)
-        ndcg, hit = [], []
+        ndcg, hit, top1 = [], [], []
         for batch in self.examples.batches(PROBE_BATCH):
             scores = model.score(batch.without_targets()).clone()
             scores[:, outside] = float("-inf")
@@ -81,7 +84,8 @@ class SourceProbe:
             m = rank_metrics(target_ranks(scores, batch.targets))
             ndcg.append(m["ndcg10"].numpy())
             hit.append(m["hit10"].numpy())
-        return ProbeScore(np.concatenate(ndcg), np.concatenate(hit))
+            top1.append(scores.argmax(dim=1).numpy())
+        return ProbeScore(np.concatenate(ndcg), np.concatenate(hit), np.concatenate(top1))
 
 
 def build_probe(

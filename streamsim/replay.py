@@ -110,6 +110,7 @@ class BatchResult:
     probe_hr10: float | None = None
     forgetting_ndcg10: float | None = None
     forgetting_se: float | None = None  # standard error of the paired per-request differences
+    probe_top1_flip: float | None = None  # share of probe requests whose top-1 changed vs θ₀
     tta_reset: bool = False  # a continual policy restored θ₀ after this batch (periodic / alarm)
 
 
@@ -337,6 +338,7 @@ class ReplayEngine:
             probe_hr10=probe.get("hr10"),
             forgetting_ndcg10=probe.get("forgetting"),
             forgetting_se=probe.get("forgetting_se"),
+            probe_top1_flip=probe.get("top1_flip"),
             tta_reset=restored or oracle,
         )
 

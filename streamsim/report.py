@@ -76,16 +76,18 @@ def forgetting(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, float |
         "SELECT count(forgetting_ndcg10), arg_max(forgetting_ndcg10, batch_id)"
         " FILTER (WHERE forgetting_ndcg10 IS NOT NULL), arg_max(forgetting_se, batch_id)"
         " FILTER (WHERE forgetting_ndcg10 IS NOT NULL), max(forgetting_ndcg10),"
-        " arg_max(probe_ndcg10, batch_id) FILTER (WHERE probe_ndcg10 IS NOT NULL)"
+        " arg_max(probe_ndcg10, batch_id) FILTER (WHERE probe_ndcg10 IS NOT NULL),"
+        " arg_max(probe_top1_flip, batch_id) FILTER (WHERE probe_top1_flip IS NOT NULL)"
         " FROM run_batches WHERE run_id = ?",
         [run_id],
     )
     assert row is not None
-    n, last, se, worst, probe_last = row
+    n, last, se, worst, probe_last, flip = row
     return {
         "points": int(n),
         "last": None if last is None else float(last),
         "se_last": None if se is None else float(se),
         "max": None if worst is None else float(worst),
         "probe_ndcg10_last": None if probe_last is None else float(probe_last),
+        "top1_flip_last": None if flip is None else float(flip),
     }

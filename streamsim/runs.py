@@ -197,6 +197,7 @@ def _batch_row(run_id: str, r: BatchResult) -> dict[str, Any]:
         "probe_hr10": r.probe_hr10,
         "forgetting_ndcg10": r.forgetting_ndcg10,
         "forgetting_se": r.forgetting_se,
+        "probe_top1_flip": r.probe_top1_flip,
         "time_probe": r.seconds.get("probe", 0.0),
         "tta_reset": r.tta_reset,
     }

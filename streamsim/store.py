@@ -151,7 +151,8 @@ CREATE TABLE IF NOT EXISTS run_batches (
     tta_reset BOOLEAN,            -- a continual policy restored theta_0 after the batch
     rec_gini DOUBLE,              -- Gini of top-10 recommendation counts over the catalogue
     top1_entropy DOUBLE,          -- marginal entropy (nats) of the batch's top-1 predictions
-    tta_skipped_steps INTEGER     -- test-time steps skipped: non-finite loss or gradient
+    tta_skipped_steps INTEGER,    -- test-time steps skipped: non-finite loss or gradient
+    probe_top1_flip DOUBLE        -- share of probe requests whose top-1 item changed vs theta_0
 );
 CREATE TABLE IF NOT EXISTS run_alarms (
     run_id VARCHAR NOT NULL,
@@ -174,6 +175,7 @@ ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS tta_reset BOOLEAN;
 ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS rec_gini DOUBLE;
 ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS top1_entropy DOUBLE;
 ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS tta_skipped_steps INTEGER;
+ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS probe_top1_flip DOUBLE;
 """
 
 EVENT_SCHEMA = pa.schema(

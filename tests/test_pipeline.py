@@ -169,6 +169,14 @@ def test_forgetting_probe_is_zero_without_carried_updates(tmp_path: Path) -> Non
         [ids["none"]],
     ).fetchall()[0]
     assert se == (0.0, 0.0)
+    flips = dict(
+        con.execute(
+            "SELECT r.policy, max(b.probe_top1_flip) FROM run_batches b JOIN runs r"
+            " USING (run_id) WHERE b.probe_ndcg10 IS NOT NULL GROUP BY r.policy"
+        ).fetchall()
+    )
+    assert flips["none"] == flips["reset"] == 0.0
+    assert 0.0 < flips["continual-online"] <= 1.0
     base = probes["none"][0][1]
     assert all(r[1] == pytest.approx(base - r[3]) for r in probes["continual-online"])
     # the probe only reads: the same replay without it scores every event identically

@@ -310,6 +310,11 @@ def runs_show(
             f"{'forgetting':>14}: {_forgetting_cell(f)} at the end, {f['max']:+.4f} at most,"
             f" over {f['points']} probe points (NDCG@10 on the pre-replay probe, θ₀ minus now)"
         )
+        if f["top1_flip_last"] is not None:
+            out.print(
+                f"{'top-1 flips':>14}: {f['top1_flip_last']:.1%} of the probe's top-1 items"
+                " differ from θ₀'s at the end"
+            )
     for det in summary["detectors"]:
         out.print(_detector_line(info["policy"], det))
 
