@@ -381,3 +381,40 @@ def test_non_finite_steps_are_skipped_not_taken(con, monkeypatch, how: str) -> N
         assert r.backward_passes == (0 if how == "nan_loss" else 2)
     for k, v in model.state_dict().items():
         assert torch.equal(v, theta0[k]), k
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        PolicySpec(name="periodic", tta="continual", tta_lr=0.05, reset_every=3),
+        PolicySpec(name="anchored", tta="continual", tta_lr=0.05, anchor=0.9),
+    ],
+    ids=["periodic", "anchored"],
+)
+def test_continual_modifiers_resume_identically(con, policy: PolicySpec) -> None:  # type: ignore[no-untyped-def]
+    """State saved after batch 4 and loaded into a fresh engine continues exactly as before."""
+    spec = ReplaySpec(batch_events=16)
+    info = dataset_info(con, "toy")
+
+    def engine() -> ReplayEngine:
+        e = ReplayEngine(
+            make_toy_model(20), policy, spec, (), n_users=info.n_users, n_items=info.n_items,
+            seed=0,
+        )  # fmt: skip
+        e.warm_up(iter_events(con, "toy", stop_idx=START))
+        return e
+
+    whole = engine()
+    straight = [
+        whole.step(eb) for eb in micro_batches(iter_events(con, "toy", start_idx=START), spec)
+    ]
+    first = engine()
+    batches = list(micro_batches(iter_events(con, "toy", start_idx=START), spec))
+    for eb in batches[:5]:
+        first.step(eb)
+    second = engine()
+    second.load_state(copy.deepcopy(first.state()))
+    resumed = [second.step(eb) for eb in batches[5:]]
+    assert [r.tta_reset for r in resumed] == [r.tta_reset for r in straight[5:]]
+    assert (ranks_of(resumed) == ranks_of(straight[5:])).all()
+    assert [r.param_distance for r in resumed] == [r.param_distance for r in straight[5:]]
