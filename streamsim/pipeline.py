@@ -18,7 +18,7 @@ import duckdb
 
 from streamsim import __version__
 from streamsim.errors import ScenarioError, StorageError
-from streamsim.probe import build_probe
+from streamsim.probe import SourceProbe, build_probe
 from streamsim.replay import BatchResult, ReplayEngine, micro_batches
 from streamsim.runs import (
     create_run,
@@ -43,6 +43,9 @@ class Prepared:
     split: Split
     checkpoint: Checkpoint
     cold: dict[str, int] = field(default_factory=dict)  # `splits.split_report` of the split
+    # forgetting probes built for this scenario's replays, shared by its policies (same split,
+    # seed and spacing give the same probe); filled by `replay_policy`
+    probes: dict[tuple[Any, ...], SourceProbe | None] = field(default_factory=dict)
 
 
 def ensure_data(con: duckdb.DuckDBPyConnection, scenario: Scenario) -> DatasetInfo:
@@ -103,15 +106,24 @@ def replay_policy(
     if scenario.replay.max_events is not None:
         stop = min(stop, split.replay.start + scenario.replay.max_events)
     model = load_checkpoint(ckpt)
-    probe = build_probe(
-        con,
-        info.name,
-        split,
-        scenario.replay,
-        max_len=model.max_len,
-        replay_events=stop - split.replay.start,
-        seed=scenario.seed,
+    key = (
+        model.max_len,
+        stop,
+        scenario.replay.probe_events,
+        scenario.replay.probe_every,
+        scenario.seed,
     )
+    if key not in prepared.probes:
+        prepared.probes[key] = build_probe(
+            con,
+            info.name,
+            split,
+            scenario.replay,
+            max_len=model.max_len,
+            replay_events=stop - split.replay.start,
+            seed=scenario.seed,
+        )
+    probe = prepared.probes[key]
     drift_starts: tuple[int, ...] = ()
     if policy.reset_at_drifts:
         drift_starts = _drift_starts(con, info.name, policy.name)
