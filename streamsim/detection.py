@@ -2,8 +2,8 @@
 
 Each detector's alarms are scored against the dataset's global drifts that start inside the
 replayed period (`streamsim.drift.score_alarms`), next to river's `DummyDriftDetector` firing
-periodically with the same number of alarms (Bifet 2017): a detector only "works" if it beats
-that periodic trigger.
+periodically with the same number of alarms (Bifet 2017: a detector only "works" if it beats
+that periodic trigger) and, seeded, with random triggers at about the same rate (`random_*`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import duckdb
 
-from streamsim.drift import periodic_alarms, score_alarms
+from streamsim.drift import periodic_alarms, random_alarms, score_alarms
 
 
 def delta_max_for(n_events: int) -> int:
@@ -66,6 +66,15 @@ def detector_report(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[st
                 dummy_idx, dummy_ts, drifts, n_events=int(n_events), delta_max=delta_max
             )
             row.update({f"periodic_{k}": v for k, v in asdict(baseline).items()})
+            rand_idx = random_alarms(int(n_events), len(alarms), offset=int(first))
+            rand = score_alarms(
+                rand_idx,
+                _timestamps(con, run_id, rand_idx),
+                drifts,
+                n_events=int(n_events),
+                delta_max=delta_max,
+            )
+            row.update({f"random_{k}": v for k, v in asdict(rand).items()})
             row["delta_max"] = delta_max
         rows.append(row)
     return rows

@@ -182,6 +182,28 @@ def score_alarms(
     )
 
 
+def random_alarms(n_events: int, n_alarms: int, *, offset: int = 0, seed: int = 0) -> list[int]:
+    """Alarm positions of river's `DummyDriftDetector` with random triggers, at most `n_alarms`.
+
+    Its reference point t_0 is the periodic baseline's period and its spread w = t_0, so the
+    triggers come on average about as often as the detector it is matched with fired, at random
+    positions (PROTOCOL.md §6.8: the random-trigger dummy next to the fixed one). Seeded, so a
+    run's report is reproducible.
+    """
+    if n_alarms <= 0:
+        return []
+    t0 = max(n_events // (n_alarms + 1), 1)
+    dummy = drift.DummyDriftDetector(trigger_method="random", t_0=t0, w=t0, seed=seed)
+    out = []
+    for i in range(n_events):
+        dummy.update(0.0)
+        if dummy.drift_detected:
+            out.append(offset + i)
+            if len(out) == n_alarms:
+                break
+    return out
+
+
 def periodic_alarms(n_events: int, n_alarms: int, *, offset: int = 0) -> list[int]:
     """Alarm positions of river's `DummyDriftDetector` (fixed trigger) firing `n_alarms` times.
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from streamsim.drift import feed, make_detector, periodic_alarms, score_alarms
+from streamsim.drift import feed, make_detector, periodic_alarms, random_alarms, score_alarms
 from streamsim.errors import ScenarioError
 from streamsim.scenario import DetectorSpec
 
@@ -84,3 +84,43 @@ def test_periodic_baseline_fires_as_often_as_the_detector() -> None:
     gaps = np.diff(alarms)
     assert (gaps == gaps[0]).all()  # river's fixed trigger: one alarm every t_0 values
     assert periodic_alarms(1000, 0) == []
+
+
+def test_random_baseline_is_seeded_irregular_and_capped() -> None:
+    alarms = random_alarms(10_000, 6, offset=100)
+    assert alarms == random_alarms(10_000, 6, offset=100)  # seeded: reports are reproducible
+    assert 1 <= len(alarms) <= 6
+    assert all(100 <= a < 10_100 for a in alarms)
+    assert alarms == sorted(alarms)
+    if len(alarms) > 2:
+        gaps = np.diff(alarms)
+        assert not (gaps == gaps[0]).all()  # random triggers, not a period
+    assert random_alarms(10_000, 0) == []
+    assert random_alarms(10_000, 6, seed=1) != alarms
+
+
+def test_detector_report_scores_alarms_next_to_both_dummy_baselines() -> None:
+    import json
+
+    from streamsim import store
+    from streamsim.detection import detector_report
+    from tests.runfactory import fabricate_dataset, fabricate_run
+
+    con = store.connect_memory()
+    fabricate_dataset(con, n_events=3000, drifts=[(1000, 1050), (2000, 2020)])
+    fabricate_run(
+        con, "r", policy="none", alarms=[("adwin", "rr10", 1010), ("adwin", "rr10", 2500)]
+    )
+    manifest = {"policy": {"name": "none"}, "detectors": [{"name": "adwin", "signal": "rr10"}]}
+    con.execute("UPDATE runs SET manifest = ? WHERE run_id = 'r'", [json.dumps(manifest)])
+    (row,) = detector_report(con, "r")
+    assert (row["detector"], row["signal"], row["alarms"], row["n_drifts"]) == (
+        "adwin",
+        "rr10",
+        2,
+        2,
+    )
+    assert row["detected"] == 1  # 1010 lies in the first drift's window; 2500 is a false alarm
+    for prefix in ("periodic_", "random_"):
+        assert 0 <= row[prefix + "detected"] <= 2
+        assert row[prefix + "far_per_10k"] >= 0

@@ -228,6 +228,11 @@ def _detector_line(policy: str, d: dict[str, Any]) -> str:
             )
 
         line += f"; {scored('')}  | periodic baseline, same alarm count: {scored('periodic_')}"
+        if "random_detected" in d:
+            line += (
+                f"  | random baseline: detected {d['random_detected']}/{d['n_drifts']},"
+                f" {d['random_far_per_10k']:.1f} false alarms/10k"
+            )
     return line
 
 
