@@ -60,6 +60,23 @@ def detector_report(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[st
                 delta_max=delta_max,
             )
             row.update({f"{k}": v for k, v in asdict(score).items()})
+            # PROTOCOL.md §6.8.3: how much the acceptance window decides the score
+            row["delta_max_sensitivity"] = {
+                f"{factor}x": {
+                    k: v
+                    for k, v in asdict(
+                        score_alarms(
+                            [a[0] for a in alarms],
+                            [a[1] for a in alarms],
+                            drifts,
+                            n_events=int(n_events),
+                            delta_max=max(1, round(factor * delta_max)),
+                        )
+                    ).items()
+                    if k in ("detected", "missed_rate", "delay_events", "far_per_10k")
+                }
+                for factor in (0.5, 2)
+            }
             dummy_idx = periodic_alarms(int(n_events), len(alarms), offset=int(first))
             dummy_ts = _timestamps(con, run_id, dummy_idx)
             baseline = score_alarms(

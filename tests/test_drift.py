@@ -121,6 +121,9 @@ def test_detector_report_scores_alarms_next_to_both_dummy_baselines() -> None:
         2,
     )
     assert row["detected"] == 1  # 1010 lies in the first drift's window; 2500 is a false alarm
+    sens = row["delta_max_sensitivity"]
+    assert set(sens) == {"0.5x", "2x"}
+    assert sens["0.5x"]["detected"] <= row["detected"] <= sens["2x"]["detected"]
     for prefix in ("periodic_", "random_"):
         assert 0 <= row[prefix + "detected"] <= 2
         assert row[prefix + "far_per_10k"] >= 0
