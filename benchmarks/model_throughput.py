@@ -93,8 +93,9 @@ def main() -> None:
     for length in args.lengths:
         batch = _batch(args.batch, length)
         for name in names:
-            torch.manual_seed(0)
-            model = models.create(name, n_items=N_ITEMS, config={"max_len": length}).eval()
+            with torch.random.fork_rng(devices=[]):  # seeded init, scoped: not a global seed
+                torch.manual_seed(0)
+                model = models.create(name, n_items=N_ITEMS, config={"max_len": length}).eval()
 
             def fwd(m: Recommender = model, b: SeqBatch = batch) -> object:
                 with torch.inference_mode():

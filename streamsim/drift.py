@@ -194,14 +194,7 @@ def random_alarms(n_events: int, n_alarms: int, *, offset: int = 0, seed: int = 
         return []
     t0 = max(n_events // (n_alarms + 1), 1)
     dummy = drift.DummyDriftDetector(trigger_method="random", t_0=t0, w=t0, seed=seed)
-    out = []
-    for i in range(n_events):
-        dummy.update(0.0)
-        if dummy.drift_detected:
-            out.append(offset + i)
-            if len(out) == n_alarms:
-                break
-    return out
+    return _dummy_alarms(dummy, n_events, n_alarms, offset)
 
 
 def periodic_alarms(n_events: int, n_alarms: int, *, offset: int = 0) -> list[int]:
@@ -215,6 +208,13 @@ def periodic_alarms(n_events: int, n_alarms: int, *, offset: int = 0) -> list[in
         return []
     t0 = max(n_events // (n_alarms + 1), 1)
     dummy = drift.DummyDriftDetector(trigger_method="fixed", t_0=t0)
+    return _dummy_alarms(dummy, n_events, n_alarms, offset)
+
+
+def _dummy_alarms(
+    dummy: drift.DummyDriftDetector, n_events: int, n_alarms: int, offset: int
+) -> list[int]:
+    """Feed `n_events` values to a dummy detector; its first `n_alarms` alarm positions."""
     out = []
     for i in range(n_events):
         dummy.update(0.0)
