@@ -2,6 +2,7 @@
 
     python benchmarks/t2arec_loss_balance.py --data ../shared/data --dataset ml-100k --steps 800
     python benchmarks/t2arec_loss_balance.py --data ../shared/data --dataset amazon-beauty-5core
+    python benchmarks/t2arec_loss_balance.py --render docs/benchmarks.d/loss-balance
 
 Trains T2ARec with its default configuration exactly as `streamsim evaluate --protocol loo`
 does (Adam, batch 256, lr 0.001, shuffled LOO training examples, the same seeds) and, every
@@ -38,9 +39,39 @@ from streamsim.store import Workspace, dataset_info
 from streamsim.train import build_model, evaluate_examples
 
 
-def grad_norm(loss: torch.Tensor, params: list[torch.nn.Parameter]) -> float:
+def grads_of(loss: torch.Tensor, params: list[torch.nn.Parameter]) -> list[torch.Tensor]:
     grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-    return float(torch.sqrt(sum((g.pow(2).sum() for g in grads if g is not None), torch.zeros(()))))
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
+
+
+def norm(grads: list[torch.Tensor]) -> float:
+    return float(torch.sqrt(sum((g.pow(2).sum() for g in grads), torch.zeros(()))))
+
+
+def grad_norm(loss: torch.Tensor, params: list[torch.nn.Parameter]) -> float:
+    return norm(grads_of(loss, params))
+
+
+def adam_rms(
+    opt: torch.optim.Adam, params: list[torch.nn.Parameter], grads: list[torch.Tensor]
+) -> float:
+    """RMS over all weights of g / (sqrt(v̂) + eps) with Adam's current second moment v̂.
+
+    About 1 when g is as large as the gradients Adam has been seeing; far below 1 when v̂
+    still remembers larger gradients (β2 = 0.999: a memory of about 1,000 steps), i.e. when an
+    L_rec gradient would move the weights much less than Adam's nominal step lr.
+    """
+    group = opt.param_groups[0]
+    beta2, eps = group["betas"][1], group["eps"]
+    total, count = 0.0, 0
+    for p, g in zip(params, grads, strict=True):
+        state = opt.state.get(p)
+        if not state:
+            return float("nan")  # before the first update
+        v_hat = state["exp_avg_sq"] / (1 - beta2 ** float(state["step"]))
+        total += float((g / (v_hat.sqrt() + eps)).pow(2).sum())
+        count += g.numel()
+    return (total / max(count, 1)) ** 0.5
 
 
 def zero_gap_share(batch: SeqBatch) -> float:
@@ -69,13 +100,19 @@ def losses(model: T2ARec, batch: SeqBatch) -> tuple[torch.Tensor, torch.Tensor, 
 
 
 def measure(
-    model: T2ARec, batch: SeqBatch, terms: tuple[Any, ...], params: list[torch.nn.Parameter]
+    model: T2ARec,
+    batch: SeqBatch,
+    terms: tuple[Any, ...],
+    params: list[torch.nn.Parameter],
+    opt: torch.optim.Adam,
 ) -> dict[str, float]:
     """The trace row of one training step, from that step's own loss terms (before its update)."""
     l_rec, t_term, s_term, (enc, dt_next) = terms
-    g_rec = grad_norm(l_rec, params)
+    rec_grads = grads_of(l_rec, params)
+    g_rec = norm(rec_grads)
     dt_hist = enc.dt.detach()
     return {
+        "adam_rec_rms": adam_rms(opt, params, rec_grads),
         "l_rec": float(l_rec.detach()),
         "time_term": float(t_term.detach()),
         "state_term": float(s_term.detach()),
@@ -91,7 +128,7 @@ def measure(
 
 HEADER = (
     "step   L_rec  μ1L_time  μ2L_state  |∇μ1Lt|/|∇Lrec|  |∇μ2Ls|/|∇Lrec|  Δn+1_med  "
-    "Δhist_med  ‖h_n‖_med  clamped  zero_gaps  valid_ndcg10"
+    "Δhist_med  ‖h_n‖_med  clamped  zero_gaps  adam_rms  valid_ndcg10"
 )
 
 
@@ -101,15 +138,44 @@ def line(row: dict[str, float]) -> str:
         f"{row['state_term']:10.4f} {row['grad_time_ratio']:16.3f} "
         f"{row['grad_state_ratio']:16.3f} {row['delta_next_median']:9.2e} "
         f"{row['delta_hist_median']:9.2e} {row['state_norm_median']:10.3f} "
-        f"{row['clamped_share']:8.2%} {row['zero_gap_share']:9.2%}  "
+        f"{row['clamped_share']:8.2%} {row['zero_gap_share']:9.2%} "
+        f"{row['adam_rec_rms']:9.3f}  "
         f"{row.get('valid_ndcg10', float('nan')):.4f}"
     )
+
+
+def render(paths: list[Path]) -> str:
+    """One markdown row per trace file: the start, the crossing, the end."""
+    out = [
+        "| trace | config | μ2·‖∇L_state‖ / ‖∇L_rec‖ at step 0 | first logged step < 1 "
+        "| L_rec, steps 1000–1200 | Δ_{n+1} median, step 1200 | Δ history median, step 1200 "
+        "| valid NDCG@10 at 200 / 600 / 1200 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for path in paths:
+        rows = [json.loads(text) for text in path.read_text().splitlines()]
+        below = next((int(r["step"]) for r in rows if r["grad_state_ratio"] < 1), None)
+        crossing = "never" if below is None else str(below)
+        if not rows[0]["state_term"]:
+            crossing = "– (μ2 = 0)"
+        late = [r["l_rec"] for r in rows if r["step"] >= 1000] or [float("nan")]
+        valid = {int(r["step"]): r["valid_ndcg10"] for r in rows if "valid_ndcg10" in r}
+        at = " / ".join(f"{valid[k]:.4f}" if k in valid else "–" for k in (200, 600, 1200))
+        config = ", ".join(f"{k}={v}" for k, v in rows[0]["config"].items()) or "default"
+        out.append(
+            f"| {rows[0]['dataset']} `{path.stem}` | {config} "
+            f"| {rows[0]['grad_state_ratio']:.0f} "
+            f"| {crossing} | {sum(late) / len(late):.2f} "
+            f"| {rows[-1]['delta_next_median']:.2g} "
+            f"| {rows[-1].get('delta_hist_median', float('nan')):.2g} | {at} |"
+        )
+    return "\n".join(out)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--dataset", help="a dataset folder under --data (not with --render)")
     parser.add_argument("--max-len", type=int, default=50)
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--every", type=int, default=50)
@@ -117,7 +183,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--config", action="append", default=[], help="KEY=VALUE (T2ARec)")
     parser.add_argument("--out", type=Path, help="JSON lines of the trace")
+    parser.add_argument(
+        "--reset-adam-at", type=int, default=None, help="clear Adam's moments before step N"
+    )
+    parser.add_argument("--render", type=Path, help="only print the table of DIR/*.jsonl")
     args = parser.parse_args()
+    if args.render is not None:
+        print(render(sorted(args.render.glob("*.jsonl"))))
+        return
+    if args.dataset is None:
+        parser.error("--dataset is required (unless --render)")
     overrides = tuple(sorted(parse_pairs(args.config, "--config", "mu_state_train=0").items()))
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -145,7 +220,7 @@ def main() -> None:
                 model.train()
                 terms = losses(model, batch)  # one forward per step, as in training
                 if step % args.every == 0:
-                    row = {"step": float(step), **measure(model, batch, terms, params)}
+                    row = {"step": float(step), **measure(model, batch, terms, params, opt)}
                     if step % args.valid_every == 0:  # eval mode, no dropout: RNG untouched
                         valid = evaluate_examples(model, data.valid, batch_size=4096)
                         row["valid_ndcg10"] = valid["ndcg@10"]
@@ -153,6 +228,8 @@ def main() -> None:
                     rows.append(row)
                     print(line(row), flush=True)
                 l_rec, t_term, s_term, _ = terms
+                if step == args.reset_adam_at:  # an intervention: forget the moments so far
+                    opt.state.clear()
                 opt.zero_grad(set_to_none=True)
                 (l_rec + t_term + s_term).backward()
                 opt.step()
@@ -164,7 +241,10 @@ def main() -> None:
     if args.out is not None:
         with args.out.open("w") as fh:
             for row in rows:
-                record = {"dataset": args.dataset, "config": dict(overrides), **row}
+                config = dict(overrides)
+                if args.reset_adam_at is not None:
+                    config["reset_adam_at"] = args.reset_adam_at
+                record = {"dataset": args.dataset, "config": config, **row}
                 fh.write(json.dumps(record) + "\n")
 
 
