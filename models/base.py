@@ -98,6 +98,14 @@ class Recommender(nn.Module):
         logits = self.score(batch)
         return nn.functional.cross_entropy(logits, batch.targets)
 
+    def loss_terms(self, batch: SeqBatch) -> dict[str, Tensor]:
+        """The weighted terms of `loss`, named, whose `sum_terms` is `loss` bit for bit.
+
+        Training optimises `sum_terms(loss_terms(batch))` and logs each term's epoch mean, so an
+        auxiliary loss that swamps the recommendation loss is visible. Default: one term.
+        """
+        return {"rec": self.loss(batch)}
+
     def test_time_loss(self, batch: SeqBatch) -> Tensor:
         """A label-free loss on the inputs of a batch (only when `has_test_time_loss`)."""
         msg = f"model {self.name!r} has no test-time loss; use policy 'none'"
@@ -118,3 +126,12 @@ class Recommender(nn.Module):
 
     def observe(self, batch: SeqBatch) -> None:  # noqa: B027 - optional hook, default no-op
         """Non-gradient update with revealed events (`batch.targets` at `batch.request_times`)."""
+
+
+def sum_terms(terms: dict[str, Tensor]) -> Tensor:
+    """Σ of `loss_terms`, added left to right in their order (the order `loss` adds them)."""
+    values = iter(terms.values())
+    total = next(values)
+    for value in values:
+        total = total + value
+    return total

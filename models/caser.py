@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.base import Recommender, SeqBatch
+from models.base import Recommender, SeqBatch, sum_terms
 from models.registry import register
 from streamsim.errors import ModelError
 
@@ -112,8 +112,12 @@ class Caser(Recommender):
 
     def loss(self, batch: SeqBatch) -> Tensor:
         """Full-softmax CE + reg_weight · Σ‖W‖₂ over the item table, conv and fc weights."""
+        return sum_terms(self.loss_terms(batch))
+
+    def loss_terms(self, batch: SeqBatch) -> dict[str, Tensor]:
+        """{"rec": CE, "reg": reg_weight · Σ‖W‖₂}."""
         ce = super().loss(batch)
         weights = [self.item_emb.weight, self.conv_v.weight, self.fc1.weight, self.fc2.weight]
         weights += [conv.weight for conv in self.conv_h if isinstance(conv, nn.Conv2d)]
         reg = torch.stack([w.norm(2) for w in weights]).sum()
-        return ce + self.config.reg_weight * reg
+        return {"rec": ce, "reg": self.config.reg_weight * reg}

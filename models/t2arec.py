@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models import fused
-from models.base import Recommender, SeqBatch
+from models.base import Recommender, SeqBatch, sum_terms
 from models.registry import register
 from models.ssd import ssd_step
 from streamsim.errors import ModelError
@@ -336,15 +336,20 @@ class T2ARec(Recommender):
 
     def loss(self, batch: SeqBatch) -> Tensor:
         """L_rec + μ1·L_time + μ2·L_state (Eq. 26) with the training weights."""
+        return sum_terms(self.loss_terms(batch))
+
+    def loss_terms(self, batch: SeqBatch) -> dict[str, Tensor]:
+        """{"rec": L_rec, "time": μ1·L_time, "state": μ2·L_state}; only "rec" when μ1 = μ2 = 0."""
         assert batch.targets is not None, "loss() needs a batch with targets"
         enc = self._encode(batch)
         logits = (enc.o_n @ self.item_emb.weight.T).index_fill(1, _zero(enc.o_n), float("-inf"))
-        total = F.cross_entropy(logits, batch.targets)
+        terms = {"rec": F.cross_entropy(logits, batch.targets)}
         cfg = self.config
         if cfg.mu_time_train or cfg.mu_state_train:
             l_time, l_state, _ = self._alignment(batch, enc)
-            total = total + cfg.mu_time_train * l_time + cfg.mu_state_train * l_state
-        return total
+            terms["time"] = cfg.mu_time_train * l_time
+            terms["state"] = cfg.mu_state_train * l_state
+        return terms
 
     def test_time_loss(self, batch: SeqBatch) -> Tensor:
         """μ1'·L_time + μ2'·L_state on the inputs (items, times, lengths, request times) only."""

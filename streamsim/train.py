@@ -29,7 +29,7 @@ import torch
 from safetensors.torch import load_model, save_model
 
 import models
-from models.base import Recommender
+from models.base import Recommender, sum_terms
 from streamsim import __version__
 from streamsim.errors import ModelError
 from streamsim.examples import Examples, build_examples
@@ -220,8 +220,10 @@ def _fit(
         for epoch in range(spec.epochs):
             model.train()
             t0, total, n = time.perf_counter(), 0.0, 0
+            term_sums: dict[str, float] = {}
             for batch in train_ex.batches(spec.batch_size, rng=rng, device=device):
-                loss = model.loss(batch)
+                terms = model.loss_terms(batch)
+                loss = sum_terms(terms)
                 if not torch.isfinite(loss):
                     msg = f"training loss became {float(loss)} in epoch {epoch}"
                     raise ModelError(msg)
@@ -229,6 +231,8 @@ def _fit(
                 loss.backward()
                 opt.step()
                 total += float(loss.detach()) * batch.size
+                for name, value in terms.items():
+                    term_sums[name] = term_sums.get(name, 0.0) + float(value.detach()) * batch.size
                 n += batch.size
                 if progress is not None:
                     elapsed = time.perf_counter() - t0
@@ -246,6 +250,7 @@ def _fit(
             record = {
                 "epoch": float(epoch),
                 "train_loss": total / max(n, 1),
+                **_term_means(term_sums, n),
                 "seconds": time.perf_counter() - t0,
                 **_prefixed(valid),
             }
@@ -264,6 +269,13 @@ def _fit(
         model.load_state_dict(best_state)
     model.eval()
     return history
+
+
+def _term_means(term_sums: dict[str, float], n: int) -> dict[str, float]:
+    """Epoch means of a multi-term loss (`train.rec`, `train.state`, …); nothing for one term."""
+    if len(term_sums) < 2:
+        return {}
+    return {f"train.{name}": value / max(n, 1) for name, value in term_sums.items()}
 
 
 def _prefixed(metrics: dict[str, float]) -> dict[str, float]:

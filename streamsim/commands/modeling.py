@@ -87,8 +87,10 @@ def train(
 
         def on_progress(p: dict[str, float]) -> None:
             if "epoch_end" in p:
+                parts = [f"{k[6:]} {v:.4f}" for k, v in p.items() if k.startswith("train.")]
+                terms = f" ({', '.join(parts)})" if parts else ""
                 bar.console.print(
-                    f"epoch {int(p['epoch'])}: train loss {p['train_loss']:.4f}, valid"
+                    f"epoch {int(p['epoch'])}: train loss {p['train_loss']:.4f}{terms}, valid"
                     f" ndcg@10 {p['valid.ndcg@10']:.4f}, hr@10 {p['valid.hr@10']:.4f}"
                 )
             else:

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import models
-from models.base import Recommender, SeqBatch
+from models.base import Recommender, SeqBatch, sum_terms
 from tests.tiny import NAMES, build_tiny
 
 N_ITEMS, SEQ = 30, 8
@@ -182,6 +182,23 @@ def test_loss_finite_and_backward(name: str) -> None:
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
     assert all(g is None or torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("name", NAMES, ids=_ids("loss_terms"))
+def test_loss_terms_sum_to_the_loss_bit_for_bit(name: str) -> None:
+    """Training optimises sum_terms(loss_terms(b)); it must be `loss(b)` exactly (same masks)."""
+    model, twin = _build(name).train(), _build(name).train()  # twins: owned mask RNGs too
+    if not model.trainable:
+        pytest.skip(f"{name} is a count model (trained by observe)")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        terms = model.loss_terms(_batch())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        loss = twin.loss(_batch())
+    assert list(terms)[0] == "rec"
+    assert all(t.ndim == 0 for t in terms.values())
+    assert torch.equal(sum_terms(terms), loss)
 
 
 @pytest.mark.parametrize("name", NAMES, ids=_ids("observe"))
