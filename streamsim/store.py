@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -218,7 +219,19 @@ class Workspace:
             self.root.mkdir(parents=True, exist_ok=True)
             read_only = False
         self.root.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self.db_path), read_only=read_only)
+        try:
+            con = duckdb.connect(str(self.db_path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            holder = re.search(r"\(PID (\d+)\)", str(exc))
+            who = f"process {holder.group(1)}" if holder else "another process"
+            msg = (
+                f"{self.db_path}: the workspace is in use by {who} (DuckDB allows one process "
+                "per database file); wait for it to finish, or give this command its own "
+                "workspace with `streamsim --store DIR ...`"
+            )
+            raise StorageError(msg) from None
         if not read_only:
             con.execute(SCHEMA)
             con.execute(MIGRATIONS)
