@@ -9,11 +9,14 @@ does (Adam, batch 256, lr 0.001, shuffled LOO training examples, the same seeds)
 `--every` steps, splits the batch's loss L_rec + μ1·L_time + μ2·L_state into its terms and
 reports, for each term, its value and the norm of its gradient over all parameters, as a ratio
 to ‖∇L_rec‖ measured on the same batch and the same dropout masks. Next to them: Δ_{n+1} (the
-step size of the re-fed token, whose −2nd power dilutes L_state), the share of rows where the
-dilution clamp `delta_min` is active, and the share of zero-second gaps among the batch's
-consecutive history events. After every `--valid-every` steps the validation NDCG@10 (no
-test-time alignment) is measured. Written to answer one question from docs/benchmarks.md: why
-L_state at μ2 = 1.0 stops T2ARec from learning on ML-100k but not on Amazon Beauty.
+step size of the re-fed token, whose −2nd power dilutes L_state), the history's Δ, ‖h_n‖, the
+share of rows where the dilution clamp `delta_min` is active, the share of zero-second gaps
+among the batch's consecutive history events, and `adam_rec_rms` (how large an Adam step the
+L_rec gradient alone would get). Every `--valid-every` steps the validation NDCG@10 (no
+test-time alignment) is measured. `--config KEY=VALUE` overrides T2ARec options;
+`--reset-adam-at N` clears Adam's moments before step N (an intervention). Written to answer
+one question from docs/benchmarks.md: why L_state at μ2 = 1.0 stops T2ARec from learning on
+ML-100k but not on Amazon Beauty.
 """
 
 from __future__ import annotations
