@@ -155,7 +155,9 @@ def evaluate_loo(
         "n_test": len(data.test),
         "epochs": len(history),
         "best_epoch": _best_epoch(history),
+        "valid": _valid_at_best(history),
         "test": full_ranking_metrics(model, data.test, batch_size=eval_batch_size, device=device),
+        "history": history,
     }
     if tta is not None:
         result["test_tta"] = full_ranking_metrics(
@@ -172,6 +174,15 @@ def _best_epoch(history: list[dict[str, float]]) -> int | None:
         return None
     best = max(s for s, _ in finite)
     return min(i for s, i in finite if s == best)  # `_fit` keeps the first best epoch
+
+
+def _valid_at_best(history: list[dict[str, float]]) -> dict[str, float] | None:
+    """The kept epoch's validation metrics (no test-time alignment): what model or μ choices
+    are compared on; None for models that are not trained."""
+    best = _best_epoch(history)
+    if best is None:
+        return None
+    return {k[len("valid.") :]: v for k, v in history[best].items() if k.startswith("valid.")}
 
 
 def default_tta() -> PolicySpec:

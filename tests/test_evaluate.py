@@ -64,6 +64,13 @@ def test_loo_metrics_are_bounded_and_tta_restores_the_model() -> None:
         assert 0.0 <= metrics["ndcg@10"] <= metrics["recall@10"] <= metrics["recall@50"] <= 1.0
         assert metrics["mrr@10"] <= metrics["ndcg@10"] + 1e-12
     assert result["n_test"] == 30
+    history = result["history"]
+    assert isinstance(history, list)
+    assert len(history) == result["epochs"] == 1
+    valid = result["valid"]
+    assert isinstance(valid, dict)
+    assert valid["ndcg@10"] == history[0]["valid.ndcg@10"]  # the kept (only) epoch
+    assert history[0]["train.state"] > 0  # T2ARec logs its loss terms per epoch
 
 
 def test_loo_refuses_tta_for_models_without_a_test_time_loss() -> None:
