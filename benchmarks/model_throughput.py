@@ -21,6 +21,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import models
 from models.base import Recommender, SeqBatch
+from streamsim.scenario import ModelSpec
+from streamsim.train import build_model
 
 N_ITEMS = 12_000
 
@@ -93,9 +95,8 @@ def main() -> None:
     for length in args.lengths:
         batch = _batch(args.batch, length)
         for name in names:
-            with torch.random.fork_rng(devices=[]):  # seeded init, scoped: not a global seed
-                torch.manual_seed(0)
-                model = models.create(name, n_items=N_ITEMS, config={"max_len": length}).eval()
+            spec = ModelSpec(name=name, config=(("max_len", length),))
+            model = build_model(spec, n_items=N_ITEMS, seed=0).eval()  # scoped seeded init
 
             def fwd(m: Recommender = model, b: SeqBatch = batch) -> object:
                 with torch.inference_mode():
