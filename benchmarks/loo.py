@@ -9,7 +9,10 @@ has one seed of everything. T2ARec (and any model named in `--tta-models`) is ev
 the same trained weights: without and with test-time alignment (Algorithm 1).
 
 Every finished (model, seed) appends one JSON line to `--results`; a rerun with the same settings
-skips the pairs already there, so the benchmark can be continued across sessions. `--render`
+skips the pairs already there, so the benchmark can be continued across sessions; inside a
+(model, seed) training saves its state after every epoch under `--resume-dir` (default
+``~/.streamsim/loo-resume``, `streamsim.resume`), so a killed run loses at most one epoch and
+continues to the same result (the file is refused if the code or settings changed). `--render`
 only prints the markdown table of what the file holds: mean ± sample standard deviation over
 the seeds present, the number of seeds, epochs run (best epoch), and seconds per seed.
 """
@@ -51,6 +54,13 @@ def main() -> None:
     parser.add_argument("--tta-models", default="t2arec", help="also evaluated with TTA")
     parser.add_argument("--results", type=Path, required=True, help="JSON lines, appended")
     parser.add_argument("--render", action="store_true", help="only print the table")
+    parser.add_argument(
+        "--resume-dir",
+        type=Path,
+        default=Path.home() / ".streamsim" / "loo-resume",
+        help="per-epoch training state; an interrupted (model, seed) continues from it",
+    )
+    parser.add_argument("--no-resume", action="store_true", help="start every run afresh")
     args = parser.parse_args()
 
     settings = {
@@ -96,6 +106,7 @@ def run(args: argparse.Namespace, settings: dict[str, Any]) -> None:
                 seed=seed,
                 device=args.device,
                 tta=default_tta() if name in tta_models else None,
+                resume_dir=None if args.no_resume else args.resume_dir,
             )
             record = {
                 "settings": settings,

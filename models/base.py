@@ -92,6 +92,11 @@ class Recommender(nn.Module):
         logits[:, 0] = float("-inf")
         return logits
 
+    def generators(self) -> dict[str, torch.Generator]:
+        """Random generators the model owns beyond the global one (e.g. BERT4Rec's masking),
+        by name: saved and restored by resumable training. Default: none."""
+        return {}
+
     def loss(self, batch: SeqBatch) -> Tensor:
         """Supervised training loss: full-softmax cross-entropy over the catalogue."""
         assert batch.targets is not None, "loss() needs a batch with targets"

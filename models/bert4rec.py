@@ -164,6 +164,9 @@ class BERT4Rec(Recommender):
         masked = (draw & ~fine_tune[:, None]) | last
         return (masked & (pos[None, :] < lens[:, None])).to(lengths.device)
 
+    def generators(self) -> dict[str, torch.Generator]:
+        return {"mask": self._mask_gen}
+
     def loss(self, batch: SeqBatch) -> Tensor:
         """Masked-item CE on history + target (see the module docstring)."""
         assert batch.targets is not None, "loss() needs a batch with targets"

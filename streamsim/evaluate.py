@@ -16,8 +16,11 @@ snapshot, `tta_steps` SGD steps on the test-time loss of the batch's inputs, re-
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -30,9 +33,10 @@ from streamsim.errors import ModelError
 from streamsim.examples import Examples, stack_examples
 from streamsim.history import HistoryBuffer
 from streamsim.ranking import target_ranks
+from streamsim.resume import ResumeFile
 from streamsim.scenario import ModelSpec, PolicySpec, TrainSpec
 from streamsim.store import dataset_info, iter_events
-from streamsim.train import _fit, build_model
+from streamsim.train import _fit, build_model, code_hash, model_config
 
 KS = (10, 50)
 
@@ -130,17 +134,46 @@ def evaluate_loo(
     eval_batch_size: int = 4096,
     device: str = "cpu",
     progress: Callable[[dict[str, float]], None] | None = None,
+    resume_dir: Path | None = None,
 ) -> dict[str, object]:
-    """Train on the LOO training examples, early-stop on validation, report test metrics."""
+    """Train on the LOO training examples, early-stop on validation, report test metrics.
+
+    With `resume_dir`, training saves its state there after every epoch
+    (``<dataset>-L<max_len>-<model>-seed<seed>.pt``, `streamsim.resume`) and a rerun continues an
+    interrupted one; the file is deleted once the result is complete.
+    """
     info = dataset_info(con, dataset)
     model = build_model(model_spec, n_items=info.n_items, seed=seed).to(device)
     if tta is not None and not model.has_test_time_loss:  # refuse before training, not after
         msg = f"model {model_spec.name!r} has no test-time loss; drop --tta"
         raise ModelError(msg)
     data = loo_examples(con, dataset, max_len=model.max_len)
+    resume = None
+    if resume_dir is not None and model.trainable:
+        key = {
+            "protocol": "loo",
+            "dataset": dataset,
+            "data_fingerprint": info.fingerprint,
+            "max_len": model.max_len,
+            "model": model_spec.name,
+            "config": dataclasses.asdict(model_config(model_spec)),
+            "train": dataclasses.asdict(train_spec),
+            "seed": seed,
+            "device": device,
+            "code": code_hash(),
+        }
+        name = f"{dataset}-L{model.max_len}-{model_spec.name}-seed{seed}.pt"
+        resume = ResumeFile(resume_dir / name, json.loads(json.dumps(key, default=str)))
     if model.trainable:
         history = _fit(
-            model, data.train, data.valid, train_spec, seed=seed, progress=progress, device=device
+            model,
+            data.train,
+            data.valid,
+            train_spec,
+            seed=seed,
+            progress=progress,
+            device=device,
+            resume=resume,
         )
     else:
         for batch in data.train.batches(4096, device=device):
@@ -163,6 +196,8 @@ def evaluate_loo(
         result["test_tta"] = full_ranking_metrics(
             model, data.test, batch_size=eval_batch_size, tta=tta, device=device
         )
+    if resume is not None:
+        resume.path.unlink(missing_ok=True)
     return result
 
 

@@ -31,9 +31,11 @@ from safetensors.torch import load_model, save_model
 import models
 from models.base import Recommender, sum_terms
 from streamsim import __version__
+from streamsim import resume as resume_state
 from streamsim.errors import ModelError
 from streamsim.examples import Examples, build_examples
 from streamsim.ranking import rank_metrics, target_ranks
+from streamsim.resume import ResumeFile
 from streamsim.scenario import ModelSpec, TrainSpec
 from streamsim.splits import Split
 from streamsim.store import Workspace, dataset_info
@@ -206,8 +208,13 @@ def _fit(
     seed: int,
     progress: ProgressFn | None,
     device: str = "cpu",
+    resume: ResumeFile | None = None,
 ) -> list[dict[str, float]]:
-    """Adam on the model's supervised loss; keeps the weights of the best validation epoch."""
+    """Adam on the model's supervised loss; keeps the weights of the best validation epoch.
+
+    With `resume`, the run's state is saved after every epoch and a saved state is continued
+    (`streamsim.resume`); the result is the same as without interruption.
+    """
     if len(train_ex) == 0:
         msg = "the pretraining period yields no training examples (every user has one event)"
         raise ModelError(msg)
@@ -217,7 +224,22 @@ def _fit(
     best_score, best_state, since_best = -1.0, None, 0
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)  # dropout masks; scoped by fork_rng
-        for epoch in range(spec.epochs):
+        start, finished = 0, False
+        saved = resume_state.load(resume) if resume is not None else None
+        if saved is not None:
+            start, finished, history = saved.epochs_done, saved.finished, saved.history
+            best_score, best_state, since_best = (
+                saved.best_score,
+                saved.best_state,
+                saved.since_best,
+            )
+            model.load_state_dict(saved.model)
+            opt.load_state_dict(saved.optimizer)
+            rng.bit_generator.state = saved.numpy_rng
+            torch.set_rng_state(saved.torch_rng)
+            for name, gen in model.generators().items():
+                gen.set_state(saved.model_rngs[name])
+        for epoch in range(start, start if finished else spec.epochs):
             model.train()
             t0, total, n = time.perf_counter(), 0.0, 0
             term_sums: dict[str, float] = {}
@@ -263,8 +285,24 @@ def _fit(
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
                 since_best += 1
-                if since_best >= spec.patience:
-                    break
+            stop = since_best >= spec.patience or epoch + 1 == spec.epochs
+            if resume is not None:
+                state = resume_state.FitState(
+                    epochs_done=epoch + 1,
+                    finished=stop,
+                    model=model.state_dict(),
+                    optimizer=opt.state_dict(),
+                    best_state=best_state,
+                    best_score=best_score,
+                    since_best=since_best,
+                    history=history,
+                    numpy_rng=dict(rng.bit_generator.state),
+                    torch_rng=torch.get_rng_state(),
+                    model_rngs={k: g.get_state() for k, g in model.generators().items()},
+                )
+                resume_state.save(resume, state)
+            if stop:
+                break
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()

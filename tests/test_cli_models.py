@@ -69,3 +69,23 @@ def test_evaluate_loo_with_model_options_and_tta(tmp_path: Path) -> None:
     tta_wrong = invoke(store, "evaluate", "--dataset", "toy", "--model", "sasrec", "--tta")
     assert tta_wrong.exit_code == 1
     assert "has no test-time loss" in tta_wrong.output
+
+
+def test_evaluate_resume_dir_refuses_a_file_for_other_settings(tmp_path: Path) -> None:
+    """`--resume-dir` reaches the training loop: a resume file for other settings is refused
+    with its name, exit 1 and no traceback; a matching run completes and removes its file."""
+    store, resume = tmp_path / "ws", tmp_path / "resume"
+    setup(store)
+    args = ["evaluate", "--dataset", "toy", "--model", "sasrec", "--max-len", "8", "--epochs", "1"]
+    tiny = ["-c", "hidden_size=16", "-c", "inner_size=32", "-c", "n_layers=1"]
+    resume.mkdir()
+    stale = resume / "toy-L8-sasrec-seed0.pt"
+    stale.write_bytes(b"junk")
+    bad = invoke(store, *args, *tiny, "--resume-dir", str(resume))
+    assert bad.exit_code == 1
+    assert "toy-L8-sasrec-seed0.pt: not a streamsim resume file" in bad.output
+    assert "Traceback" not in bad.output
+    stale.unlink()
+    ok = invoke(store, *args, *tiny, "--resume-dir", str(resume), "--json")
+    assert ok.exit_code == 0, ok.output
+    assert list(resume.iterdir()) == []

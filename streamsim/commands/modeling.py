@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -146,6 +147,13 @@ def evaluate(
             "--config", "-c", help="Model option KEY=VALUE (repeatable), e.g. dropout=0.3"
         ),
     ] = None,
+    resume_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume-dir",
+            help="Save the training state here after every epoch; rerun to continue a killed run.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Leave-one-out evaluation with full ranking (RecBole protocol), with and without TTA."""
@@ -174,6 +182,7 @@ def evaluate(
             seed=seed,
             tta=default_tta() if tta else None,
             device=device,
+            resume_dir=resume_dir,
         )
         results.append(result)
         if not as_json:
