@@ -88,16 +88,18 @@ class _SelectiveScan(torch.autograd.Function):
         h0: Tensor,
     ) -> tuple[Tensor, Tensor]:
         bsz, seq, chans = u.shape
-        states = u.new_empty(bsz, seq, chans, A.shape[-1])  # h_1..h_L
+        # time-major (L, B, E, N): every h_t is one contiguous slab, written in place
+        states = u.new_empty(seq, bsz, chans, A.shape[-1])
         dtu = dt * u
         h = h0
         for t in range(seq):
-            h_t = states[:, t]
+            h_t = states[t]
             torch.mul(torch.exp(dt[:, t, :, None] * A), h, out=h_t)
             h_t.addcmul_(dtu[:, t, :, None], B[:, t, None, :])
             h = h_t
-        rows = states.view(-1, chans, A.shape[-1])  # (B·L, E, N)
-        y = torch.bmm(rows, C.reshape(-1, C.shape[-1], 1)).view(bsz, seq, chans)
+        rows = states.view(-1, chans, A.shape[-1])  # (L·B, E, N)
+        c_rows = C.transpose(0, 1).reshape(-1, C.shape[-1], 1)
+        y = torch.bmm(rows, c_rows).view(seq, bsz, chans).transpose(0, 1)
         ctx.save_for_backward(u, dt, A, B, C, h0, states)
         return y, h.clone()
 
@@ -117,12 +119,13 @@ class _SelectiveScan(torch.autograd.Function):
             d_dtu[:, t] = torch.bmm(g, B[:, t, :, None]).squeeze(-1)
             dB[:, t] = torch.bmm(dtu[:, t, None, :], g).squeeze(1)
             g = g * torch.exp(dt[:, t, :, None] * A)  # ∂L/∂h_{t-1} through the decay
-            h_prev = states[:, t - 1] if t > 0 else h0
+            h_prev = states[t - 1] if t > 0 else h0
             d_log_decay = g * h_prev  # ∂L/∂(Δ_t A) = ∂L/∂h_t ⊙ exp(Δ_t A) ⊙ h_{t-1}
             d_dt_decay[:, t] = torch.einsum("ben,en->be", d_log_decay, A)
             dA_terms.addcmul_(d_log_decay, dt[:, t, :, None])
-        rows = states.view(-1, *states.shape[2:])  # (B·L, E, N)
-        dC = torch.bmm(dy.reshape(-1, 1, dy.shape[-1]), rows).view(B.shape)
+        rows = states.view(-1, *states.shape[2:])  # (L·B, E, N)
+        dy_rows = dy.transpose(0, 1).reshape(-1, 1, dy.shape[-1])
+        dC = torch.bmm(dy_rows, rows).view(seq, *B.shape[::2]).transpose(0, 1)
         return d_dtu * dt, d_dt_decay + d_dtu * u, dA_terms.sum(0), dB, dC, g
 
 
