@@ -36,7 +36,7 @@ from streamsim.ranking import target_ranks
 from streamsim.resume import ResumeFile
 from streamsim.scenario import ModelSpec, PolicySpec, TrainSpec
 from streamsim.store import dataset_info, iter_events
-from streamsim.train import _fit, build_model, code_hash, model_config
+from streamsim.train import _fit, build_model, model_code_hash, model_config
 
 KS = (10, 50)
 
@@ -160,7 +160,7 @@ def evaluate_loo(
             "train": dataclasses.asdict(train_spec),
             "seed": seed,
             "device": device,
-            "code": code_hash(),
+            "code": model_code_hash(type(model)),
         }
         name = f"{dataset}-L{model.max_len}-{model_spec.name}-seed{seed}.pt"
         resume = ResumeFile(resume_dir / name, json.loads(json.dumps(key, default=str)))

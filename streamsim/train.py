@@ -12,11 +12,13 @@ validation window) and no test-time adaptation (MODELS.md A18). Count-based mode
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
 import hashlib
 import json
 import platform
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -110,6 +112,54 @@ def code_hash() -> str:
     return digest.hexdigest()[:16]
 
 
+def model_source_files(model_cls: type[Recommender]) -> list[Path]:
+    """The `models` source files one model's weights depend on: its module and the `models`
+    modules it imports, transitively, read from the import statements of the source."""
+    root = Path(models.__file__).parent
+    module = sys.modules[model_cls.__module__]
+    assert module.__file__ is not None
+    todo, seen = [Path(module.__file__)], set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            names: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                if node.module == "models":  # `from models import fused`
+                    names = [f"models.{alias.name}" for alias in node.names]
+                else:
+                    names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            for name in names:
+                parts = name.split(".")
+                if parts[0] != "models":
+                    continue
+                candidate = root.joinpath(*parts[1:]).with_suffix(".py")
+                if len(parts) == 1:
+                    candidate = root / "__init__.py"
+                if candidate.exists():
+                    todo.append(candidate)
+    return sorted(seen)
+
+
+def model_code_hash(model_cls: type[Recommender]) -> str:
+    """sha256 of the code that determines one model's trained weights: `model_source_files`
+    plus the training loop, the example builder and the history buffer. Narrower than
+    `code_hash`, so a resume file of one model survives edits to another model."""
+    digest = hashlib.sha256()
+    here = Path(__file__).parent
+    for path in [*model_source_files(model_cls), *(here / f for f in _TRAINING_FILES)]:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+_TRAINING_FILES = ("train.py", "examples.py", "history.py")
+
+
 @torch.no_grad()
 def evaluate_examples(
     model: Recommender, examples: Examples, *, batch_size: int, device: str = "cpu"
@@ -156,6 +206,13 @@ def train(
     manifest_path = directory / "manifest.json"
     if manifest_path.exists() and not force:
         return _read_checkpoint(directory)
+    # per-epoch training state, so a killed `train`/`replay` continues (streamsim/resume.py)
+    resume = ResumeFile(
+        directory.with_name(directory.name + ".resume.pt"),
+        json.loads(json.dumps(description, default=str)),
+    )
+    if force:
+        resume.path.unlink(missing_ok=True)
 
     model = build_model(model_spec, n_items=info.n_items, seed=seed)
     train_ex = build_examples(
@@ -175,7 +232,9 @@ def train(
     )
     started = time.perf_counter()
     if model.trainable:
-        history = _fit(model, train_ex, valid_ex, train_spec, seed=seed, progress=progress)
+        history = _fit(
+            model, train_ex, valid_ex, train_spec, seed=seed, progress=progress, resume=resume
+        )
     else:
         for batch in train_ex.batches(4096):
             model.observe(batch)
@@ -196,6 +255,7 @@ def train(
     if model.trainable:
         save_model(model, str(directory / "model.safetensors"))
     manifest_path.write_text(json.dumps(manifest, indent=2, default=str))
+    resume.path.unlink(missing_ok=True)
     return _read_checkpoint(directory)
 
 

@@ -3,17 +3,21 @@ uninterrupted run, bit for bit; a file for another run or a damaged file is refu
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
+import models
 from streamsim import resume as resume_state
 from streamsim.errors import ModelError
 from streamsim.evaluate import evaluate_loo
 from streamsim.scenario import ModelSpec, TrainSpec
 from streamsim.store import connect_memory
+from streamsim.train import model_source_files
 from tests.toy import store_toy
 
 TINY = {
@@ -136,3 +140,49 @@ def test_a_finished_run_is_not_trained_again(
     resumed = _run("sasrec", tmp_path, kill_in_epoch=0)  # any training step would raise
     assert resumed["test"] == straight["test"]
     assert _without_timing(resumed["history"]) == _without_timing(straight["history"])
+
+
+def _train(root: Path, kill_in_epoch: int | None = None):  # type: ignore[no-untyped-def]
+    from streamsim.pipeline import prepare
+    from tests.pipeline_helpers import setup, tiny_scenario
+
+    def progress(info: dict[str, float]) -> None:
+        if kill_in_epoch is not None and info["epoch"] == kill_in_epoch and "epoch_end" not in info:
+            raise _Killed
+
+    ws, con = setup(root)
+    sc = tiny_scenario("sasrec", TINY["sasrec"])
+    sc = dataclasses.replace(sc, train=dataclasses.replace(sc.train, epochs=3, patience=5))
+    return prepare(con, ws, sc, train_progress=progress).checkpoint  # type: ignore[arg-type]
+
+
+def test_scenario_training_resumes_to_the_same_checkpoint(tmp_path: Path) -> None:
+    """`streamsim train` / `replay` pretraining: killed in epoch 1, rerun, same weights."""
+    straight = _train(tmp_path / "a")
+    with pytest.raises(_Killed):
+        _train(tmp_path / "b", kill_in_epoch=1)
+    (pending,) = (tmp_path / "b" / "checkpoints").glob("*.resume.pt")
+    resumed = _train(tmp_path / "b")
+    assert resumed.hash == straight.hash
+    assert not pending.exists()
+    a, b = (
+        load_file(straight.path / "model.safetensors"),
+        load_file(resumed.path / "model.safetensors"),
+    )
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _without_timing(resumed.manifest["history"]) == _without_timing(
+        straight.manifest["history"]
+    )
+
+
+def test_a_resume_file_covers_the_models_own_code_only() -> None:
+    """The resume key hashes the model's module and the `models` modules it imports."""
+    files = {
+        name: {p.name for p in model_source_files(models.get(name).cls)}
+        for name in ("mamba4rec", "bert4rec", "sasrec")
+    }
+    assert {"mamba4rec.py", "selective_scan.py", "base.py"} <= files["mamba4rec"]
+    assert "sasrec.py" not in files["mamba4rec"]
+    assert "sasrec.py" in files["bert4rec"]  # BERT4Rec reuses SASRec's blocks
+    assert "bert4rec.py" not in files["sasrec"]
