@@ -163,14 +163,10 @@ def selective_scan(
     bsz, seq, chans = u.shape
     h = h0 if h0 is not None else u.new_zeros(bsz, chans, A.shape[-1])
     inputs = (u, dt, A, B, C, h)
-    if seq > 0 and torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-        y, h = _SelectiveScan.apply(*inputs)
-    else:  # inference: no (B, L, E, N) buffer, one (B, E, N) state at a time
-        ys = []
-        for t in range(seq):
-            y_t, h = selective_scan_step(u[:, t], dt[:, t], A, B[:, t], C[:, t], h)
-            ys.append(y_t)
-        y = torch.stack(ys, dim=1) if ys else u.new_zeros(bsz, 0, chans)
+    if seq == 0 or not torch.is_grad_enabled() or not any(t.requires_grad for t in inputs):
+        # inference: the plain loop keeps one (B, E, N) state, no (B, L, E, N) buffer
+        return selective_scan_ref(u, dt, A, B, C, D, z, h0=h)
+    y, h = _SelectiveScan.apply(*inputs)
     if D is not None:
         y = y + D * u
     if z is not None:
