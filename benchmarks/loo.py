@@ -20,6 +20,7 @@ the seeds present, the number of seeds, epochs run (best epoch), and seconds per
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import tempfile
@@ -76,6 +77,17 @@ def main() -> None:
     print(render(read_results(args.results, settings), settings))
 
 
+def _epoch_line(label: str, info: dict[str, float]) -> None:
+    """One line per finished epoch, so a long run can be watched (`tail -f` the log)."""
+    if "epoch_end" in info:
+        valid = info.get("valid.ndcg@10", float("nan"))
+        print(
+            f"{label} epoch {int(info['epoch'])}: train loss {info['train_loss']:.4f}, "
+            f"valid ndcg@10 {valid:.4f}, {info['seconds']:.0f} s",
+            flush=True,
+        )
+
+
 def run(args: argparse.Namespace, settings: dict[str, Any]) -> None:
     done = {(r["model"], r["seed"]) for r in read_results(args.results, settings)}
     todo = [
@@ -107,6 +119,7 @@ def run(args: argparse.Namespace, settings: dict[str, Any]) -> None:
                 device=args.device,
                 tta=default_tta() if name in tta_models else None,
                 resume_dir=None if args.no_resume else args.resume_dir,
+                progress=functools.partial(_epoch_line, f"{name} seed {seed}"),
             )
             record = {
                 "settings": settings,
