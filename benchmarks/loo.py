@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from streamsim import resume as resume_state
 from streamsim.evaluate import default_tta, evaluate_loo
 from streamsim.ingest import ingest
 from streamsim.scenario import ModelSpec, TrainSpec
@@ -62,7 +63,13 @@ def main() -> None:
         help="per-epoch training state; an interrupted (model, seed) continues from it",
     )
     parser.add_argument("--no-resume", action="store_true", help="start every run afresh")
+    parser.add_argument(
+        "--pending", action="store_true", help="only list the unfinished runs in --resume-dir"
+    )
     args = parser.parse_args()
+    if args.pending:
+        print(pending(args.resume_dir, args.dataset, args.max_len))
+        return
 
     settings = {
         "dataset": args.dataset,
@@ -142,6 +149,20 @@ def read_results(path: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
         return []
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return [r for r in records if r.get("settings") == settings]
+
+
+def pending(resume_dir: Path, dataset: str, max_len: int) -> str:
+    """Unfinished (model, seed) runs of this dataset and L: epochs done, best validation so far."""
+    lines = []
+    for path in sorted(resume_dir.glob(f"{dataset}-L{max_len}-*.pt")):
+        key, state = resume_state.peek(path)
+        best = max((h.get("valid.ndcg@10", float("nan")) for h in state.history), default=None)
+        lines.append(
+            f"{key['model']} seed {key['seed']}: {state.epochs_done} epochs done"
+            f"{' (finished, not yet tested)' if state.finished else ''}, "
+            f"best valid NDCG@10 {best:.4f}, last epoch {state.history[-1]['seconds']:.0f} s"
+        )
+    return "\n".join(lines) or f"no unfinished runs in {resume_dir}"
 
 
 def render(records: list[dict[str, Any]], settings: dict[str, Any]) -> str:

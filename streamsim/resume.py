@@ -77,6 +77,14 @@ def save(resume: ResumeFile, state: FitState) -> None:
     os.replace(tmp, resume.path)
 
 
+def peek(path: Path) -> tuple[dict[str, Any], FitState]:
+    """The key and state of a resume file, without checking them against a run (for reports)."""
+    payload = torch.load(path, weights_only=True, map_location="cpu")
+    fields = {name: payload[name] for name in FitState.__slots__}
+    fields["numpy_rng"] = json.loads(payload["numpy_rng"])
+    return json.loads(payload["key"]), FitState(**fields)
+
+
 def load(resume: ResumeFile) -> FitState | None:
     """The saved state of this run, or None when there is no file yet."""
     if not resume.path.exists():

@@ -66,6 +66,9 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(model: str, tmp_
         _run(model, tmp_path, kill_in_epoch=2)  # epochs 0 and 1 finished and saved
     (saved,) = tmp_path.iterdir()
     assert saved.name == f"toy-L8-{model}-seed5.pt"
+    key, state = resume_state.peek(saved)
+    assert (key["model"], key["seed"], state.epochs_done, state.finished) == (model, 5, 2, False)
+    assert len(state.history) == 2
     resumed = _run(model, tmp_path)
     assert len(resumed["history"]) == SPEC.epochs
     assert _without_timing(resumed["history"]) == _without_timing(straight["history"])
