@@ -14,7 +14,8 @@ skips the pairs already there, so the benchmark can be continued across sessions
 ``~/.streamsim/loo-resume``, `streamsim.resume`), so a killed run loses at most one epoch and
 continues to the same result (the file is refused if the code or settings changed). `--render`
 only prints the markdown table of what the file holds: mean ± sample standard deviation over
-the seeds present, the number of seeds, epochs run (best epoch), and seconds per seed.
+the seeds present, the number of seeds, epochs run (best epoch), and seconds per seed (for a
+resumed run, the sum of its epochs' seconds across processes when larger than the last one's).
 """
 
 from __future__ import annotations
@@ -131,7 +132,9 @@ def run(args: argparse.Namespace, settings: dict[str, Any]) -> None:
             record = {
                 "settings": settings,
                 **result,
-                "seconds": round(time.perf_counter() - started, 1),
+                "seconds": round(time.perf_counter() - started, 1),  # this process only
+                # every epoch's seconds, also those run before a resume (by earlier processes)
+                "history_seconds": round(sum(h["seconds"] for h in result["history"]), 1),  # type: ignore[attr-defined]
                 "device": args.device,
                 "torch": torch.__version__,
                 "threads": torch.get_num_threads(),
@@ -165,6 +168,12 @@ def pending(resume_dir: Path, dataset: str, max_len: int) -> str:
     return "\n".join(lines) or f"no unfinished runs in {resume_dir}"
 
 
+def _seconds(record: dict[str, Any]) -> float:
+    """Wall seconds of a (model, seed): its process's, or for a resumed run the sum of its
+    epochs' seconds when that is larger (the earlier processes' share)."""
+    return max(record["seconds"], record.get("history_seconds", 0.0))
+
+
 def render(records: list[dict[str, Any]], settings: dict[str, Any]) -> str:
     rows: dict[str, list[dict[str, Any]]] = {}
     for r in records:
@@ -193,7 +202,7 @@ def render(records: list[dict[str, Any]], settings: dict[str, Any]) -> str:
                 else:  # one seed: no spread to show
                     cells.append(f"{values.mean():.4f}")
             epochs = ", ".join(f"{r['epochs']} ({r.get('best_epoch')})" for r in results)
-            secs = np.mean([r["seconds"] for r in results])
+            secs = np.mean([_seconds(r) for r in results])
             lines.append(
                 f"| {label} | {len(results)} | " + " | ".join(cells) + f" | {epochs} | {secs:.0f} |"
             )
