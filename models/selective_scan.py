@@ -18,18 +18,19 @@ non-positive number, so neither can overflow):
   the test oracle. Autograd records ~6 (B, E, N) temporaries per position and replays them in
   backward, which makes it memory-bound (~8 % of the matmul roofline on our CPU).
 - `selective_scan` (used by the models): the same loop inside a `torch.autograd.Function` with a
-  hand-written backward. Forward writes each h_t once into one (B, L, E, N) buffer (the only
-  thing saved besides the inputs); backward runs the adjoint recurrence in reverse,
+  hand-written backward. Forward writes each h_t once into one time-major (L, B, E, N) buffer
+  (the only thing saved besides the inputs); backward runs the adjoint recurrence in reverse,
 
       g_t = ∂L/∂h_t = C_t ⊗ ∂L/∂y_t + exp(Δ_{t+1} A) ⊙ g_{t+1},
 
   recomputing exp(Δ_t A) per position instead of storing it, and reads every input gradient off
   g_t and h_{t-1}. Both loops stay per position so each step works on a cache-sized (B, E, N)
-  slab; a whole-sequence (B, L, E, N) formulation of the backward measured 5x slower here. The
+  slab; a whole-sequence formulation of the backward was 1.8x slower at L = 50 and 5x at
+  L = 200 in scratch timings here. The
   skip D and the gate z stay ordinary autograd ops outside the Function. First-order gradients
   only (no double backward). Without gradients (evaluation, replay) it runs the plain loop and
-  keeps one (B, E, N) state, so a 4,096-row evaluation batch never allocates the (B, L, E, N)
-  buffer (3.4 GB at L = 50). `tests/models/test_baselines.py` checks values and gradients
+  keeps one (B, E, N) state, so a 4,096-row evaluation batch never allocates the state buffer
+  (3.4 GB at L = 50). `tests/models/test_baselines.py` checks values and gradients
   against the reference in float64; `benchmarks/selective_scan.py` measures the speed-up.
 """
 
