@@ -324,3 +324,46 @@ def test_tim4rec_step_matches_forward(layers: int) -> None:
         out, _ = model.step(batch.items[:, 4], batch.times[:, 4], st)
         expected, _ = model(longer)
     torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("length", [1, 4, 7, 13])
+@pytest.mark.parametrize("group", [1, 3, 5, 20])
+def test_caser_stacked_horizontal_convs_equal_recbole_loop(length: int, group: int) -> None:
+    """The fast path (heights stacked into zero-padded conv1d's) = the per-height conv2d loop:
+    values and the gradients of the input and of every kernel and bias, float64."""
+    from models.caser import horizontal_pool, horizontal_pool_ref
+
+    g = torch.Generator().manual_seed(length * 31 + group)
+    convs = [torch.nn.Conv2d(1, 3, (h, 5)).double() for h in range(1, length + 1)]
+    for conv in convs:
+        torch.nn.init.normal_(conv.weight, generator=g)
+        assert conv.bias is not None
+        torch.nn.init.normal_(conv.bias, generator=g)
+    img = torch.randn(4, 1, length, 5, dtype=torch.float64, generator=g)
+    img[1, :, : length // 2] = 0.0  # a padded (short) history
+    weights = torch.randn(4, 3 * length, dtype=torch.float64, generator=g)
+    grads = []
+    for fn in (horizontal_pool_ref, lambda i, c: horizontal_pool(i, c, group=group)):
+        x = img.clone().requires_grad_(True)
+        out = fn(x, convs)
+        params = [x] + [p for conv in convs for p in conv.parameters()]
+        grads.append((out, torch.autograd.grad((out * weights).sum(), params)))
+    (ref, ref_grads), (fast, fast_grads) = grads
+    assert fast.shape == ref.shape == (4, 3 * length)
+    torch.testing.assert_close(fast, ref, rtol=1e-12, atol=1e-12)
+    for got, want in zip(fast_grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_caser_scores_equal_through_either_horizontal_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole model (ragged and empty histories): the same scores through the oracle."""
+    import models.caser as caser
+
+    model = _build("caser").double()
+    batch = _batch()
+    fast = model.score(batch)
+    monkeypatch.setattr(
+        caser, "horizontal_pool", lambda img, convs: caser.horizontal_pool_ref(img, convs)
+    )
+    ref = model.score(batch)
+    torch.testing.assert_close(fast, ref, rtol=1e-12, atol=1e-12)
