@@ -6,8 +6,18 @@ design/MODELS.md §3.3): embedding 64 (xavier-normal), dropout 0.3, a bias-free 
 128 (xavier-uniform input/recurrent weights), Linear(hidden → embedding) so scores are o_n·Eᵀ,
 CE over the whole catalogue.
 
-Streaming additions: the GRU runs on packed sequences so its final hidden state is h_n of the
-real history; an empty history gives dense(0); `step()` appends one event.
+Streaming additions: the representation and state are read at each history's last real event,
+so they are h_n of the real history whatever the padding; an empty history gives dense(0);
+`step()` appends one event.
+
+Speed: with one layer (the default) the GRU runs over the padded batch and h_n is its output at
+position n−1 (the GRU is causal, so padding after n cannot reach it). RecBole's packed-sequence
+form (`_encode_packed`) computes the same values but its CPU backward materialises a zero
+gradient of the whole packed input per time step (`SliceBackward0` → `fill_`/`add_`, quadratic in
+L): a training step is 7.9x slower at L = 200 with lengths uniform in 1..L; for short histories,
+where packing skips the padding, the two are within 10% (docs/benchmarks.md, "GRU4Rec: padded
+vs packed"). It stays as the test oracle and as the path for more than one layer, whose lower
+layers' h_n the padded run does not expose.
 
 Glossary: B batch, L history length, D embedding size, H hidden size, Y layers.
 """
@@ -74,15 +84,30 @@ class GRU4Rec(Recommender):
         if items.shape[1] == 0:
             items = items.new_zeros(bsz, 1)
         x = self.emb_dropout(self.item_emb(items))  # (B, L, D)
+        if self.config.num_layers == 1:
+            last, h_n = self._encode_padded(x, lengths)
+        else:
+            last, h_n = self._encode_packed(x, lengths)
+        has = (lengths > 0).to(x.dtype)
+        return self.dense(last * has[:, None]), h_n * has[None, :, None]  # 0 for an empty history
+
+    def _encode_padded(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """One layer: the GRU over the padded batch; output and state read at position n−1."""
+        width = max(int(lengths.max()), 1) if lengths.numel() else 1
+        out, _ = self.gru(x[:, :width])  # (B, width, H)
+        rows = torch.arange(x.shape[0], device=x.device)
+        last = out[rows, (lengths - 1).clamp(min=0)]  # (B, H) = h_n for one layer
+        return last, last.unsqueeze(0)
+
+    def _encode_packed(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """RecBole's packed-sequence run (any number of layers); the oracle for `_encode_padded`."""
         packed = pack_padded_sequence(
             x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
         )
         out, h_n = self.gru(packed)
         out, _ = pad_packed_sequence(out, batch_first=True)  # (B, max n, H)
-        rows = torch.arange(bsz, device=items.device)
-        has = (lengths > 0).to(x.dtype)
-        last = out[rows, (lengths - 1).clamp(min=0)] * has[:, None]  # 0 for an empty history
-        return self.dense(last), h_n * has[None, :, None]
+        rows = torch.arange(x.shape[0], device=x.device)
+        return out[rows, (lengths - 1).clamp(min=0)], h_n
 
     def initial_state(
         self,

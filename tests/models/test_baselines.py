@@ -243,6 +243,56 @@ def test_gru4rec_state_is_h_n_of_the_real_history() -> None:
     torch.testing.assert_close(h_pad, h_ref)
 
 
+@pytest.mark.parametrize("width", [6, 9])
+def test_gru4rec_padded_run_equals_the_packed_oracle(width: int) -> None:
+    """One layer: the padded GRU read at n−1 = RecBole's packed run — o_n, h_n and every
+    parameter gradient (float64; ragged, empty and padding columns beyond the longest)."""
+    torch.manual_seed(0)
+    model = models.create("gru4rec", n_items=12, config={"max_len": 9, "dropout": 0.0}).double()
+    g = torch.Generator().manual_seed(width)
+    lengths = torch.tensor([6, 1, 0, 3, 6])
+    valid = torch.arange(width)[None, :] < lengths[:, None]
+    items = torch.randint(1, 13, (5, width), generator=g) * valid
+    batch = SeqBatch(
+        items, items * 0, lengths, lengths * 0, torch.randint(1, 13, (5,), generator=g)
+    )
+    weights = torch.randn(5, 64, dtype=torch.float64, generator=g)
+    runs = []
+    for encode in (model._encode_padded, model._encode_packed):
+        model.zero_grad()
+        x = model.item_emb(batch.items)
+        last, h_n = encode(x, lengths)
+        has = (lengths > 0).double()
+        out = model.dense(last * has[:, None])
+        ((out * weights).sum() + (h_n * has[None, :, None]).square().sum()).backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        runs.append((out.detach(), (h_n * has[None, :, None]).detach(), grads))
+    (o_fast, h_fast, g_fast), (o_ref, h_ref, g_ref) = runs
+    torch.testing.assert_close(o_fast, o_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(h_fast, h_ref, rtol=1e-12, atol=1e-12)
+    assert len(g_fast) == len(g_ref) == 5  # embedding, two GRU matrices, dense weight and bias
+    for got, want in zip(g_fast, g_ref, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    o_model, h_model = model(batch)
+    torch.testing.assert_close(o_model, o_ref)
+    torch.testing.assert_close(h_model, h_ref)
+
+
+def test_gru4rec_two_layers_keep_every_layers_h_n() -> None:
+    """More than one layer takes the packed path: h_n of each layer equals step-by-step."""
+    torch.manual_seed(0)
+    model = models.create("gru4rec", n_items=10, config={"max_len": 5, "num_layers": 2}).eval()
+    items = torch.tensor([[3, 4, 5, 0, 0], [1, 2, 3, 4, 5]])
+    batch = SeqBatch(items, items * 0, torch.tensor([3, 5]), torch.zeros(2), torch.ones(2))
+    _, h_n = model(batch)
+    state = model.initial_state(2)
+    for t in range(5):
+        keep = (t < batch.lengths)[None, :, None]
+        _, new = model.step(items[:, t], items[:, t] * 0, state)
+        state = torch.where(keep, new, state)
+    torch.testing.assert_close(h_n, state)
+
+
 @pytest.mark.parametrize("name", ["sasrec", "gru4rec", "mamba4rec"])
 def test_neural_baselines_learn_a_deterministic_successor(name: str) -> None:
     """A few Adam steps on "next = last + 1" bring the target to the top for most rows."""
