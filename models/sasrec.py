@@ -74,12 +74,22 @@ class TransformerLayer(nn.Module):
     def _heads(self, x: Tensor) -> Tensor:
         return x.unflatten(-1, (self.n_heads, -1)).transpose(1, 2)  # (B, H, L, D/H)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        """x (B, L, D), mask (B, 1, L, L) additive -> (B, L, D)."""
-        q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
+    def forward(self, x: Tensor, mask: Tensor, queries: Tensor | None = None) -> Tensor:
+        """x (B, L, D), mask (B, 1, L_q, L) additive -> (B, L_q, D).
+
+        `queries` (B, L_q, D) are the rows that attend (x itself when None, L_q = L); every
+        output row depends only on its own query, its mask row and x, so passing a subset of
+        x's rows with the matching mask rows gives exactly those rows of the full output.
+        """
+        q_in = x if queries is None else queries
+        q, k, v = (
+            self._heads(self.query(q_in)),
+            self._heads(self.key(x)),
+            self._heads(self.value(x)),
+        )
         p = self.attn_p if self.training else 0.0
         att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-        h = self.attn_norm(self.attn_out_dropout(self.dense(att.transpose(1, 2).flatten(2))) + x)
+        h = self.attn_norm(self.attn_out_dropout(self.dense(att.transpose(1, 2).flatten(2))) + q_in)
         ffn = self.ffn_out(F.gelu(self.ffn_in(h)))
         return self.ffn_norm(self.ffn_dropout(ffn) + h)
 
@@ -113,7 +123,35 @@ class SASRec(Recommender):
         return self.item_emb.weight
 
     def forward(self, batch: SeqBatch) -> tuple[Tensor, None]:
-        """User representations (B, D) at the last valid position; no recurrent state."""
+        """User representations (B, D) at the last valid position; no recurrent state.
+
+        Only position n−1 of the last layer is read, so that layer runs with that one query row
+        (attention against all keys, FFN on one row): the same values as running it over every
+        position and gathering (`forward_all_positions`, the test oracle), without the last
+        layer's L×L attention and L-row FFN. In training, dropout masks are then drawn for one
+        row instead of L, so the random stream differs from the full run's, not its distribution.
+        """
+        x, valid, lengths = self._embed(batch)
+        mask = self._causal_mask(valid, x.dtype)
+        for layer in self.layers[:-1]:
+            x = layer(x, mask)
+        rows = torch.arange(x.shape[0], device=x.device)
+        last = (lengths - 1).clamp(min=0)
+        last_mask = mask[rows, :, last].unsqueeze(2)  # (B, 1, 1, L): row n−1 of the mask
+        out = self.layers[-1](x, last_mask, queries=x[rows, last].unsqueeze(1))
+        return out[:, 0], None
+
+    def forward_all_positions(self, batch: SeqBatch) -> tuple[Tensor, None]:
+        """Reference: every layer over every position, then gather position n−1 (RecBole)."""
+        x, valid, lengths = self._embed(batch)
+        mask = self._causal_mask(valid, x.dtype)
+        for layer in self.layers:
+            x = layer(x, mask)
+        rows = torch.arange(x.shape[0], device=x.device)
+        return x[rows, (lengths - 1).clamp(min=0)], None
+
+    def _embed(self, batch: SeqBatch) -> tuple[Tensor, Tensor, Tensor]:
+        """Embedded, normalised, dropped-out input (B, L, D), the valid mask (B, L), lengths."""
         items, lengths = batch.items, batch.lengths
         if items.shape[1] == 0:
             items = items.new_zeros(items.shape[0], 1)
@@ -124,11 +162,12 @@ class SASRec(Recommender):
         pos = torch.arange(seq, device=items.device)
         valid = pos < lengths[:, None]  # (B, L)
         x = self.item_emb(items * valid) + self.pos_emb(pos)
-        x = self.emb_dropout(self.emb_norm(x))
+        return self.emb_dropout(self.emb_norm(x)), valid, lengths
+
+    @staticmethod
+    def _causal_mask(valid: Tensor, dtype: torch.dtype) -> Tensor:
+        """Additive (B, 1, L_q, L_k) mask: key k visible to query q iff k <= q and k is valid."""
+        pos = torch.arange(valid.shape[1], device=valid.device)
         allowed = valid[:, None, :] & (pos[None, :] <= pos[:, None])[None]  # (B, L_q, L_k)
-        zero = torch.zeros((), dtype=x.dtype, device=x.device)
-        mask = torch.where(allowed, zero, _MASKED).unsqueeze(1).to(x.dtype)  # (B, 1, L, L)
-        for layer in self.layers:
-            x = layer(x, mask)
-        rows = torch.arange(items.shape[0], device=items.device)
-        return x[rows, (lengths - 1).clamp(min=0)], None
+        zero = torch.zeros((), dtype=dtype, device=valid.device)
+        return torch.where(allowed, zero, _MASKED).unsqueeze(1).to(dtype)

@@ -235,6 +235,42 @@ def test_sasrec_uses_positions() -> None:
     assert not torch.allclose(rep[0], rep[1])
 
 
+@pytest.mark.parametrize("n_layers", [1, 2, 3])
+@pytest.mark.parametrize("train", [False, True])
+def test_sasrec_last_query_layer_equals_the_all_positions_oracle(
+    n_layers: int, train: bool
+) -> None:
+    """The last layer run for row n−1 only = every layer over every position, then gather:
+    representations and every parameter gradient (float64; ragged, empty and full-width
+    histories; train mode with dropout 0 so both paths see the same dropout)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(n_layers)
+        config = {"max_len": 9, "hidden_size": 8, "n_heads": 2, "inner_size": 16,
+                  "n_layers": n_layers, "hidden_dropout": 0.0, "attn_dropout": 0.0}  # fmt: skip
+        model = models.create("sasrec", n_items=12, config=config).double().train(train)
+    g = torch.Generator().manual_seed(n_layers)
+    lengths = torch.tensor([7, 1, 0, 3, 7, 5])
+    valid = torch.arange(7)[None, :] < lengths[:, None]
+    items = torch.randint(1, 13, (6, 7), generator=g) * valid
+    batch = SeqBatch(
+        items, items * 0, lengths, lengths * 0, torch.randint(1, 13, (6,), generator=g)
+    )
+    weights = torch.randn(6, 8, dtype=torch.float64, generator=g)
+    runs = []
+    for encode in (model.forward, model.forward_all_positions):  # type: ignore[attr-defined]
+        model.zero_grad()
+        rep, _ = encode(batch)
+        ((rep * weights).sum() + rep.square().sum()).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        runs.append((rep.detach(), grads))
+    (rep_fast, g_fast), (rep_ref, g_ref) = runs
+    torch.testing.assert_close(rep_fast, rep_ref, rtol=1e-12, atol=1e-12)
+    assert g_fast.keys() == g_ref.keys()
+    assert len(g_ref) == 4 + 16 * n_layers  # embeddings, emb LN, and 16 tensors per layer
+    for name, want in g_ref.items():
+        torch.testing.assert_close(g_fast[name], want, rtol=1e-10, atol=1e-12, msg=name)
+
+
 def test_gru4rec_state_is_h_n_of_the_real_history() -> None:
     model = models.create("gru4rec", n_items=10, config={"max_len": 5}).eval()
     items = torch.tensor([[3, 1, 4, 0, 0]])
