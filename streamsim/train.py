@@ -145,6 +145,10 @@ def model_source_files(model_cls: type[Recommender]) -> list[Path]:
     return sorted(seen)
 
 
+# the training loop, the example builder and the history buffer: part of every model_code_hash
+_TRAINING_FILES = ("train.py", "examples.py", "history.py")
+
+
 def model_code_hash(model_cls: type[Recommender]) -> str:
     """sha256 of the code that determines one model's trained weights: `model_source_files`
     plus the training loop, the example builder and the history buffer. Narrower than
@@ -155,9 +159,6 @@ def model_code_hash(model_cls: type[Recommender]) -> str:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
-
-
-_TRAINING_FILES = ("train.py", "examples.py", "history.py")
 
 
 @torch.no_grad()
