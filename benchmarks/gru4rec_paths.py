@@ -13,22 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import time
-from collections.abc import Callable
 from unittest import mock
 
 import torch
+from path_timing import best_of, padded_batch
 
 import models
 from models.base import SeqBatch
 from models.gru4rec import GRU4Rec
-
-
-def _batch(lengths: torch.Tensor, width: int, n_items: int, g: torch.Generator) -> SeqBatch:
-    valid = torch.arange(width)[None, :] < lengths[:, None]
-    items = torch.randint(1, n_items + 1, (len(lengths), width), generator=g) * valid
-    targets = torch.randint(1, n_items + 1, (len(lengths),), generator=g)
-    return SeqBatch(items, items * 0, lengths, lengths * 0, targets)
 
 
 def _path(model: GRU4Rec, path: str) -> contextlib.AbstractContextManager[object]:
@@ -45,16 +37,6 @@ def _loss_backward(model: GRU4Rec, batch: SeqBatch) -> None:
         model.loss(batch).backward()
 
 
-def _time(step: Callable[[], None], reps: int = 3) -> float:
-    step()
-    best = float("inf")
-    for _ in range(reps):
-        start = time.perf_counter()
-        step()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def main(batch_size: int = 256, n_items: int = 1682) -> None:
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(0)
@@ -65,14 +47,14 @@ def main(batch_size: int = 256, n_items: int = 1682) -> None:
         uniform = torch.randint(1, width + 1, (batch_size,), generator=g)
         short = (torch.rand(batch_size, generator=g).log() / torch.tensor(0.88).log()).long() + 1
         for label, lengths in (("uniform", uniform), ("short", short.clamp(max=width))):
-            batch = _batch(lengths, width, n_items, g)
+            batch = padded_batch(lengths, width, n_items, g)
             model = models.create("gru4rec", n_items=n_items, config={"max_len": width})
             assert isinstance(model, GRU4Rec)
             model.train()
             grads, seconds = {}, {}
             for path in ("packed", "padded"):
                 with _path(model, path):
-                    seconds[path] = _time(functools.partial(_loss_backward, model, batch))
+                    seconds[path] = best_of(functools.partial(_loss_backward, model, batch))
                 grads[path] = [p.grad.clone() for p in model.parameters() if p.grad is not None]
             diff = max(
                 float((a - b).abs().max() / b.abs().max().clamp(min=1e-30))

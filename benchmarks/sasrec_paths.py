@@ -17,22 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import time
-from collections.abc import Callable
 from unittest import mock
 
 import torch
+from path_timing import best_of, padded_batch
 
 import models
 from models.base import SeqBatch
 from models.sasrec import SASRec
-
-
-def _batch(lengths: torch.Tensor, width: int, n_items: int, g: torch.Generator) -> SeqBatch:
-    valid = torch.arange(width)[None, :] < lengths[:, None]
-    items = torch.randint(1, n_items + 1, (len(lengths), width), generator=g) * valid
-    targets = torch.randint(1, n_items + 1, (len(lengths),), generator=g)
-    return SeqBatch(items, items * 0, lengths, lengths * 0, targets)
 
 
 def _path(model: SASRec, path: str) -> contextlib.AbstractContextManager[object]:
@@ -54,16 +46,6 @@ def _grads(model: SASRec, batch: SeqBatch) -> list[torch.Tensor]:
     return [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
 
-def _time(step: Callable[[], None], reps: int = 3) -> float:
-    step()
-    best = float("inf")
-    for _ in range(reps):
-        start = time.perf_counter()
-        step()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def main(batch_size: int = 256) -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)  # model initialisation and dropout, this process only
@@ -73,14 +55,14 @@ def main(batch_size: int = 256) -> None:
     print(head + " speed-up  grad rel.diff (eval)")
     for width, n_items in ((200, 1682), (50, 12101)):
         lengths = torch.randint(1, width + 1, (batch_size,), generator=g)
-        batch = _batch(lengths, width, n_items, g)
+        batch = padded_batch(lengths, width, n_items, g)
         model = models.create("sasrec", n_items=n_items, config={"max_len": width})
         assert isinstance(model, SASRec)
         model.train()
         grads, seconds = {}, {}
         for path in ("all-positions", "last-query"):
             with _path(model, path):
-                seconds[path] = _time(functools.partial(_loss_backward, model, batch))
+                seconds[path] = best_of(functools.partial(_loss_backward, model, batch))
                 grads[path] = _grads(model, batch)
         fast, ref = (
             torch.cat([t.flatten() for t in grads[k]]) for k in ("last-query", "all-positions")
