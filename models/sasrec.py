@@ -132,12 +132,15 @@ class SASRec(Recommender):
         row instead of L, so the random stream differs from the full run's, not its distribution.
         """
         x, valid, lengths = self._embed(batch)
-        mask = self._causal_mask(valid, x.dtype)
-        for layer in self.layers[:-1]:
-            x = layer(x, mask)
+        if len(self.layers) > 1:
+            mask = self._causal_mask(valid, x.dtype)
+            for layer in self.layers[:-1]:
+                x = layer(x, mask)
         rows = torch.arange(x.shape[0], device=x.device)
         last = (lengths - 1).clamp(min=0)
-        last_mask = mask[rows, :, last].unsqueeze(2)  # (B, 1, 1, L): row n−1 of the mask
+        # row n−1 of the causal mask: key k visible iff k <= n−1 and k valid, i.e. iff k valid
+        zero = torch.zeros((), dtype=x.dtype, device=x.device)
+        last_mask = torch.where(valid, zero, _MASKED).to(x.dtype)[:, None, None, :]  # (B,1,1,L)
         out = self.layers[-1](x, last_mask, queries=x[rows, last].unsqueeze(1))
         return out[:, 0], None
 
