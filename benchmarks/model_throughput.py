@@ -13,10 +13,10 @@ in the same run (the roofline baseline).
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 
 import torch
+from path_timing import best_of
 from torch.utils.flop_counter import FlopCounterMode
 
 import models
@@ -38,16 +38,6 @@ def _batch(bsz: int, length: int, seed: int = 1) -> SeqBatch:
     return SeqBatch(items, times * valid, lengths, times[:, -1] + 3_600, targets)
 
 
-def _timed(fn: Callable[[], object], reps: int) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def _flops(fn: Callable[[], object]) -> float:
     with FlopCounterMode(display=False) as counter:
         fn()
@@ -56,7 +46,7 @@ def _flops(fn: Callable[[], object]) -> float:
 
 def _matmul_roofline(reps: int) -> float:
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    seconds = _timed(lambda: a @ b, max(reps, 3))
+    seconds = best_of(lambda: a @ b, max(reps, 3))
     return 2 * 2048**3 / seconds / 1e9
 
 
@@ -114,7 +104,7 @@ def main() -> None:
                 if mode != "fwd":
                     model.train(mode == "fwd+bwd")
                 flops = _flops(fn)
-                seconds = _timed(fn, args.reps)
+                seconds = best_of(fn, args.reps)
                 rate = flops / seconds / 1e9
                 print(
                     f"{name:10s} {length:<4d} {mode:8s} {args.batch / seconds:8,.0f} "

@@ -1,6 +1,7 @@
-"""Shared pieces of the fast-path-vs-oracle benchmarks (`gru4rec_paths.py`, `sasrec_paths.py`).
+"""Shared pieces of the benchmarks: a right-padded random batch (`gru4rec_paths.py`,
+`sasrec_paths.py`) and the best-of-N timer (those two and `model_throughput.py`).
 
-Imported by those scripts from their own folder (`python benchmarks/<name>.py` puts it first on
+Imported by the scripts from their own folder (`python benchmarks/<name>.py` puts it first on
 `sys.path`).
 """
 
@@ -22,7 +23,7 @@ def padded_batch(lengths: torch.Tensor, width: int, n_items: int, g: torch.Gener
     return SeqBatch(items, items * 0, lengths, lengths * 0, targets)
 
 
-def best_of(step: Callable[[], None], reps: int = 3) -> float:
+def best_of(step: Callable[[], object], reps: int = 3) -> float:
     """Seconds of the fastest of `reps` calls, after one warm-up call."""
     step()
     best = float("inf")

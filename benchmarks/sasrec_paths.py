@@ -48,7 +48,12 @@ def _grads(model: SASRec, batch: SeqBatch) -> list[torch.Tensor]:
 
 def main(batch_size: int = 256) -> None:
     torch.set_num_threads(1)
-    torch.manual_seed(0)  # model initialisation and dropout, this process only
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # model initialisation and dropout, restored on return
+        _run(batch_size)
+
+
+def _run(batch_size: int) -> None:
     g = torch.Generator().manual_seed(0)
     print(f"torch={torch.__version__} threads=1 B={batch_size} layers=2 D=64")
     head = f"{'L':>4} {'items':>6} {'all-positions (s)':>18} {'last-query (s)':>15}"
