@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from models.base import Recommender, SeqBatch
+from streamsim import rng as rng_streams
 from streamsim.errors import ModelError
 from streamsim.filters import EtaFilter
 from streamsim.scenario import PolicySpec
@@ -195,8 +196,7 @@ class Adapter:
             return 0
         assert revealed.targets is not None
         self.model.train()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)  # dropout masks, scoped: deterministic and resumable
+        with rng_streams.seeded(seed):  # dropout masks, owned: deterministic and resumable
             backward = 0
             for _ in range(self.policy.online_steps):
                 loss = self.model.loss(revealed)

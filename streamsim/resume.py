@@ -9,11 +9,13 @@ uninterrupted one on CPU, because everything that the next epoch reads is saved:
 - the current weights and Adam's moments (`optimizer.state_dict()`);
 - the kept best weights, their validation score and the patience counter;
 - the per-epoch history;
-- the shuffling generator (numpy), the dropout generator (torch's CPU generator inside the run's
-  `fork_rng` scope) and the generators the model owns (`Recommender.generators()`, e.g.
-  BERT4Rec's masking).
+- the shuffling generator (numpy), the dropout generators (torch's CPU generator and, when
+  training on CUDA, that device's generator, inside the run's `streamsim.rng.seeded` scope) and
+  the generators the model owns (`Recommender.generators()`, e.g. BERT4Rec's masking).
 
-On CUDA the device generator is not saved, so dropout after a resume differs there.
+Files written before the device generator was saved have no `device_rng` entry; they load with
+None, which is what a CPU run saves anyway (a CUDA run continued from such a file draws other
+dropout masks after the resume).
 
 The file carries the run's `key` (model, config, seed, training settings, data): a file written
 for other settings is refused with an error naming the file and the first differing entry, never
@@ -60,6 +62,7 @@ class FitState:
     numpy_rng: dict[str, Any]
     torch_rng: Tensor
     model_rngs: dict[str, Tensor]
+    device_rng: Tensor | None = None  # the CUDA device's generator; None on CPU
 
 
 def save(resume: ResumeFile, state: FitState) -> None:
@@ -80,9 +83,7 @@ def save(resume: ResumeFile, state: FitState) -> None:
 def peek(path: Path) -> tuple[dict[str, Any], FitState]:
     """The key and state of a resume file, without checking them against a run (for reports)."""
     payload = torch.load(path, weights_only=True, map_location="cpu")
-    fields = {name: payload[name] for name in FitState.__slots__}
-    fields["numpy_rng"] = json.loads(payload["numpy_rng"])
-    return json.loads(payload["key"]), FitState(**fields)
+    return json.loads(payload["key"]), _state(payload)
 
 
 def load(resume: ResumeFile) -> FitState | None:
@@ -109,6 +110,10 @@ def load(resume: ResumeFile) -> FitState | None:
         msg = f"{resume.path}: written for another run ({name!r} is {saved_key.get(name)!r} there, "
         msg += f"{resume.key.get(name)!r} here); delete it or use another resume folder"
         raise ModelError(msg)
-    fields = {name: payload[name] for name in FitState.__slots__}
+    return _state(payload)
+
+
+def _state(payload: dict[str, Any]) -> FitState:
+    fields = {name: payload[name] for name in FitState.__slots__ if name in payload}
     fields["numpy_rng"] = json.loads(payload["numpy_rng"])
     return FitState(**fields)

@@ -34,6 +34,7 @@ import models
 from models.base import Recommender, sum_terms
 from streamsim import __version__
 from streamsim import resume as resume_state
+from streamsim import rng as rng_streams
 from streamsim.errors import ModelError
 from streamsim.examples import Examples, build_examples
 from streamsim.ranking import rank_metrics, target_ranks
@@ -74,8 +75,7 @@ def build_model(model_spec: ModelSpec, *, n_items: int, seed: int) -> Recommende
     fields = {f.name for f in dataclasses.fields(config)}
     if "seed" in fields and "seed" not in dict(model_spec.overrides):
         config = dataclasses.replace(config, seed=seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # scoped by fork_rng: owned, not global
+    with rng_streams.seeded(seed):  # initialisation on CPU; owned, not global
         return models.create(model_spec.name, n_items=n_items, config=config)
 
 
@@ -98,6 +98,11 @@ def checkpoint_key(
     return hashlib.sha256(blob).hexdigest()[:16], key
 
 
+# the training loop, the example builder, the history buffer and the owned random streams: part
+# of `code_hash` and of every `model_code_hash`
+_TRAINING_FILES = ("train.py", "examples.py", "history.py", "rng.py")
+
+
 @functools.cache
 def code_hash() -> str:
     """sha256 of the code that determines trained weights: the `models` package, the training
@@ -106,7 +111,7 @@ def code_hash() -> str:
     digest = hashlib.sha256()
     files = sorted(Path(models.__file__).parent.glob("*.py"))
     here = Path(__file__).parent
-    for path in [*files, here / "train.py", here / "examples.py", here / "history.py"]:
+    for path in [*files, *(here / f for f in _TRAINING_FILES)]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
@@ -143,10 +148,6 @@ def model_source_files(model_cls: type[Recommender]) -> list[Path]:
                 if candidate.exists():
                     todo.append(candidate)
     return sorted(seen)
-
-
-# the training loop, the example builder and the history buffer: part of every model_code_hash
-_TRAINING_FILES = ("train.py", "examples.py", "history.py")
 
 
 def model_code_hash(model_cls: type[Recommender]) -> str:
@@ -283,8 +284,7 @@ def _fit(
     opt = torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     history: list[dict[str, float]] = []
     best_score, best_state, since_best = -1.0, None, 0
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed + 1)  # dropout masks; scoped by fork_rng
+    with rng_streams.seeded(seed + 1, device):  # dropout masks, on the training device
         start, finished = 0, False
         saved = resume_state.load(resume) if resume is not None else None
         if saved is not None:
@@ -298,6 +298,7 @@ def _fit(
             opt.load_state_dict(saved.optimizer)
             rng.bit_generator.state = saved.numpy_rng
             torch.set_rng_state(saved.torch_rng)
+            rng_streams.set_device_state(saved.device_rng, device)
             for name, gen in model.generators().items():
                 gen.set_state(saved.model_rngs[name])
         for epoch in range(start, start if finished else spec.epochs):
@@ -359,6 +360,7 @@ def _fit(
                     history=history,
                     numpy_rng=dict(rng.bit_generator.state),
                     torch_rng=torch.get_rng_state(),
+                    device_rng=rng_streams.device_state(device),
                     model_rngs={k: g.get_state() for k, g in model.generators().items()},
                 )
                 resume_state.save(resume, state)

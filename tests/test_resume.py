@@ -37,7 +37,9 @@ def _con():  # type: ignore[no-untyped-def]
     return con
 
 
-def _run(model: str, resume_dir: Path | None, kill_in_epoch: int | None = None) -> dict[str, Any]:
+def _run(
+    model: str, resume_dir: Path | None, kill_in_epoch: int | None = None, device: str = "cpu"
+) -> dict[str, Any]:
     def progress(info: dict[str, float]) -> None:
         if kill_in_epoch is not None and info["epoch"] == kill_in_epoch and "epoch_end" not in info:
             raise _Killed
@@ -52,6 +54,7 @@ def _run(model: str, resume_dir: Path | None, kill_in_epoch: int | None = None) 
         eval_batch_size=64,
         progress=progress,
         resume_dir=resume_dir,
+        device=device,
     )
 
 
@@ -74,6 +77,36 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(model: str, tmp_
     assert _without_timing(resumed["history"]) == _without_timing(straight["history"])
     assert resumed["test"] == straight["test"]
     assert list(tmp_path.iterdir()) == []  # removed once the result is complete
+
+
+def test_a_file_without_the_device_generator_still_resumes(tmp_path: Path) -> None:
+    """Files written before `device_rng` was saved load with None: on CPU the same run."""
+    straight = _run("sasrec", None)
+    with pytest.raises(_Killed):
+        _run("sasrec", tmp_path, kill_in_epoch=2)
+    (saved,) = tmp_path.iterdir()
+    payload = torch.load(saved, weights_only=True)
+    assert payload.pop("device_rng") is None  # a CPU run saves no device generator
+    torch.save(payload, saved)
+    assert resume_state.peek(saved)[1].device_rng is None
+    resumed = _run("sasrec", tmp_path)
+    assert _without_timing(resumed["history"]) == _without_timing(straight["history"])
+    assert resumed["test"] == straight["test"]
+
+
+@pytest.mark.gpu
+def test_an_interrupted_cuda_run_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    """Dropout on CUDA draws from the device generator, which the resume file carries."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA: the device generator is what is under test")
+    straight = _run("sasrec", None, device="cuda")
+    with pytest.raises(_Killed):
+        _run("sasrec", tmp_path, kill_in_epoch=2, device="cuda")
+    (saved,) = tmp_path.iterdir()
+    assert resume_state.peek(saved)[1].device_rng is not None
+    resumed = _run("sasrec", tmp_path, device="cuda")
+    assert _without_timing(resumed["history"]) == _without_timing(straight["history"])
+    assert resumed["test"] == straight["test"]
 
 
 def test_the_history_differs_without_the_saved_generators(
