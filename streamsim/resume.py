@@ -83,7 +83,7 @@ def save(resume: ResumeFile, state: FitState) -> None:
 def peek(path: Path) -> tuple[dict[str, Any], FitState]:
     """The key and state of a resume file, without checking them against a run (for reports)."""
     payload = torch.load(path, weights_only=True, map_location="cpu")
-    return json.loads(payload["key"]), _state(payload)
+    return json.loads(payload["key"]), _state(path, payload)
 
 
 def load(resume: ResumeFile) -> FitState | None:
@@ -100,6 +100,7 @@ def load(resume: ResumeFile) -> FitState | None:
         got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         msg = f"{resume.path}: expected a resume file of format {FORMAT}, got {got!r}"
         raise ModelError(msg)
+    _check_entries(resume.path, payload)
     saved_key = json.loads(payload["key"])
     if saved_key != resume.key:
         name = next(
@@ -110,10 +111,23 @@ def load(resume: ResumeFile) -> FitState | None:
         msg = f"{resume.path}: written for another run ({name!r} is {saved_key.get(name)!r} there, "
         msg += f"{resume.key.get(name)!r} here); delete it or use another resume folder"
         raise ModelError(msg)
-    return _state(payload)
+    return _state(resume.path, payload)
 
 
-def _state(payload: dict[str, Any]) -> FitState:
+# entries a resume file of this format must hold; `device_rng` came later and may be absent
+_REQUIRED = ("key", *(name for name in FitState.__slots__ if name != "device_rng"))
+
+
+def _check_entries(path: Path, payload: dict[str, Any]) -> None:
+    missing = [name for name in _REQUIRED if name not in payload]
+    if missing:
+        msg = f"{path}: resume file of format {FORMAT} lacks {', '.join(map(repr, missing))}; "
+        msg += "delete it to start the run again"
+        raise ModelError(msg)
+
+
+def _state(path: Path, payload: dict[str, Any]) -> FitState:
+    _check_entries(path, payload)
     fields = {name: payload[name] for name in FitState.__slots__ if name in payload}
     fields["numpy_rng"] = json.loads(payload["numpy_rng"])
     return FitState(**fields)

@@ -158,6 +158,21 @@ def test_a_damaged_file_is_refused_with_its_name(tmp_path: Path) -> None:
     assert path.read_bytes() == b"not a checkpoint"
 
 
+def test_a_file_missing_an_entry_is_refused_with_its_name_and_the_entry(tmp_path: Path) -> None:
+    with pytest.raises(_Killed):
+        _run("sasrec", tmp_path, kill_in_epoch=1)
+    (saved,) = tmp_path.iterdir()
+    payload = torch.load(saved, weights_only=True)
+    del payload["optimizer"]
+    torch.save(payload, saved)
+    before = saved.read_bytes()
+    with pytest.raises(ModelError, match=r"toy-L8-sasrec-seed5\.pt: .* lacks 'optimizer'"):
+        _run("sasrec", tmp_path)
+    with pytest.raises(ModelError, match=r"lacks 'optimizer'"):
+        resume_state.peek(saved)
+    assert saved.read_bytes() == before
+
+
 def test_a_finished_run_is_not_trained_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
