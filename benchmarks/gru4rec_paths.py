@@ -21,6 +21,7 @@ from path_timing import best_of, padded_batch
 import models
 from models.base import SeqBatch
 from models.gru4rec import GRU4Rec
+from streamsim.rng import seeded
 
 
 def _path(model: GRU4Rec, path: str) -> contextlib.AbstractContextManager[object]:
@@ -32,8 +33,7 @@ def _path(model: GRU4Rec, path: str) -> contextlib.AbstractContextManager[object
 
 def _loss_backward(model: GRU4Rec, batch: SeqBatch) -> None:
     model.zero_grad()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(1)  # the same dropout mask for both paths
+    with seeded(1):  # the same dropout mask for both paths
         model.loss(batch).backward()
 
 

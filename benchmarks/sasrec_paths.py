@@ -25,6 +25,7 @@ from path_timing import best_of, padded_batch
 import models
 from models.base import SeqBatch
 from models.sasrec import SASRec
+from streamsim.rng import seeded
 
 
 def _path(model: SASRec, path: str) -> contextlib.AbstractContextManager[object]:
@@ -48,8 +49,7 @@ def _grads(model: SASRec, batch: SeqBatch) -> list[torch.Tensor]:
 
 def main(batch_size: int = 256) -> None:
     torch.set_num_threads(1)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)  # model initialisation and dropout, restored on return
+    with seeded(0):  # model initialisation and dropout, restored on return
         _run(batch_size)
 
 

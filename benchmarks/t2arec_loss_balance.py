@@ -37,6 +37,7 @@ from models.t2arec import T2ARec
 from streamsim.commands import parse_pairs
 from streamsim.evaluate import loo_examples
 from streamsim.ingest import ingest
+from streamsim.rng import seeded
 from streamsim.scenario import ModelSpec
 from streamsim.store import Workspace, dataset_info
 from streamsim.train import build_model, evaluate_examples
@@ -216,8 +217,7 @@ def main() -> None:
         f"μ1 {cfg.mu_time_train}, μ2 {cfg.mu_state_train}"
     )
     print(HEADER)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(args.seed + 1)  # dropout masks, as in streamsim's _fit
+    with seeded(args.seed + 1):  # dropout masks, as in streamsim's _fit
         while step < args.steps:
             for batch in data.train.batches(256, rng=rng):
                 model.train()

@@ -5,10 +5,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import torch
-
 import models
 from models.base import Recommender
+from streamsim.rng import seeded
 
 # smaller hidden sizes where the defaults would slow registry-wide tests down
 SIZES: dict[str, dict[str, Any]] = {
@@ -33,7 +32,6 @@ def tiny_config(name: str, max_len: int) -> dict[str, Any]:
 
 
 def build_tiny(name: str, *, n_items: int, max_len: int, seed: int = 0) -> Recommender:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = models.create(name, n_items=n_items, config=tiny_config(name, max_len))
     return model.eval()

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from models.base import Recommender, SeqBatch
+from streamsim.rng import seeded
 from streamsim.store import write_dataset
 
 
@@ -47,8 +48,7 @@ class ToyModel(Recommender):
 
 
 def make_toy_model(n_items: int, seed: int = 0, dtype: torch.dtype = torch.float64) -> ToyModel:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         return ToyModel(n_items=n_items).to(dtype).eval()
 
 

@@ -20,6 +20,7 @@ from models.popularity import Popularity, window_counts
 from models.selective_scan import selective_scan, selective_scan_ref
 from models.transition import Transition
 from streamsim.errors import ModelError
+from streamsim.rng import seeded
 
 DAY = 86_400
 T0 = 1_600_000_000
@@ -139,8 +140,7 @@ def test_selective_scan_rejects_bad_shapes() -> None:
 
 
 def _mamba(**overrides: Any) -> Mamba4Rec:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+    with seeded(0):
         model = models.create("mamba4rec", n_items=20, config={"max_len": 6, **overrides})
     assert isinstance(model, Mamba4Rec)
     return model
@@ -243,8 +243,7 @@ def test_sasrec_last_query_layer_equals_the_all_positions_oracle(
     """The last layer run for row n−1 only = every layer over every position, then gather:
     representations and every parameter gradient (float64; ragged, empty and full-width
     histories; train mode with dropout 0 so both paths see the same dropout)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(n_layers)
+    with seeded(n_layers):
         config = {"max_len": 9, "hidden_size": 8, "n_heads": 2, "inner_size": 16,
                   "n_layers": n_layers, "hidden_dropout": 0.0, "attn_dropout": 0.0}  # fmt: skip
         model = models.create("sasrec", n_items=12, config=config).double().train(train)
@@ -283,8 +282,9 @@ def test_gru4rec_state_is_h_n_of_the_real_history() -> None:
 def test_gru4rec_padded_run_equals_the_packed_oracle(width: int) -> None:
     """One layer: the padded GRU read at n−1 = RecBole's packed run — o_n, h_n and every
     parameter gradient (float64; ragged, empty and padding columns beyond the longest)."""
-    torch.manual_seed(0)
-    model = models.create("gru4rec", n_items=12, config={"max_len": 9, "dropout": 0.0}).double()
+    with seeded(0):
+        model = models.create("gru4rec", n_items=12, config={"max_len": 9, "dropout": 0.0})
+    model = model.double()
     g = torch.Generator().manual_seed(width)
     lengths = torch.tensor([6, 1, 0, 3, 6])
     valid = torch.arange(width)[None, :] < lengths[:, None]
@@ -316,8 +316,9 @@ def test_gru4rec_padded_run_equals_the_packed_oracle(width: int) -> None:
 
 def test_gru4rec_two_layers_keep_every_layers_h_n() -> None:
     """More than one layer takes the packed path: h_n of each layer equals step-by-step."""
-    torch.manual_seed(0)
-    model = models.create("gru4rec", n_items=10, config={"max_len": 5, "num_layers": 2}).eval()
+    with seeded(0):
+        model = models.create("gru4rec", n_items=10, config={"max_len": 5, "num_layers": 2})
+    model = model.eval()
     items = torch.tensor([[3, 4, 5, 0, 0], [1, 2, 3, 4, 5]])
     batch = SeqBatch(items, items * 0, torch.tensor([3, 5]), torch.zeros(2), torch.ones(2))
     _, h_n = model(batch)
@@ -333,8 +334,7 @@ def test_gru4rec_two_layers_keep_every_layers_h_n() -> None:
 def test_neural_baselines_learn_a_deterministic_successor(name: str) -> None:
     """A few Adam steps on "next = last + 1" bring the target to the top for most rows."""
     n_items, seq = 12, 5
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+    with seeded(0):
         small = {"sasrec": {"hidden_size": 16, "inner_size": 32}, "gru4rec": {"hidden_size": 32},
                  "mamba4rec": {"d_model": 16, "d_state": 8}}[name]  # fmt: skip
         model = models.create(name, n_items=n_items, config={"max_len": seq, **small})

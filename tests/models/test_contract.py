@@ -16,6 +16,7 @@ import torch
 
 import models
 from models.base import Recommender, SeqBatch, sum_terms
+from streamsim.rng import seeded
 from tests.tiny import NAMES, build_tiny
 
 N_ITEMS, SEQ = 30, 8
@@ -190,11 +191,9 @@ def test_loss_terms_sum_to_the_loss_bit_for_bit(name: str) -> None:
     model, twin = _build(name).train(), _build(name).train()  # twins: owned mask RNGs too
     if not model.trainable:
         pytest.skip(f"{name} is a count model (trained by observe)")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(3)
+    with seeded(3):
         terms = model.loss_terms(_batch())
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(3)
+    with seeded(3):
         loss = twin.loss(_batch())
     assert list(terms)[0] == "rec"
     assert all(t.ndim == 0 for t in terms.values())

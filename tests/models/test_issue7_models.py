@@ -17,6 +17,7 @@ import torch
 
 import models
 from models.base import Recommender, SeqBatch
+from streamsim.rng import seeded
 
 N_ITEMS, SEQ = 25, 7
 LENGTHS = (7, 4, 1, 0)
@@ -41,8 +42,7 @@ def _one_thread() -> Iterator[None]:
 
 
 def _build(name: str, **extra: Any) -> Recommender:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+    with seeded(0):
         model = models.create(name, n_items=N_ITEMS, config={"max_len": SEQ, **TINY[name], **extra})
     return model.eval()
 
