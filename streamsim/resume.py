@@ -83,7 +83,8 @@ def save(resume: ResumeFile, state: FitState) -> None:
 def peek(path: Path) -> tuple[dict[str, Any], FitState]:
     """The key and state of a resume file, without checking them against a run (for reports)."""
     payload = torch.load(path, weights_only=True, map_location="cpu")
-    return json.loads(payload["key"]), _state(path, payload)
+    _check_entries(path, payload)
+    return json.loads(payload["key"]), _state(payload)
 
 
 def load(resume: ResumeFile) -> FitState | None:
@@ -111,7 +112,7 @@ def load(resume: ResumeFile) -> FitState | None:
         msg = f"{resume.path}: written for another run ({name!r} is {saved_key.get(name)!r} there, "
         msg += f"{resume.key.get(name)!r} here); delete it or use another resume folder"
         raise ModelError(msg)
-    return _state(resume.path, payload)
+    return _state(payload)
 
 
 # entries a resume file of this format must hold; `device_rng` came later and may be absent
@@ -126,8 +127,7 @@ def _check_entries(path: Path, payload: dict[str, Any]) -> None:
         raise ModelError(msg)
 
 
-def _state(path: Path, payload: dict[str, Any]) -> FitState:
-    _check_entries(path, payload)
+def _state(payload: dict[str, Any]) -> FitState:
     fields = {name: payload[name] for name in FitState.__slots__ if name in payload}
     fields["numpy_rng"] = json.loads(payload["numpy_rng"])
     return FitState(**fields)
