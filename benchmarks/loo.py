@@ -48,6 +48,11 @@ def main() -> None:
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--max-len", type=int, default=50)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--only-seeds",
+        default="",
+        help="comma list of seeds to run (of range(--seeds)); lets seeds run in parallel processes",
+    )
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--patience", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=256)
@@ -98,9 +103,15 @@ def _epoch_line(label: str, info: dict[str, float]) -> None:
 
 def run(args: argparse.Namespace, settings: dict[str, Any]) -> None:
     done = {(r["model"], r["seed"]) for r in read_results(args.results, settings)}
+    seeds: list[int] = list(range(args.seeds))
+    if args.only_seeds:
+        seeds = [int(s) for s in args.only_seeds.split(",")]
+        if not all(0 <= s < args.seeds for s in seeds):
+            msg = f"--only-seeds {args.only_seeds}: expected seeds in 0..{args.seeds - 1}"
+            raise SystemExit(msg)
     todo = [
         (seed, name)
-        for seed in range(args.seeds)
+        for seed in seeds
         for name in args.models.split(",")
         if (name, seed) not in done
     ]

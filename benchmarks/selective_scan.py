@@ -1,24 +1,32 @@
 """Mamba-1 selective scan: the hand-written-backward scan against the autograd oracle.
 
-Usage: ``python benchmarks/selective_scan.py [--threads 2] [--batch 256] [--lengths 50,200]``.
+Usage: ``python benchmarks/selective_scan.py [--threads 2] [--batch 256] [--lengths 50,200]
+[--data ../shared/data]``.
 
 For each length L prints, best of `--reps` after one warm-up, in the same run:
 
-- the scan alone (B, L, E = 128, N = 32, fp32): forward and forward+backward seconds of
-  `models.selective_scan.selective_scan_ref` (baseline) and `selective_scan`, the speed-up, and
-  the largest relative gradient difference between them;
+- the scan alone (B, L, E = 128, N = 32, fp32, every position valid): forward and
+  forward+backward seconds of `models.selective_scan.selective_scan_ref` (baseline) and
+  `selective_scan`, the speed-up, and the largest relative gradient difference between them;
 - the whole Mamba4Rec model (default config, 12,000 items): `loss(batch).backward()` seq/s
-  through each scan (the oracle patched into `models.mamba4rec` for the baseline row), and the
-  speed-up.
+  through the oracle (baseline), through `selective_scan` scanning every position with Δ = 0 on
+  padding ("fast, all L"), and through `selective_scan` given the lengths so it skips padding
+  ("fast"): the model's default. History lengths are drawn uniformly from 1..L, and, where
+  `--data` holds them, from the leave-one-out training examples of amazon-beauty-5core (L = 50)
+  and ml-100k (L = 200): every prefix of every user's sequence but the last two, capped at L.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 from unittest import mock
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -27,10 +35,25 @@ import models.mamba4rec as mamba4rec_module
 from models.base import SeqBatch
 from models.selective_scan import selective_scan, selective_scan_ref
 
+
+def _scan_all_positions(
+    *args: Any, lengths: Tensor | None = None, **kw: Any
+) -> tuple[Tensor, Tensor]:
+    """`selective_scan` before it took lengths: Δ zeroed on padding, every position scanned."""
+    if lengths is not None:
+        u, dt = args[0], args[1]
+        mask = torch.arange(u.shape[1])[None, :] < lengths[:, None]
+        args = (u, dt * mask[..., None], *args[2:])
+    return selective_scan(*args, **kw)
+
+
 SCANS: dict[str, Callable[..., tuple[Tensor, Tensor]]] = {
     "reference": selective_scan_ref,
+    "fast, all L": _scan_all_positions,
     "fast": selective_scan,
 }
+# the real datasets' sequence lengths, per (dataset, L) of the LOO tables
+DATASETS = {50: "amazon-beauty-5core", 200: "ml-100k"}
 
 
 def _scan_inputs(bsz: int, length: int, chans: int, nstate: int) -> list[Tensor]:
@@ -61,9 +84,29 @@ def _time_scan(
     return best_fwd, best_all, grads
 
 
-def _batch(bsz: int, length: int, n_items: int) -> SeqBatch:
+def _sequence_lengths(data: Path, dataset: str) -> list[int] | None:
+    """Events per user of a staged dataset, or None when it is not there."""
+    if dataset == "ml-100k" and (data / dataset / "u.data").exists():
+        lines = (data / dataset / "u.data").read_text().splitlines()
+        return list(Counter(line.split()[0] for line in lines).values())
+    path = data / dataset / "Beauty_item_org_rank.txt"
+    if dataset == "amazon-beauty-5core" and path.exists():
+        return [len(line.split()) - 1 for line in path.read_text().splitlines() if line.strip()]
+    return None
+
+
+def _loo_history_lengths(per_user: list[int], max_len: int) -> np.ndarray:
+    """History length of every LOO training example: targets 1..n−3 of a user of n events."""
+    return np.minimum(np.concatenate([np.arange(1, n - 2) for n in per_user if n > 3]), max_len)
+
+
+def _batch(bsz: int, length: int, n_items: int, pool: np.ndarray | None = None) -> SeqBatch:
     g = torch.Generator().manual_seed(1)
-    lengths = torch.randint(1, length + 1, (bsz,), generator=g)
+    if pool is None:
+        lengths = torch.randint(1, length + 1, (bsz,), generator=g)
+    else:
+        pick = np.random.default_rng(1).choice(len(pool), bsz, replace=False)
+        lengths = torch.from_numpy(pool[pick]).long()
     valid = torch.arange(length)[None, :] < lengths[:, None]
     items = torch.randint(1, n_items + 1, (bsz, length), generator=g) * valid
     times = 1_600_000_000 + torch.cumsum(torch.randint(0, 86_400, (bsz, length), generator=g), 1)
@@ -89,19 +132,18 @@ def main() -> None:
     parser.add_argument("--lengths", default="50,200")
     parser.add_argument("--items", type=int, default=12_000)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch={torch.__version__} threads={args.threads} B={args.batch} E=128 N=32 fp32")
     print(f"{'L':<4} {'what':<34} {'reference':>9} {'fast':>9} {'speed-up':>9}  grad rel.diff")
+    print("     (scan alone: every position valid; model rows: seq/s and ratio to the reference)")
     for length in (int(x) for x in args.lengths.split(",")):
         inputs = _scan_inputs(args.batch, length, chans=128, nstate=32)
         ref_fwd, ref_all, ref_grads = _time_scan(selective_scan_ref, inputs, args.reps)
         fast_fwd, fast_all, fast_grads = _time_scan(selective_scan, inputs, args.reps)
         pairs = zip(fast_grads, ref_grads, strict=True)
         diff = max(float((a - b).norm() / b.norm()) for a, b in pairs)
-        batch = _batch(args.batch, length, args.items)
-        ref_rate = _model_rate("reference", length, batch, args.items, args.reps)
-        fast_rate = _model_rate("fast", length, batch, args.items, args.reps)
         rows = [
             ("scan fwd (s)", f"{ref_fwd:9.3f}", f"{fast_fwd:9.3f}", ref_fwd / fast_fwd, ""),
             (
@@ -111,16 +153,24 @@ def main() -> None:
                 ref_all / fast_all,
                 f"{diff:.1e}",
             ),
-            (
-                "Mamba4Rec loss+backward (seq/s)",
-                f"{ref_rate:9,.0f}",
-                f"{fast_rate:9,.0f}",
-                fast_rate / ref_rate,
-                "",
-            ),
         ]
         for what, ref, fast, ratio, note in rows:
             print(f"{length:<4d} {what:<34} {ref:>9} {fast:>9} {ratio:8.2f}x  {note}")
+        pools: list[tuple[str, np.ndarray | None]] = [("uniform 1..L", None)]
+        per_user = _sequence_lengths(args.data, DATASETS.get(length, ""))
+        if per_user is not None:
+            pools.append((DATASETS[length], _loo_history_lengths(per_user, length)))
+        for label, pool in pools:
+            batch = _batch(args.batch, length, args.items, pool)
+            rates = {
+                name: _model_rate(name, length, batch, args.items, args.reps) for name in SCANS
+            }
+            mean = float(batch.lengths.float().mean())
+            cells = "  ".join(
+                f"{name} {rate:6,.0f} ({rate / rates['reference']:.2f}x)"
+                for name, rate in rates.items()
+            )
+            print(f"{length:<4d} Mamba4Rec seq/s, lengths {label} (mean {mean:.1f}): {cells}")
 
 
 if __name__ == "__main__":

@@ -107,9 +107,10 @@ class Mamba1(nn.Module):
         x, z = self.in_proj(u).chunk(2, dim=-1)  # (B, L, E) each
         xc = F.silu(self.conv1d(x.transpose(1, 2))[..., :seq].transpose(1, 2))  # causal
         dt, bm, cm = self._ssm_inputs(xc)
-        dt = dt * valid.unsqueeze(-1)  # Δ = 0 on padding: the state carries h_n to the end
-        y, h_n = selective_scan(xc, dt, self._A(), bm, cm, self.D, z)
         lengths = valid.sum(1)
+        # Δ = 0 on padding (the scan's `lengths`): the state carries h_n to the end, and the
+        # positions past each history are not scanned
+        y, h_n = selective_scan(xc, dt, self._A(), bm, cm, self.D, z, lengths=lengths)
         k = self.d_conv - 1  # pre-conv rows n−K+1..n−1 (zeros before the first event)
         padded = F.pad(x, (0, 0, k, 0))  # (B, K−1+L, E)
         rows = torch.arange(bsz, device=u.device)[:, None]

@@ -75,8 +75,38 @@ def selective_scan_step(
     return y, h
 
 
+def _active_rows(lengths: Tensor, seq: int) -> list[int]:
+    """k_t for t < max length: how many rows (sorted longest first) are still in their sequence."""
+    if lengths.numel() == 0:
+        return []
+    positions = torch.arange(int(lengths.max()), device=lengths.device)
+    return (lengths[None, :] > positions[:, None]).sum(1).tolist()
+
+
+def _padding_outputs(y: Tensor, C: Tensor, h_last: Tensor, lengths: Tensor) -> Tensor:
+    """y with every padding position t >= length set to C_t · h_n (the carried state)."""
+    pad = torch.arange(y.shape[1], device=y.device)[None, :] >= lengths[:, None]  # (B, L)
+    if not bool(pad.any()):
+        return y
+    carried = torch.bmm(C, h_last.transpose(1, 2))  # (B, L, E): one matmul for every position
+    return torch.where(pad[..., None], carried, y)
+
+
+def _last_states(states: Tensor, h0: Tensor, lengths: Tensor) -> Tensor:
+    """h_n per row: states[length − 1, row], or h0 for an empty row."""
+    h_last = h0.clone()
+    rows = torch.nonzero(lengths > 0).squeeze(1)
+    h_last[rows] = states[lengths[rows] - 1, rows]
+    return h_last
+
+
 class _SelectiveScan(torch.autograd.Function):
-    """y_t = C_t · h_t and h_L, h_t = exp(Δ_t A) ⊙ h_{t-1} + (Δ_t u_t) ⊗ B_t; own backward."""
+    """y_t = C_t · h_t and h_n, h_t = exp(Δ_t A) ⊙ h_{t-1} + (Δ_t u_t) ⊗ B_t; own backward.
+
+    Rows come sorted by length, longest first (`selective_scan` sorts), so at position t the
+    rows still in their sequence are the prefix [:k_t] and only they are computed; positions
+    t >= length are padding: Δ there counts as 0, the state carries h_n and y_t = C_t · h_n.
+    """
 
     @staticmethod
     def forward(
@@ -87,47 +117,70 @@ class _SelectiveScan(torch.autograd.Function):
         B: Tensor,
         C: Tensor,
         h0: Tensor,
+        lengths: Tensor,
     ) -> tuple[Tensor, Tensor]:
         bsz, seq, chans = u.shape
-        # time-major (L, B, E, N): every h_t is one contiguous slab, written in place
-        states = u.new_empty(seq, bsz, chans, A.shape[-1])
+        active = _active_rows(lengths, seq)
+        # time-major (T, B, E, N): every h_t is one contiguous slab, written in place; only the
+        # rows [:k_t] of slab t are written (the rest is never read)
+        states = u.new_empty(len(active), bsz, chans, A.shape[-1])
+        y = u.new_zeros(bsz, seq, chans)
         dtu = dt * u
         h = h0
-        for t in range(seq):
-            h_t = states[t]
-            torch.mul(torch.exp(dt[:, t, :, None] * A), h, out=h_t)
-            h_t.addcmul_(dtu[:, t, :, None], B[:, t, None, :])
-            h = h_t
-        rows = states.view(-1, chans, A.shape[-1])  # (L·B, E, N)
-        c_rows = C.transpose(0, 1).reshape(-1, C.shape[-1], 1)
-        y = torch.bmm(rows, c_rows).view(seq, bsz, chans).transpose(0, 1)
-        ctx.save_for_backward(u, dt, A, B, C, h0, states)
-        return y, h.clone()
+        for t, k in enumerate(active):
+            h_t = states[t, :k]
+            torch.mul(torch.exp(dt[:k, t, :, None] * A), h[:k], out=h_t)
+            h_t.addcmul_(dtu[:k, t, :, None], B[:k, t, None, :])
+            y[:k, t] = torch.bmm(h_t, C[:k, t, :, None]).squeeze(-1)
+            h = states[t]
+        h_last = _last_states(states, h0, lengths)
+        ctx.save_for_backward(u, dt, A, B, C, h0, lengths, states, h_last)
+        ctx.active = active  # type: ignore[attr-defined]
+        return _padding_outputs(y, C, h_last, lengths), h_last
 
     @staticmethod
     def backward(
         ctx: torch.autograd.function.FunctionCtx, dy: Tensor, dh_last: Tensor
-    ) -> tuple[Tensor, ...]:
-        u, dt, A, B, C, h0, states = ctx.saved_tensors  # type: ignore[attr-defined]
-        seq = u.shape[1]
+    ) -> tuple[Tensor | None, ...]:
+        u, dt, A, B, C, h0, lengths, states, h_last = ctx.saved_tensors  # type: ignore[attr-defined]
+        active: list[int] = ctx.active  # type: ignore[attr-defined]
         dtu = dt * u
-        d_dtu, d_dt_decay = torch.empty_like(u), torch.empty_like(dt)
-        dB = torch.empty_like(B)
+        # padding positions read h_n: their C_t ⊗ ∂L/∂y_t all land on ∂L/∂h_n (decay exp(0) = 1)
+        pad = torch.arange(u.shape[1], device=u.device)[None, :] >= lengths[:, None]
+        dy_pad = dy * pad[..., None]
+        g = torch.baddbmm(dh_last, dy_pad.transpose(1, 2), C)  # ∂L/∂h_t, from t = T down to 1
+        dC = torch.bmm(dy_pad, h_last)  # padding rows; the others are written below
+        d_dtu, d_dt_decay = torch.zeros_like(u), torch.zeros_like(dt)
+        dB = torch.zeros_like(B)
         dA_terms = torch.zeros_like(h0)  # Σ_t ∂L/∂(Δ_t A) ⊙ Δ_t, summed over the batch at the end
-        g = dh_last  # ∂L/∂h_t, accumulated from t = L down to 1
-        for t in range(seq - 1, -1, -1):
-            g = torch.addcmul(g, dy[:, t, :, None], C[:, t, None, :])
-            d_dtu[:, t] = torch.bmm(g, B[:, t, :, None]).squeeze(-1)
-            dB[:, t] = torch.bmm(dtu[:, t, None, :], g).squeeze(1)
-            g = g * torch.exp(dt[:, t, :, None] * A)  # ∂L/∂h_{t-1} through the decay
-            h_prev = states[t - 1] if t > 0 else h0
-            d_log_decay = g * h_prev  # ∂L/∂(Δ_t A) = ∂L/∂h_t ⊙ exp(Δ_t A) ⊙ h_{t-1}
-            d_dt_decay[:, t] = torch.einsum("ben,en->be", d_log_decay, A)
-            dA_terms.addcmul_(d_log_decay, dt[:, t, :, None])
-        rows = states.view(-1, *states.shape[2:])  # (L·B, E, N)
-        dy_rows = dy.transpose(0, 1).reshape(-1, 1, dy.shape[-1])
-        dC = torch.bmm(dy_rows, rows).view(seq, *B.shape[::2]).transpose(0, 1)
-        return d_dtu * dt, d_dt_decay + d_dtu * u, dA_terms.sum(0), dB, dC, g
+        for t in range(len(active) - 1, -1, -1):
+            k = active[t]
+            g_k = g[:k]  # a view: the rows past their end keep their g unchanged (decay 1)
+            g_k.addcmul_(dy[:k, t, :, None], C[:k, t, None, :])
+            d_dtu[:k, t] = torch.bmm(g_k, B[:k, t, :, None]).squeeze(-1)
+            dB[:k, t] = torch.bmm(dtu[:k, t, None, :], g_k).squeeze(1)
+            dC[:k, t] = torch.bmm(dy[:k, t, None, :], states[t, :k]).squeeze(1)
+            g_k.mul_(torch.exp(dt[:k, t, :, None] * A))  # ∂L/∂h_{t-1} through the decay
+            h_prev = states[t - 1, :k] if t > 0 else h0[:k]
+            d_log_decay = g_k * h_prev  # ∂L/∂(Δ_t A) = ∂L/∂h_t ⊙ exp(Δ_t A) ⊙ h_{t-1}
+            d_dt_decay[:k, t] = torch.einsum("ben,en->be", d_log_decay, A)
+            dA_terms[:k].addcmul_(d_log_decay, dt[:k, t, :, None])
+        return d_dtu * dt, d_dt_decay + d_dtu * u, dA_terms.sum(0), dB, dC, g, None
+
+
+def _scan_no_grad(
+    u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, h0: Tensor, lengths: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The forward of `_SelectiveScan` keeping one (B, E, N) state (rows sorted, longest first)."""
+    y = u.new_zeros(u.shape)
+    dtu = dt * u
+    h = h0.clone()
+    for t, k in enumerate(_active_rows(lengths, u.shape[1])):
+        h_k = h[:k]
+        h_k.mul_(torch.exp(dt[:k, t, :, None] * A))
+        h_k.addcmul_(dtu[:k, t, :, None], B[:k, t, None, :])
+        y[:k, t] = torch.bmm(h_k, C[:k, t, :, None]).squeeze(-1)
+    return _padding_outputs(y, C, h, lengths), h
 
 
 def selective_scan(
@@ -139,13 +192,14 @@ def selective_scan(
     D: Tensor | None = None,
     z: Tensor | None = None,
     h0: Tensor | None = None,
+    lengths: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Scan a whole sequence.
 
     Parameters
     ----------
     u, dt, z
-        (B, L, E) input, step sizes Δ (already softplus-ed, ≥ 0; 0 on padding) and optional gate.
+        (B, L, E) input, step sizes Δ (already softplus-ed, ≥ 0) and optional gate.
     A
         (E, N) state matrix (negative entries).
     B, C
@@ -154,25 +208,53 @@ def selective_scan(
         (E,) optional skip connection.
     h0
         (B, E, N) optional initial state (zeros by default).
+    lengths
+        (B,) optional valid length per row (right padding): positions t >= length are padding,
+        Δ there counts as 0 whatever `dt` holds (the state carries h_n, y_t = C_t · h_n + …)
+        and the scan skips them. Default: every position is valid.
 
     Returns
     -------
     y, h_last
-        (B, L, E) outputs and the (B, E, N) state after position L.
+        (B, L, E) outputs and the (B, E, N) state after position L (= after the valid prefix).
     """
     _check(u, dt, A, B, C)
     bsz, seq, chans = u.shape
     h = h0 if h0 is not None else u.new_zeros(bsz, chans, A.shape[-1])
+    u_in = u
+    if lengths is None:
+        lengths = torch.full((bsz,), seq, dtype=torch.long, device=u.device)
+    _check_lengths(lengths, bsz, seq)
+    # longest first, so the rows still in their sequence at any position are a prefix
+    order = torch.argsort(lengths, descending=True, stable=True)
+    permuted = not bool((order == torch.arange(bsz, device=order.device)).all())
+    if permuted:
+        u, dt, B, C, h, lengths = (t[order] for t in (u, dt, B, C, h, lengths))
     inputs = (u, dt, A, B, C, h)
     if seq == 0 or not torch.is_grad_enabled() or not any(t.requires_grad for t in inputs):
-        # inference: the plain loop keeps one (B, E, N) state, no (B, L, E, N) buffer
-        return selective_scan_ref(u, dt, A, B, C, D, z, h0=h)
-    y, h = _SelectiveScan.apply(*inputs)
+        # inference: one (B, E, N) state, no (L, B, E, N) buffer
+        y, h = _scan_no_grad(*inputs, lengths)
+    else:
+        y, h = _SelectiveScan.apply(*inputs, lengths)
+    if permuted:
+        inverse = torch.argsort(order)
+        y, h = y[inverse], h[inverse]
     if D is not None:
-        y = y + D * u
+        y = y + D * u_in
     if z is not None:
         y = y * F.silu(z)
     return y, h
+
+
+def _check_lengths(lengths: Tensor, bsz: int, seq: int) -> None:
+    if lengths.shape != (bsz,) or lengths.dtype not in (torch.int32, torch.int64):
+        msg = f"selective_scan: expected integer lengths of shape ({bsz},), got "
+        msg += f"{lengths.dtype} {tuple(lengths.shape)}"
+        raise ValueError(msg)
+    if bsz and not (int(lengths.min()) >= 0 and int(lengths.max()) <= seq):
+        msg = f"selective_scan: expected lengths in [0, {seq}], got "
+        msg += f"{int(lengths.min())}..{int(lengths.max())}"
+        raise ValueError(msg)
 
 
 def selective_scan_ref(
@@ -184,13 +266,18 @@ def selective_scan_ref(
     D: Tensor | None = None,
     z: Tensor | None = None,
     h0: Tensor | None = None,
+    lengths: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Scan a whole sequence with autograd ops, one position at a time (the test oracle).
 
-    Arguments and results as `selective_scan`.
+    Arguments and results as `selective_scan`; `lengths` here zeroes Δ at the padding positions
+    and scans every position.
     """
     _check(u, dt, A, B, C)
     bsz, seq, chans = u.shape
+    if lengths is not None:
+        _check_lengths(lengths, bsz, seq)
+        dt = dt * (torch.arange(seq, device=u.device)[None, :] < lengths[:, None])[..., None]
     h = h0 if h0 is not None else u.new_zeros(bsz, chans, A.shape[-1])
     ys = []
     for t in range(seq):

@@ -116,6 +116,58 @@ def test_fast_selective_scan_matches_the_reference_values_and_gradients(seq: int
     torch.testing.assert_close(h_eval, h_ref.detach(), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("lengths", [[5, 0, 2, 5, 1], [0, 0, 0, 0, 0], [3, 3, 3, 3, 3]])
+def test_fast_selective_scan_skips_padding_given_lengths(lengths: list[int]) -> None:
+    """`lengths` (rows unsorted, empty rows, Δ left nonzero on padding): values and every input
+    gradient equal the oracle's with Δ zeroed on padding, in float64; padding outputs read the
+    carried h_n; the no-grad path too. Positions past every length (here L = 7) are covered."""
+    u, dt, A, B, C, D, z = _scan_inputs(5, bsz=5, seq=7, chans=4, nstate=3)
+    lens = torch.tensor(lengths)
+    g = torch.Generator().manual_seed(11)
+    h0 = torch.randn(5, 4, 3, dtype=torch.float64, generator=g)
+    args = [t.clone().requires_grad_() for t in (u, dt, A, B, C, D, z, h0)]
+    u, dt, A, B, C, D, z, h0 = args
+    w_y = torch.randn(5, 7, 4, dtype=torch.float64, generator=g)
+    w_h = torch.randn(5, 4, 3, dtype=torch.float64, generator=g)
+    mask = (torch.arange(7)[None, :] < lens[:, None])[..., None]
+    y_ref, h_ref = selective_scan_ref(u, dt * mask, A, B, C, D, z, h0=h0)
+    g_ref = torch.autograd.grad((y_ref * w_y).sum() + (h_ref * w_h).sum(), args)
+    y, h = selective_scan(u, dt, A, B, C, D, z, h0=h0, lengths=lens)
+    g_fast = torch.autograd.grad((y * w_y).sum() + (h * w_h).sum(), args)
+    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(h, h_ref, rtol=1e-12, atol=1e-12)
+    for name, a, b in zip(["u", "dt", "A", "B", "C", "D", "z", "h0"], g_fast, g_ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=f"gradient of {name}")
+    # the oracle given the same lengths masks Δ itself
+    y_ref2, _ = selective_scan_ref(u, dt, A, B, C, D, z, h0=h0, lengths=lens)
+    torch.testing.assert_close(y_ref2, y_ref, rtol=0, atol=0)
+    with torch.no_grad():
+        y_eval, h_eval = selective_scan(u, dt, A, B, C, D, z, h0=h0, lengths=lens)
+    torch.testing.assert_close(y_eval, y_ref.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(h_eval, h_ref.detach(), rtol=1e-12, atol=1e-12)
+
+
+def test_fast_selective_scan_gradcheck_with_lengths() -> None:
+    inputs = _scan_inputs(6, bsz=3, seq=4, chans=2, nstate=3)
+    h0 = torch.randn(3, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    args = tuple(t.requires_grad_() for t in (*inputs, h0))
+    lens = torch.tensor([1, 4, 0])
+
+    def fn(*a: Tensor) -> tuple[Tensor, Tensor]:
+        u, dt, A, B, C, D, z, h0 = a
+        return selective_scan(u, dt, A, B, C, D, z, h0=h0, lengths=lens)
+
+    assert torch.autograd.gradcheck(fn, args)
+
+
+def test_selective_scan_rejects_bad_lengths() -> None:
+    u, dt, A, B, C, _, _ = _scan_inputs()  # B = 2, L = 6
+    with pytest.raises(ValueError, match=r"expected lengths in \[0, 6\], got 0..7"):
+        selective_scan(u, dt, A, B, C, lengths=torch.tensor([7, 0]))
+    with pytest.raises(ValueError, match=r"expected integer lengths of shape \(2,\)"):
+        selective_scan(u, dt, A, B, C, lengths=torch.tensor([1.0, 2.0]))
+
+
 def test_fast_selective_scan_empty_sequence_keeps_h0() -> None:
     u, dt, A, B, C, D, z = (t.requires_grad_() for t in _scan_inputs(4, seq=0))
     h0 = torch.randn(
