@@ -30,8 +30,17 @@ non-positive number, so neither can overflow):
   skip D and the gate z stay ordinary autograd ops outside the Function. First-order gradients
   only (no double backward). Without gradients (evaluation, replay) it runs the plain loop and
   keeps one (B, E, N) state, so a 4,096-row evaluation batch never allocates the state buffer
-  (3.4 GB at L = 50). `tests/models/test_baselines.py` checks values and gradients
-  against the reference in float64; `benchmarks/selective_scan.py` measures the speed-up.
+  (3.4 GB at L = 50).
+
+  Given `lengths` (right padding), it skips the padding: the rows are sorted longest first, so
+  at position t the rows still in their sequence are a prefix [:k_t] and only those are
+  computed, forward and backward. Padding positions count as Δ = 0, so their output is
+  C_t · h_n, one matmul after the loop, and in backward their C_t ⊗ ∂L/∂y_t all land on ∂L/∂h_n
+  (decay exp(0) = 1); the gradients of dt, u and B there are 0 (the scan does not read them).
+  On amazon-beauty's histories (7 of 50 positions on average) this is 1.7x per Mamba4Rec step.
+
+`tests/models/test_baselines.py` checks values and gradients against the reference in float64
+(with and without lengths); `benchmarks/selective_scan.py` measures the speed-ups.
 """
 
 from __future__ import annotations

@@ -83,6 +83,7 @@ def ttt_dual(
     ln_bias: Tensor,
     *,
     mini_batch: int,
+    lengths: Tensor | None = None,
 ) -> tuple[Tensor, Params]:
     """Mini-batch TTT in the dual form.
 
@@ -94,12 +95,39 @@ def ttt_dual(
     params : the initial inner weights per row and head (keys W1, b1 and, for TTT-MLP, W2, b2).
     ln_weight, ln_bias : (H, f) the inner LayerNorm.
     mini_batch : b.
+    lengths : (B,) optional valid length per row (right padding). A row is not computed in the
+        mini-batches that start at or after its length: its z there is 0 and its params are
+        those after its last mini-batch holding a valid token. Every earlier output is exactly
+        what the full computation gives (causal), so only padding positions differ.
 
     Returns
     -------
     z : (B, H, L, f) outputs q_t + LN(f_{W_t}(q_t)).
     params : the inner weights after the last (zero-padded) mini-batch.
     """
+    if lengths is not None:
+        return _ttt_dual_ragged(
+            q, k, v, lr, token_factor, params, ln_weight, ln_bias,
+            mini_batch=mini_batch, lengths=lengths,
+        )  # fmt: skip
+    bsz, nh, seq, hd = q.shape
+    qm, km, vm, eta = _padded_mini_batches(q, k, v, lr, token_factor, mini_batch)
+    nmb = qm.shape[2]
+    p = dict(params)
+    outs = []
+    for m in range(nmb):
+        out, p = _mini_batch_step(
+            qm[:, :, m], km[:, :, m], vm[:, :, m], eta[:, :, m], p, ln_weight, ln_bias
+        )
+        outs.append(out)
+    z = torch.stack(outs, dim=2).reshape(bsz, nh, nmb * mini_batch, hd)
+    return z[:, :, :seq], p
+
+
+def _padded_mini_batches(
+    q: Tensor, k: Tensor, v: Tensor, lr: Tensor, token_factor: Tensor, mini_batch: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """q, k, v (B, H, M, b, f) zero-padded to M·b tokens and η (B, H, M, b, b) = c_i·lr_j, j ≤ i."""
     bsz, nh, seq, hd = q.shape
     pad = (-seq) % mini_batch
     if pad:
@@ -107,43 +135,94 @@ def ttt_dual(
         lr = F.pad(lr, (0, pad))
     nmb = (seq + pad) // mini_batch
     shape = (bsz, nh, nmb, mini_batch, hd)
-    qm, km, vm = q.reshape(shape), k.reshape(shape), v.reshape(shape)
-    eta = token_factor[:, None] * lr.reshape(bsz, nh, nmb, 1, mini_batch)  # (B,H,M,b,b) c_i·lr_j
+    eta = token_factor[:, None] * lr.reshape(bsz, nh, nmb, 1, mini_batch)
     tri = torch.tril(torch.ones(mini_batch, mini_batch, dtype=torch.bool, device=q.device))
-    eta = eta.masked_fill(~tri, 0.0)
-    mlp = "W2" in params
-    p = dict(params)
-    outs = []
-    for m in range(nmb):
-        xq, xk, xv, e = qm[:, :, m], km[:, :, m], vm[:, :, m], eta[:, :, m]
-        target = xv - xk
-        last = e[..., -1, :, None]  # (B, H, b, 1): η_{b j}
-        if mlp:
-            z1 = xk @ p["W1"] + p["b1"]
-            x2 = _gelu(z1)
-            z2 = x2 @ p["W2"] + p["b2"]
-            g2 = ln_l2_grad(z2, target, ln_weight, ln_bias)
-            g1 = (g2 @ p["W2"].transpose(-1, -2)) * gelu_tanh_grad(z1)
-            z1_bar = xq @ p["W1"] - (e * (xq @ xk.transpose(-1, -2))) @ g1 + p["b1"] - e @ g1
-            x2_bar = _gelu(z1_bar)
-            out = x2_bar @ p["W2"] - (e * (x2_bar @ x2.transpose(-1, -2))) @ g2 + p["b2"] - e @ g2
-            p = {
-                "W1": p["W1"] - (last * xk).transpose(-1, -2) @ g1,
-                "b1": p["b1"] - (last * g1).sum(-2, keepdim=True),
-                "W2": p["W2"] - (last * x2).transpose(-1, -2) @ g2,
-                "b2": p["b2"] - (last * g2).sum(-2, keepdim=True),
-            }
-        else:
-            z1 = xk @ p["W1"] + p["b1"]
-            g1 = ln_l2_grad(z1, target, ln_weight, ln_bias)
-            out = xq @ p["W1"] - (e * (xq @ xk.transpose(-1, -2))) @ g1 + p["b1"] - e @ g1
-            p = {
-                "W1": p["W1"] - (last * xk).transpose(-1, -2) @ g1,
-                "b1": p["b1"] - (last * g1).sum(-2, keepdim=True),
-            }
-        outs.append(xq + ln_fwd(out, ln_weight, ln_bias))
-    z = torch.stack(outs, dim=2).reshape(bsz, nh, nmb * mini_batch, hd)
-    return z[:, :, :seq], p
+    return q.reshape(shape), k.reshape(shape), v.reshape(shape), eta.masked_fill(~tri, 0.0)
+
+
+def _mini_batch_step(
+    xq: Tensor, xk: Tensor, xv: Tensor, e: Tensor, p: Params, ln_weight: Tensor, ln_bias: Tensor
+) -> tuple[Tensor, Params]:
+    """One mini-batch: xq, xk, xv (B, H, b, f), η (B, H, b, b), W⁽ᵐ⁾ -> z (B, H, b, f), W⁽ᵐ⁺¹⁾."""
+    mlp = "W2" in p
+    target = xv - xk
+    last = e[..., -1, :, None]  # (B, H, b, 1): η_{b j}
+    if mlp:
+        z1 = xk @ p["W1"] + p["b1"]
+        x2 = _gelu(z1)
+        z2 = x2 @ p["W2"] + p["b2"]
+        g2 = ln_l2_grad(z2, target, ln_weight, ln_bias)
+        g1 = (g2 @ p["W2"].transpose(-1, -2)) * gelu_tanh_grad(z1)
+        z1_bar = xq @ p["W1"] - (e * (xq @ xk.transpose(-1, -2))) @ g1 + p["b1"] - e @ g1
+        x2_bar = _gelu(z1_bar)
+        out = x2_bar @ p["W2"] - (e * (x2_bar @ x2.transpose(-1, -2))) @ g2 + p["b2"] - e @ g2
+        p = {
+            "W1": p["W1"] - (last * xk).transpose(-1, -2) @ g1,
+            "b1": p["b1"] - (last * g1).sum(-2, keepdim=True),
+            "W2": p["W2"] - (last * x2).transpose(-1, -2) @ g2,
+            "b2": p["b2"] - (last * g2).sum(-2, keepdim=True),
+        }
+    else:
+        z1 = xk @ p["W1"] + p["b1"]
+        g1 = ln_l2_grad(z1, target, ln_weight, ln_bias)
+        out = xq @ p["W1"] - (e * (xq @ xk.transpose(-1, -2))) @ g1 + p["b1"] - e @ g1
+        p = {
+            "W1": p["W1"] - (last * xk).transpose(-1, -2) @ g1,
+            "b1": p["b1"] - (last * g1).sum(-2, keepdim=True),
+        }
+    return xq + ln_fwd(out, ln_weight, ln_bias), p
+
+
+def _ttt_dual_ragged(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    lr: Tensor,
+    token_factor: Tensor,
+    params: Params,
+    ln_weight: Tensor,
+    ln_bias: Tensor,
+    *,
+    mini_batch: int,
+    lengths: Tensor,
+) -> tuple[Tensor, Params]:
+    """`ttt_dual` given lengths: rows sorted longest first, so the rows whose history reaches
+    mini-batch m are a prefix [:k_m]; the others are dropped from the loop for good."""
+    bsz, nh, seq, hd = q.shape
+    bad_range = bsz > 0 and not (int(lengths.min()) >= 0 and int(lengths.max()) <= seq)
+    if lengths.shape != (bsz,) or bad_range:
+        msg = f"ttt_dual: expected lengths of shape ({bsz},) in [0, {seq}], got {lengths.tolist()}"
+        raise ValueError(msg)
+    order = torch.argsort(lengths, descending=True, stable=True)
+    q, k, v, lr = (t[order] for t in (q, k, v, lr))
+    p = {n: t[order] for n, t in params.items()}
+    qm, km, vm, eta = _padded_mini_batches(q, k, v, lr, token_factor, mini_batch)
+    nmb = qm.shape[2]
+    starts = torch.arange(nmb, device=q.device) * mini_batch
+    active = (lengths[order][None, :] > starts[:, None]).sum(1).tolist()
+    outs, finished = [], []  # finished: the params of rows dropped out, shortest last
+    for m, rows in enumerate(active):
+        if rows < p["W1"].shape[0]:
+            finished.append({n: t[rows:] for n, t in p.items()})
+            p = {n: t[:rows] for n, t in p.items()}
+        if rows == 0:
+            outs.append(q.new_zeros(bsz, nh, (nmb - m) * mini_batch, hd))
+            break
+        out, p = _mini_batch_step(
+            qm[:rows, :, m],
+            km[:rows, :, m],
+            vm[:rows, :, m],
+            eta[:rows, :, m],
+            p,
+            ln_weight,
+            ln_bias,
+        )
+        outs.append(F.pad(out, (0, 0, 0, 0, 0, 0, 0, bsz - rows)))
+    z = torch.cat(outs, dim=2)[:, :, :seq]
+    parts = [p, *reversed(finished)]
+    final = {n: torch.cat([part[n] for part in parts]) for n in params}
+    inverse = torch.argsort(order)
+    return z[inverse], {n: t[inverse] for n, t in final.items()}
 
 
 def _inner(x: Tensor, p: Params) -> Tensor:
@@ -314,13 +393,14 @@ class TTTLayer(nn.Module):
         factor = (token_base.to(x.dtype) + self.token_bias).clamp(min=0.0)
         return q, k, v, lr, factor
 
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, L, D) → (B, L, D); causal in L."""
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """(B, L, D) → (B, L, D); causal in L. Given `lengths` (right padding), the inner loop
+        skips the mini-batches past each row's history (`ttt_dual`): only padding outputs change."""
         bsz, seq, d = x.shape
         q, k, v, lr, factor = self.qkv_lr(x)
         z, _ = ttt_dual(
             q, k, v, lr, factor, self.initial_params(bsz), self.ttt_norm_weight,
-            self.ttt_norm_bias, mini_batch=self.b,
+            self.ttt_norm_bias, mini_batch=self.b, lengths=lengths,
         )  # fmt: skip
         out = self.post_norm(z.transpose(1, 2).reshape(bsz, seq, d))
         if self.g_proj is not None:
@@ -362,10 +442,10 @@ class TTTBlock(nn.Module):
         self.ffn_norm = nn.RMSNorm(d, eps=eps)
         self.mlp = SwiGLU(d, intermediate_size)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         if self.pre_conv:
             x = x + causal_depthwise_conv(self.conv_norm(x), self.conv)
-        x = x + self.ttt(self.seq_norm(x))
+        x = x + self.ttt(self.seq_norm(x), lengths)
         return x + self.mlp(self.ffn_norm(x))
 
 

@@ -145,7 +145,7 @@ class TTT4Rec(Recommender):
         valid = torch.arange(items.shape[1], device=items.device) < batch.lengths[:, None]
         x = self.emb_norm(self.emb_dropout(self.item_emb(items * valid)))
         for block in self.blocks:
-            x = block(x)
+            x = block(x, batch.lengths)  # the inner loop skips mini-batches past each history
         return self.final_norm(x)
 
     def forward(self, batch: SeqBatch) -> tuple[Tensor, None]:

@@ -90,5 +90,5 @@ class TTTLinearRec(Recommender):
             items = items.new_zeros(items.shape[0], 1)
         valid = torch.arange(items.shape[1], device=items.device) < batch.lengths[:, None]
         x = self.emb_dropout(self.item_emb(items * valid))
-        x = self.norm(x + self.ttt(x))
+        x = self.norm(x + self.ttt(x, batch.lengths))  # inner loop skips padding mini-batches
         return gather_last(x, batch.lengths), None

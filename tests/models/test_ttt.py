@@ -100,3 +100,66 @@ def test_layer_is_causal_and_differentiable(share_qk: bool) -> None:
     assert layer.token_bias.grad is not None
     assert layer.W1.grad is not None
     assert layer.W1.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("inner", ["linear", "mlp"])
+def test_ragged_dual_form_skips_only_padding_mini_batches(inner: str) -> None:
+    """Given lengths (rows unsorted, an empty row, a row ending mid-mini-batch), every valid
+    output and its gradients equal the full computation's; the skipped mini-batches give z = 0;
+    each row's params are those after its last mini-batch holding a valid token (float64)."""
+    g = torch.Generator().manual_seed(3)
+    bsz, nh, seq, hd, b = 5, 2, 7, 4, 3
+    width = 4 * hd if inner == "mlp" else hd
+
+    def r(*shape: int, scale: float = 1.0) -> torch.Tensor:
+        return scale * torch.randn(*shape, generator=g, dtype=torch.float64)
+
+    q, k, v = r(bsz, nh, seq, hd), r(bsz, nh, seq, hd), r(bsz, nh, seq, hd)
+    lr = 0.05 + 0.3 * torch.rand(bsz, nh, seq, generator=g, dtype=torch.float64)
+    params = {"W1": r(bsz, nh, hd, width, scale=0.3), "b1": r(bsz, nh, 1, width, scale=0.1)}
+    if inner == "mlp":
+        params |= {"W2": r(bsz, nh, width, hd, scale=0.3), "b2": r(bsz, nh, 1, hd, scale=0.1)}
+    ln_w, ln_b = 1.0 + r(nh, hd, scale=0.1), r(nh, hd, scale=0.1)
+    factor = torch.tensor([1.0, 0.6, 0.2], dtype=torch.float64)
+    lengths = torch.tensor([4, 0, 7, 1, 3])
+    leaves = [t.clone().requires_grad_() for t in (q, k, v, lr)]
+    valid = (torch.arange(seq)[None, :] < lengths[:, None])[:, None, :, None]  # (B, 1, L, 1)
+    w = r(bsz, nh, seq, hd)
+    runs = []
+    for lens in (None, lengths):
+        z, p = ttt_dual(*leaves, factor, params, ln_w, ln_b, mini_batch=b, lengths=lens)
+        grads = torch.autograd.grad((z * w * valid).sum(), leaves)
+        runs.append((z.detach(), p, grads))
+    (z_full, _, g_full), (z_rag, p_rag, g_rag) = runs
+    torch.testing.assert_close(z_rag * valid, z_full * valid, rtol=1e-12, atol=1e-12)
+    for name, a, ref in zip("qkv", g_rag, g_full, strict=False):
+        torch.testing.assert_close(a, ref, rtol=1e-10, atol=1e-12, msg=f"gradient of {name}")
+    torch.testing.assert_close(g_rag[3], g_full[3], rtol=1e-10, atol=1e-12, msg="gradient of lr")
+    reached = -(-lengths // b) * b  # tokens of the mini-batches a row reaches
+    for row in range(bsz):
+        end = int(reached[row])
+        assert bool((z_rag[row, :, end:] == 0).all())
+        if end == 0:  # an empty row keeps W0
+            for name in params:
+                torch.testing.assert_close(p_rag[name][row], params[name][row], rtol=0, atol=0)
+            continue
+        one = [t[row : row + 1, :, :end] for t in (q, k, v, lr)]
+        _, p_row = ttt_dual(
+            *one, factor, {n: t[row : row + 1] for n, t in params.items()}, ln_w, ln_b,
+            mini_batch=b,
+        )  # fmt: skip
+        for name in params:
+            torch.testing.assert_close(
+                p_rag[name][row : row + 1], p_row[name], rtol=1e-12, atol=1e-12
+            )
+    with pytest.raises(ValueError, match=r"expected lengths of shape \(5,\) in \[0, 7\]"):
+        ttt_dual(q, k, v, lr, factor, params, ln_w, ln_b, mini_batch=b, lengths=lengths + 3)
+
+
+def test_layer_given_lengths_keeps_every_valid_output() -> None:
+    layer = TTTLayer(8, 2, mini_batch_size=3, share_qk=True, use_gate=True).double()
+    init_linear_embedding(layer, 0.3, torch.Generator().manual_seed(1))
+    x = torch.randn(3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    lengths = torch.tensor([2, 8, 5])
+    valid = (torch.arange(8)[None, :] < lengths[:, None])[..., None]
+    torch.testing.assert_close(layer(x, lengths) * valid, layer(x) * valid, rtol=1e-12, atol=1e-12)
