@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from unittest import mock
 
 import numpy as np
 import torch
+from history_lengths import DATASETS, batch_with_lengths, loo_history_lengths, sequence_lengths
 from torch import Tensor
 
 import models
@@ -52,8 +52,6 @@ SCANS: dict[str, Callable[..., tuple[Tensor, Tensor]]] = {
     "fast, all L": _scan_all_positions,
     "fast": selective_scan,
 }
-# the real datasets' sequence lengths, per (dataset, L) of the LOO tables
-DATASETS = {50: "amazon-beauty-5core", 200: "ml-100k"}
 
 
 def _scan_inputs(bsz: int, length: int, chans: int, nstate: int) -> list[Tensor]:
@@ -82,36 +80,6 @@ def _time_scan(
         end = time.perf_counter()
         best_fwd, best_all = min(best_fwd, mid - start), min(best_all, end - start)
     return best_fwd, best_all, grads
-
-
-def _sequence_lengths(data: Path, dataset: str) -> list[int] | None:
-    """Events per user of a staged dataset, or None when it is not there."""
-    if dataset == "ml-100k" and (data / dataset / "u.data").exists():
-        lines = (data / dataset / "u.data").read_text().splitlines()
-        return list(Counter(line.split()[0] for line in lines).values())
-    path = data / dataset / "Beauty_item_org_rank.txt"
-    if dataset == "amazon-beauty-5core" and path.exists():
-        return [len(line.split()) - 1 for line in path.read_text().splitlines() if line.strip()]
-    return None
-
-
-def _loo_history_lengths(per_user: list[int], max_len: int) -> np.ndarray:
-    """History length of every LOO training example: targets 1..n−3 of a user of n events."""
-    return np.minimum(np.concatenate([np.arange(1, n - 2) for n in per_user if n > 3]), max_len)
-
-
-def _batch(bsz: int, length: int, n_items: int, pool: np.ndarray | None = None) -> SeqBatch:
-    g = torch.Generator().manual_seed(1)
-    if pool is None:
-        lengths = torch.randint(1, length + 1, (bsz,), generator=g)
-    else:
-        pick = np.random.default_rng(1).choice(len(pool), bsz, replace=False)
-        lengths = torch.from_numpy(pool[pick]).long()
-    valid = torch.arange(length)[None, :] < lengths[:, None]
-    items = torch.randint(1, n_items + 1, (bsz, length), generator=g) * valid
-    times = 1_600_000_000 + torch.cumsum(torch.randint(0, 86_400, (bsz, length), generator=g), 1)
-    targets = torch.randint(1, n_items + 1, (bsz,), generator=g)
-    return SeqBatch(items, times * valid, lengths, times[:, -1] + 3_600, targets)
 
 
 def _model_rate(scan_name: str, length: int, batch: SeqBatch, n_items: int, reps: int) -> float:
@@ -157,11 +125,11 @@ def main() -> None:
         for what, ref, fast, ratio, note in rows:
             print(f"{length:<4d} {what:<34} {ref:>9} {fast:>9} {ratio:8.2f}x  {note}")
         pools: list[tuple[str, np.ndarray | None]] = [("uniform 1..L", None)]
-        per_user = _sequence_lengths(args.data, DATASETS.get(length, ""))
+        per_user = sequence_lengths(args.data, DATASETS.get(length, ""))
         if per_user is not None:
-            pools.append((DATASETS[length], _loo_history_lengths(per_user, length)))
+            pools.append((DATASETS[length], loo_history_lengths(per_user, length)))
         for label, pool in pools:
-            batch = _batch(args.batch, length, args.items, pool)
+            batch = batch_with_lengths(args.batch, length, args.items, pool)
             rates = {
                 name: _model_rate(name, length, batch, args.items, args.reps) for name in SCANS
             }
