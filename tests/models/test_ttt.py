@@ -122,19 +122,20 @@ def test_ragged_dual_form_skips_only_padding_mini_batches(inner: str) -> None:
     ln_w, ln_b = 1.0 + r(nh, hd, scale=0.1), r(nh, hd, scale=0.1)
     factor = torch.tensor([1.0, 0.6, 0.2], dtype=torch.float64)
     lengths = torch.tensor([4, 0, 7, 1, 3])
-    leaves = [t.clone().requires_grad_() for t in (q, k, v, lr)]
+    leaves = [t.clone().requires_grad_() for t in (q, k, v, lr, factor, ln_w, ln_b)]
+    w0 = {n: t.clone().requires_grad_() for n, t in params.items()}
     valid = (torch.arange(seq)[None, :] < lengths[:, None])[:, None, :, None]  # (B, 1, L, 1)
     w = r(bsz, nh, seq, hd)
     runs = []
     for lens in (None, lengths):
-        z, p = ttt_dual(*leaves, factor, params, ln_w, ln_b, mini_batch=b, lengths=lens)
-        grads = torch.autograd.grad((z * w * valid).sum(), leaves)
+        z, p = ttt_dual(*leaves[:5], w0, *leaves[5:], mini_batch=b, lengths=lens)
+        grads = torch.autograd.grad((z * w * valid).sum(), [*leaves, *w0.values()])
         runs.append((z.detach(), p, grads))
     (z_full, _, g_full), (z_rag, p_rag, g_rag) = runs
     torch.testing.assert_close(z_rag * valid, z_full * valid, rtol=1e-12, atol=1e-12)
-    for name, a, ref in zip("qkv", g_rag, g_full, strict=False):
+    names = ["q", "k", "v", "lr", "token factor", "ln weight", "ln bias", *w0]
+    for name, a, ref in zip(names, g_rag, g_full, strict=True):
         torch.testing.assert_close(a, ref, rtol=1e-10, atol=1e-12, msg=f"gradient of {name}")
-    torch.testing.assert_close(g_rag[3], g_full[3], rtol=1e-10, atol=1e-12, msg="gradient of lr")
     reached = -(-lengths // b) * b  # tokens of the mini-batches a row reaches
     for row in range(bsz):
         end = int(reached[row])
