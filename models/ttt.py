@@ -105,23 +105,46 @@ def ttt_dual(
     z : (B, H, L, f) outputs q_t + LN(f_{W_t}(q_t)).
     params : the inner weights after the last (zero-padded) mini-batch.
     """
-    if lengths is not None:
-        return _ttt_dual_ragged(
-            q, k, v, lr, token_factor, params, ln_weight, ln_bias,
-            mini_batch=mini_batch, lengths=lengths,
-        )  # fmt: skip
     bsz, nh, seq, hd = q.shape
+    if lengths is None:
+        lengths = torch.full((bsz,), seq, dtype=torch.long, device=q.device)
+    bad_range = bsz > 0 and not (int(lengths.min()) >= 0 and int(lengths.max()) <= seq)
+    if lengths.shape != (bsz,) or bad_range:
+        msg = f"ttt_dual: expected lengths of shape ({bsz},) in [0, {seq}], got {lengths.tolist()}"
+        raise ValueError(msg)
+    # longest first, so the rows whose history reaches mini-batch m are a prefix [:k_m]; the
+    # others are dropped from the loop for good
+    order = torch.argsort(lengths, descending=True, stable=True)
+    permuted = not bool((order == torch.arange(bsz, device=order.device)).all())
+    p = dict(params)
+    if permuted:
+        q, k, v, lr, lengths = (t[order] for t in (q, k, v, lr, lengths))
+        p = {n: t[order] for n, t in p.items()}
     qm, km, vm, eta = _padded_mini_batches(q, k, v, lr, token_factor, mini_batch)
     nmb = qm.shape[2]
-    p = dict(params)
-    outs = []
-    for m in range(nmb):
+    starts = torch.arange(nmb, device=q.device) * mini_batch
+    active = (lengths[None, :] > starts[:, None]).sum(1).tolist()
+    outs, finished = [], []  # finished: the params of rows dropped out, shortest last
+    for m, rows in enumerate(active):
+        if rows < p["W1"].shape[0]:
+            finished.append({n: t[rows:] for n, t in p.items()})
+            p = {n: t[:rows] for n, t in p.items()}
+        if rows == 0:
+            outs.append(q.new_zeros(bsz, nh, (nmb - m) * mini_batch, hd))
+            break
         out, p = _mini_batch_step(
-            qm[:, :, m], km[:, :, m], vm[:, :, m], eta[:, :, m], p, ln_weight, ln_bias
-        )
-        outs.append(out)
-    z = torch.stack(outs, dim=2).reshape(bsz, nh, nmb * mini_batch, hd)
-    return z[:, :, :seq], p
+            qm[:rows, :, m], km[:rows, :, m], vm[:rows, :, m], eta[:rows, :, m], p,
+            ln_weight, ln_bias,
+        )  # fmt: skip
+        outs.append(F.pad(out, (0, 0, 0, 0, 0, 0, 0, bsz - rows)))
+    z = torch.cat(outs, dim=2)[:, :, :seq]
+    if finished:
+        parts = [p, *reversed(finished)]
+        p = {n: torch.cat([part[n] for part in parts]) for n in params}
+    if permuted:
+        inverse = torch.argsort(order)
+        z, p = z[inverse], {n: t[inverse] for n, t in p.items()}
+    return z, p
 
 
 def _padded_mini_batches(
@@ -171,58 +194,6 @@ def _mini_batch_step(
             "b1": p["b1"] - (last * g1).sum(-2, keepdim=True),
         }
     return xq + ln_fwd(out, ln_weight, ln_bias), p
-
-
-def _ttt_dual_ragged(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    lr: Tensor,
-    token_factor: Tensor,
-    params: Params,
-    ln_weight: Tensor,
-    ln_bias: Tensor,
-    *,
-    mini_batch: int,
-    lengths: Tensor,
-) -> tuple[Tensor, Params]:
-    """`ttt_dual` given lengths: rows sorted longest first, so the rows whose history reaches
-    mini-batch m are a prefix [:k_m]; the others are dropped from the loop for good."""
-    bsz, nh, seq, hd = q.shape
-    bad_range = bsz > 0 and not (int(lengths.min()) >= 0 and int(lengths.max()) <= seq)
-    if lengths.shape != (bsz,) or bad_range:
-        msg = f"ttt_dual: expected lengths of shape ({bsz},) in [0, {seq}], got {lengths.tolist()}"
-        raise ValueError(msg)
-    order = torch.argsort(lengths, descending=True, stable=True)
-    q, k, v, lr = (t[order] for t in (q, k, v, lr))
-    p = {n: t[order] for n, t in params.items()}
-    qm, km, vm, eta = _padded_mini_batches(q, k, v, lr, token_factor, mini_batch)
-    nmb = qm.shape[2]
-    starts = torch.arange(nmb, device=q.device) * mini_batch
-    active = (lengths[order][None, :] > starts[:, None]).sum(1).tolist()
-    outs, finished = [], []  # finished: the params of rows dropped out, shortest last
-    for m, rows in enumerate(active):
-        if rows < p["W1"].shape[0]:
-            finished.append({n: t[rows:] for n, t in p.items()})
-            p = {n: t[:rows] for n, t in p.items()}
-        if rows == 0:
-            outs.append(q.new_zeros(bsz, nh, (nmb - m) * mini_batch, hd))
-            break
-        out, p = _mini_batch_step(
-            qm[:rows, :, m],
-            km[:rows, :, m],
-            vm[:rows, :, m],
-            eta[:rows, :, m],
-            p,
-            ln_weight,
-            ln_bias,
-        )
-        outs.append(F.pad(out, (0, 0, 0, 0, 0, 0, 0, bsz - rows)))
-    z = torch.cat(outs, dim=2)[:, :, :seq]
-    parts = [p, *reversed(finished)]
-    final = {n: torch.cat([part[n] for part in parts]) for n in params}
-    inverse = torch.argsort(order)
-    return z[inverse], {n: t[inverse] for n, t in final.items()}
 
 
 def _inner(x: Tensor, p: Params) -> Tensor:
