@@ -3,18 +3,21 @@
 Models that skip right padding (`lengths` in `models.selective_scan` and `models.ttt`) run as fast
 as their batches are short, so their benchmarks draw history lengths from the staged datasets
 when `--data` holds them: amazon-beauty-5core at L = 50 and ml-100k at L = 200, as in the LOO
-tables.
+tables. `scan_all_positions` is the baseline the padding-skipping scan is measured against.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from models.base import SeqBatch
+from models.selective_scan import selective_scan
 
 # the dataset whose lengths each L of the LOO tables uses
 DATASETS = {50: "amazon-beauty-5core", 200: "ml-100k"}
@@ -51,3 +54,14 @@ def batch_with_lengths(
     times = 1_600_000_000 + torch.cumsum(torch.randint(0, 86_400, (bsz, length), generator=g), 1)
     targets = torch.randint(1, n_items + 1, (bsz,), generator=g)
     return SeqBatch(items, times * valid, lengths, times[:, -1] + 3_600, targets)
+
+
+def scan_all_positions(
+    *args: Any, lengths: Tensor | None = None, **kw: Any
+) -> tuple[Tensor, Tensor]:
+    """`selective_scan` before it took lengths: Δ zeroed on padding, every position scanned."""
+    if lengths is not None:
+        u, dt = args[0], args[1]
+        mask = torch.arange(u.shape[1])[None, :] < lengths[:, None]
+        args = (u, dt * mask[..., None], *args[2:])
+    return selective_scan(*args, **kw)

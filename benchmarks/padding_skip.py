@@ -24,26 +24,22 @@ from unittest import mock
 
 import numpy as np
 import torch
-from history_lengths import DATASETS, batch_with_lengths, loo_history_lengths, sequence_lengths
+from history_lengths import (
+    DATASETS,
+    batch_with_lengths,
+    loo_history_lengths,
+    scan_all_positions,
+    sequence_lengths,
+)
 from torch import Tensor
 
 import models
 import models.mamba4rec
 import models.ttt
 from models.base import SeqBatch
-from models.selective_scan import selective_scan
 from streamsim.rng import seeded
 
 MODELS = ("mamba4rec", "ttt4rec", "ttt_linear_rec")
-
-
-def _scan_all_positions(
-    *args: Any, lengths: Tensor | None = None, **kw: Any
-) -> tuple[Tensor, Tensor]:
-    if lengths is not None:
-        mask = torch.arange(args[0].shape[1])[None, :] < lengths[:, None]
-        args = (args[0], args[1] * mask[..., None], *args[2:])
-    return selective_scan(*args, **kw)
 
 
 def _ttt_all_mini_batches(*args: Any, lengths: Tensor | None = None, **kw: Any) -> Any:
@@ -56,7 +52,7 @@ _TTT_DUAL = models.ttt.ttt_dual
 @contextlib.contextmanager
 def _no_skipping(name: str) -> Iterator[None]:
     if name == "mamba4rec":
-        with mock.patch.object(models.mamba4rec, "selective_scan", _scan_all_positions):
+        with mock.patch.object(models.mamba4rec, "selective_scan", scan_all_positions):
             yield
     else:
         with mock.patch.object(models.ttt, "ttt_dual", _ttt_all_mini_batches):

@@ -22,12 +22,17 @@ import argparse
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 from unittest import mock
 
 import numpy as np
 import torch
-from history_lengths import DATASETS, batch_with_lengths, loo_history_lengths, sequence_lengths
+from history_lengths import (
+    DATASETS,
+    batch_with_lengths,
+    loo_history_lengths,
+    scan_all_positions,
+    sequence_lengths,
+)
 from torch import Tensor
 
 import models
@@ -35,21 +40,9 @@ import models.mamba4rec as mamba4rec_module
 from models.base import SeqBatch
 from models.selective_scan import selective_scan, selective_scan_ref
 
-
-def _scan_all_positions(
-    *args: Any, lengths: Tensor | None = None, **kw: Any
-) -> tuple[Tensor, Tensor]:
-    """`selective_scan` before it took lengths: Δ zeroed on padding, every position scanned."""
-    if lengths is not None:
-        u, dt = args[0], args[1]
-        mask = torch.arange(u.shape[1])[None, :] < lengths[:, None]
-        args = (u, dt * mask[..., None], *args[2:])
-    return selective_scan(*args, **kw)
-
-
 SCANS: dict[str, Callable[..., tuple[Tensor, Tensor]]] = {
     "reference": selective_scan_ref,
-    "fast, all L": _scan_all_positions,
+    "fast, all L": scan_all_positions,
     "fast": selective_scan,
 }
 
