@@ -27,9 +27,9 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-def _inputs(seq: int, inner: str, seed: int = 0) -> tuple:
+def _inputs(seq: int, inner: str, seed: int = 0, bsz: int = 2) -> tuple:
     g = torch.Generator().manual_seed(seed)
-    bsz, nh, hd = 2, 2, 4
+    nh, hd = 2, 4
     width = 4 * hd if inner == "mlp" else hd
 
     def r(*shape: int, scale: float = 1.0) -> torch.Tensor:
@@ -107,25 +107,16 @@ def test_ragged_dual_form_skips_only_padding_mini_batches(inner: str) -> None:
     """Given lengths (rows unsorted, an empty row, a row ending mid-mini-batch), every valid
     output and its gradients equal the full computation's; the skipped mini-batches give z = 0;
     each row's params are those after its last mini-batch holding a valid token (float64)."""
-    g = torch.Generator().manual_seed(3)
     bsz, nh, seq, hd, b = 5, 2, 7, 4, 3
-    width = 4 * hd if inner == "mlp" else hd
-
-    def r(*shape: int, scale: float = 1.0) -> torch.Tensor:
-        return scale * torch.randn(*shape, generator=g, dtype=torch.float64)
-
-    q, k, v = r(bsz, nh, seq, hd), r(bsz, nh, seq, hd), r(bsz, nh, seq, hd)
-    lr = 0.05 + 0.3 * torch.rand(bsz, nh, seq, generator=g, dtype=torch.float64)
-    params = {"W1": r(bsz, nh, hd, width, scale=0.3), "b1": r(bsz, nh, 1, width, scale=0.1)}
-    if inner == "mlp":
-        params |= {"W2": r(bsz, nh, width, hd, scale=0.3), "b2": r(bsz, nh, 1, hd, scale=0.1)}
-    ln_w, ln_b = 1.0 + r(nh, hd, scale=0.1), r(nh, hd, scale=0.1)
+    q, k, v, lr, params, ln_w, ln_b = _inputs(seq, inner, seed=3, bsz=bsz)
     factor = torch.tensor([1.0, 0.6, 0.2], dtype=torch.float64)
     lengths = torch.tensor([4, 0, 7, 1, 3])
     leaves = [t.clone().requires_grad_() for t in (q, k, v, lr, factor, ln_w, ln_b)]
     w0 = {n: t.clone().requires_grad_() for n, t in params.items()}
     valid = (torch.arange(seq)[None, :] < lengths[:, None])[:, None, :, None]  # (B, 1, L, 1)
-    w = r(bsz, nh, seq, hd)
+    w = torch.randn(
+        bsz, nh, seq, hd, generator=torch.Generator().manual_seed(4), dtype=torch.float64
+    )
     runs = []
     for lens in (None, lengths):
         z, p = ttt_dual(*leaves[:5], w0, *leaves[5:], mini_batch=b, lengths=lens)
