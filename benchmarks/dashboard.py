@@ -1,6 +1,6 @@
 """Dashboard cost for a long run: build time, HTML size and headless Chromium load time.
 
-Fabricates (tests/runfactory.py) a dataset of `--events` events with two ground-truth drifts and
+Fabricates (devtools/fabricate.py) a dataset of `--events` events with two ground-truth drifts and
 `--runs` runs over it (no model involved: the run tables are filled directly), writes the
 dashboard, and loads it in headless Chromium. Baselines measured in the same invocation: the same
 dashboard for a small run (`--small` events) and a blank HTML page in the same browser.
@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # for tests.runfactory
+sys.path.insert(0, str(ROOT))  # for devtools.fabricate
 
-from dashboards import headless  # noqa: E402
 from dashboards.page import write_dashboard  # noqa: E402
+from devtools import headless  # noqa: E402
+from devtools.fabricate import fabricate_dataset, fabricate_run  # noqa: E402
 from streamsim import store  # noqa: E402
-from tests.runfactory import fabricate_dataset, fabricate_run  # noqa: E402
 
 POLICIES = ("reset", "continual", "none")
 

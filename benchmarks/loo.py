@@ -3,10 +3,11 @@
     python benchmarks/loo.py --data ../shared/data --dataset amazon-beauty-5core --max-len 50 \
         --seeds 3 --results docs/benchmarks.d/loo-amazon-beauty-5core-L50.jsonl
 
-Ingests the dataset into a temporary workspace and runs `streamsim.evaluate.evaluate_loo` for each
-(seed, model), seed-major (every model once before the next seed), so an interrupted run still
-has one seed of everything. T2ARec (and any model named in `--tta-models`) is evaluated twice from
-the same trained weights: without and with test-time alignment (Algorithm 1).
+Ingests the dataset into a temporary workspace and runs
+`streamsim.leave_one_out.evaluate_loo` for each (seed, model), seed-major (every model once
+before the next seed), so an interrupted run still has one seed of everything. T2ARec (and any
+model named in `--tta-models`) is evaluated twice from the same trained weights: without and
+with test-time alignment (Algorithm 1).
 
 Every finished (model, seed) appends one JSON line to `--results`; a rerun with the same settings
 skips the pairs already there, so the benchmark can be continued across sessions; inside a
@@ -33,10 +34,10 @@ import numpy as np
 import torch
 
 from streamsim import resume as resume_state
-from streamsim.evaluate import default_tta, evaluate_loo
 from streamsim.ingest import ingest
-from streamsim.scenario import ModelSpec, TrainSpec
+from streamsim.leave_one_out import default_tta, evaluate_loo
 from streamsim.store import Workspace
+from streamsim.train import ModelSpec, TrainSpec
 
 MODELS = ("popularity", "transition", "gru4rec", "sasrec", "t2arec", "mamba4rec")
 COLUMNS = ("recall@10", "mrr@10", "ndcg@10", "recall@50", "ndcg@50")

@@ -21,8 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import models
 from models.base import Recommender, SeqBatch
-from streamsim.scenario import ModelSpec
-from streamsim.train import build_model
+from streamsim.train import ModelSpec, build_model
 
 N_ITEMS = 12_000
 

@@ -24,9 +24,10 @@ from typing import Any
 
 import torch
 
+from streamsim.adapt import PolicySpec
 from streamsim.ingest import ingest
 from streamsim.pipeline import prepare, replay_policy
-from streamsim.scenario import PolicySpec, Scenario, load
+from streamsim.scenario import Scenario, load
 from streamsim.store import Workspace, has_dataset
 
 STAGES = ("adapt", "score", "reveal", "detect", "probe")

@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import models
+from streamsim.adapt import PolicySpec
 from streamsim.compare import compare
 from streamsim.filters import EtaFilterSpec
 from streamsim.ingest import ingest
 from streamsim.pipeline import prepare, replay_policy
 from streamsim.report import summarize
-from streamsim.scenario import PolicySpec, Scenario, load
+from streamsim.scenario import Scenario, load
 from streamsim.store import Workspace, has_dataset
 
 MODELS = (

@@ -16,7 +16,7 @@ import time
 import torch
 
 import models
-from models import fused
+from models import ssd_backend
 from models.base import SeqBatch
 from models.ssd import ssd_sequential
 
@@ -44,7 +44,7 @@ def _parity(backend: str, device: str) -> tuple[float, float]:
     )
     y_ref, s_ref = ssd_sequential(x, dt, A, B, C)
     args = [t.float().to(device) for t in (x, dt, A, B, C)]
-    y, s = fused.ssd_scan(*args, chunk=50, backend=backend)
+    y, s = ssd_backend.ssd_scan(*args, chunk=50, backend=backend)
     rel = [float((a.double().cpu() - b).norm() / b.norm()) for a, b in ((y, y_ref), (s, s_ref))]
     return rel[0], rel[1]
 
@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=12_000)
     args = parser.parse_args()
     backends = ["torch"]
-    if args.device == "cuda" and fused.mamba_ssm_available():
+    if args.device == "cuda" and ssd_backend.mamba_ssm_available():
         backends.append("mamba_ssm")
     print(f"device={args.device} torch={torch.__version__} backends={backends}")
     batch = _batch(args.batch, args.length, args.items, args.device, seed=1)

@@ -35,12 +35,11 @@ import torch.nn.functional as F
 from models.base import SeqBatch
 from models.t2arec import T2ARec
 from streamsim.commands import parse_pairs
-from streamsim.evaluate import loo_examples
 from streamsim.ingest import ingest
+from streamsim.leave_one_out import loo_examples
 from streamsim.rng import seeded
-from streamsim.scenario import ModelSpec
 from streamsim.store import Workspace, dataset_info
-from streamsim.train import build_model, evaluate_examples
+from streamsim.train import ModelSpec, build_model, evaluate_examples
 
 
 def grads_of(loss: torch.Tensor, params: list[torch.nn.Parameter]) -> list[torch.Tensor]:

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from streamsim import metrics, segments
-from streamsim.compare import mcnemar
-from streamsim.metrics import run_row
+from streamsim.runs import run_row
+from streamsim.stats import mcnemar
 
 MAX_POINTS = 2000
 MIX_BUCKETS = 60
@@ -57,14 +57,17 @@ def drifts_frame(
     span = ""
     params: list[object] = [dataset]
     if run_ids:
-        span = (
-            " AND end_ts >= (SELECT min(ts) FROM run_events WHERE list_contains(?, run_id))"
-            " AND start_ts <= (SELECT max(ts) FROM run_events WHERE list_contains(?, run_id))"
-        )
-        params += [list(run_ids), list(run_ids)]
+        bounds = [
+            con.execute("SELECT min(ts), max(ts) FROM run_events_of(?)", [r]).fetchall()[0]
+            for r in run_ids
+        ]
+        starts = [b[0] for b in bounds if b[0] is not None]
+        ends = [b[1] for b in bounds if b[1] is not None]
+        span = " WHERE end_ts >= ? AND start_ts <= ?"
+        params += [min(starts) if starts else None, max(ends) if ends else None]
     return con.execute(
-        "SELECT drift_id, kind, start_ts, end_ts, start_idx, end_idx FROM drifts"
-        f" WHERE dataset = ? AND user_id IS NULL{span} ORDER BY start_idx",
+        "SELECT drift_id, kind, start_ts, end_ts, start_idx, end_idx FROM global_drifts(?)"
+        f"{span} ORDER BY start_idx",
         params,
     ).df()
 
@@ -72,13 +75,15 @@ def drifts_frame(
 def alarms_frame(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> pd.DataFrame:
     """Detector alarms of every run, with its display label in ``run``."""
     labels = run_labels(con, run_ids)
-    frame = con.execute(
-        "SELECT run_id, detector, signal, idx, ts FROM run_alarms"
-        " WHERE list_contains(?, run_id) ORDER BY run_id, idx",
-        [list(run_ids)],
-    ).df()
-    frame.insert(0, "run", frame.pop("run_id").map(labels))
-    return frame
+    parts = []
+    for run_id in sorted(set(run_ids)):
+        part = con.execute(
+            "SELECT detector, signal, idx, ts FROM run_alarms_of(?) ORDER BY idx", [run_id]
+        ).df()
+        part.insert(0, "run", labels[run_id])
+        parts.append(part)
+    columns = ["run", "detector", "signal", "idx", "ts"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
 
 def segment_frame(
@@ -117,7 +122,7 @@ def segment_frame(
 def has_categories(con: duckdb.DuckDBPyConnection, dataset: str) -> bool:
     """Whether any item of `dataset` has a category (else the category mix is meaningless)."""
     rows = con.execute(
-        "SELECT count(*) FROM items WHERE dataset = ? AND category IS NOT NULL", [dataset]
+        "SELECT count(*) FROM dataset_items(?) WHERE category IS NOT NULL", [dataset]
     ).fetchall()
     return bool(rows[0][0])
 
@@ -135,10 +140,10 @@ def mix_frames(
     labels = run_labels(con, run_ids)
     query = (
         "WITH e AS (SELECT r.ts, r.{col} AS item, ntile(?) OVER (ORDER BY r.idx) AS b"
-        " FROM run_events r WHERE r.run_id = ?),"
+        " FROM run_events_of(?) r),"
         " c AS (SELECT e.b, e.ts, coalesce(k.raw, CAST(i.category AS VARCHAR), 'unknown')"
-        " AS category FROM e LEFT JOIN items i ON i.dataset = ? AND i.item_id = e.item"
-        " LEFT JOIN categories k ON k.dataset = ? AND k.category = i.category)"
+        " AS category FROM e LEFT JOIN dataset_items(?) i ON i.item_id = e.item"
+        " LEFT JOIN dataset_categories(?) k ON k.category = i.category)"
         " SELECT b AS bucket, category, count(*) AS count,"
         " min(min(ts)) OVER (PARTITION BY b) AS t_start,"
         " max(max(ts)) OVER (PARTITION BY b) AS t_end,"
@@ -187,10 +192,10 @@ def batch_frames(
     for run_id in run_ids:
         part = con.execute(
             "WITH b AS (SELECT *, ntile(?) OVER (ORDER BY batch_id) AS bucket,"
-            " sum(backward_passes) OVER (ORDER BY batch_id) AS cum FROM run_batches"
-            " WHERE run_id = ?)"
+            " sum(backward_passes) OVER (ORDER BY batch_id) AS cum FROM run_batches_of(?))"
             " SELECT bucket, min(t_start) AS t_start, max(t_end) AS t_end, count(*) AS n_batches,"
-            " sum(n_events) AS n_events, avg(tta_loss_before) AS tta_loss_before,"
+            " sum(n_events) AS n_events,"
+            " avg(coalesce(tta_loss, tta_loss_before)) AS tta_loss_before,"
             " avg(tta_loss_after) AS tta_loss_after, arg_max(param_distance, batch_id)"
             " AS param_distance, max(cum) AS backward_passes_cum, avg(rec_gini) AS rec_gini,"
             " avg(top1_entropy) AS top1_entropy FROM b"
@@ -200,11 +205,11 @@ def batch_frames(
         part.insert(0, "run", labels[run_id])
         health.append(part)
         count = con.execute(
-            "SELECT count(*) FROM run_batches WHERE run_id = ?", [run_id]
+            "SELECT count(*) FROM run_batches_of(?)", [run_id]
         ).fetchall()[0][0]
         step = max(1, int(np.ceil(count / max_deltas)))
         d = con.execute(
-            "SELECT delta_next_mean FROM run_batches WHERE run_id = ? AND batch_id % ? = 0"
+            "SELECT delta_next_mean FROM run_batches_of(?) WHERE batch_id % ? = 0"
             " AND delta_next_mean IS NOT NULL ORDER BY batch_id",
             [run_id, step],
         ).df()
@@ -222,8 +227,7 @@ def probe_frame(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> pd.Da
     for run_id in run_ids:
         part = con.execute(
             "SELECT batch_id, t_end, probe_ndcg10, forgetting_ndcg10, forgetting_se"
-            " FROM run_batches"
-            " WHERE run_id = ? AND probe_ndcg10 IS NOT NULL ORDER BY batch_id",
+            " FROM run_batches_of(?) WHERE probe_ndcg10 IS NOT NULL ORDER BY batch_id",
             [run_id],
         ).df()
         part.insert(0, "run", labels[run_id])
@@ -239,7 +243,7 @@ def throughput_frame(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> 
     for run_id in run_ids:
         got = con.execute(
             "SELECT sum(time_adapt), sum(time_score), sum(time_reveal), sum(time_detect),"
-            " sum(time_probe), sum(n_events) FROM run_batches WHERE run_id = ?",
+            " sum(time_probe), sum(n_events) FROM run_batches_of(?)",
             [run_id],
         ).fetchall()[0]
         eps = run_row(con, run_id)["events_per_s"]
@@ -264,7 +268,7 @@ def paired_frame(
 
     Columns: ``run, day, t_start, t_end, n_events, diff`` (mean per-event metric difference),
     ``b`` / ``c`` (hit@10 discordant events: run only / baseline only), ``mcnemar_p`` (that day's
-    McNemar test, `streamsim.compare.mcnemar`). Empty for fewer than two runs.
+    McNemar test, `streamsim.stats.mcnemar`). Empty for fewer than two runs.
     """
     columns = ["run", "day", "t_start", "t_end", "n_events", "diff", "b", "c", "mcnemar_p"]
     if len(run_ids) < 2:
@@ -279,8 +283,8 @@ def paired_frame(
             f" max(b.ts) AS t_end, count(*) AS n_events, avg({r_expr} - {b_expr}) AS diff,"
             " count(*) FILTER (WHERE r.hit10 AND NOT b.hit10) AS b,"
             " count(*) FILTER (WHERE b.hit10 AND NOT r.hit10) AS c"
-            " FROM run_events b JOIN run_events r ON r.idx = b.idx"
-            " WHERE b.run_id = ? AND r.run_id = ? GROUP BY day ORDER BY day",
+            " FROM run_events_of(?) b JOIN run_events_of(?) r ON r.idx = b.idx"
+            " GROUP BY day ORDER BY day",
             [run_ids[0], run_id],
         ).df()
         part["mcnemar_p"] = [mcnemar(int(x), int(y))[1] for x, y in zip(part["b"], part["c"])]

@@ -22,7 +22,7 @@ from plotly.offline import get_plotlyjs
 from dashboards import data, figures
 from streamsim.compare import Comparison, compare
 from streamsim.errors import StreamsimError
-from streamsim.metrics import run_row
+from streamsim.runs import run_row
 
 PLOT_CONFIG = {"responsive": True, "displaylogo": False, "scrollZoom": False}
 CSS = """

@@ -2,7 +2,7 @@
 
 Reference: F. Sun et al., "BERT4Rec: Sequential Recommendation with Bidirectional Encoder
 Representations from Transformer" (CIKM'19), with the RecBole implementation's choices
-(RUCAIBox/RecBole `bert4rec.py`, `BERT4Rec.yaml`; design/MODELS.md §3.3): item + learned position
+(RUCAIBox/RecBole `bert4rec.py`, `BERT4Rec.yaml`; docs/baselines.md): item + learned position
 embedding → LayerNorm(1e-12) → Dropout → n_layers post-LN Transformer layers (the SASRec layer of
 `models.sasrec`, with a key-padding mask only, no causal mask) → output head
 LN(GELU(Linear(h))) → scores h·Eᵀ + per-item output bias.

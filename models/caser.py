@@ -2,7 +2,7 @@
 
 Reference: J. Tang, K. Wang, "Personalized Top-N Sequential Recommendation via Convolutional
 Sequence Embedding" (WSDM'18), with the RecBole implementation's choices (RUCAIBox/RecBole
-`caser.py`, `Caser.yaml`; design/MODELS.md §3.3): the last L items form an L×d "image";
+`caser.py`, `Caser.yaml`; docs/baselines.md): the last L items form an L×d "image";
 n_v vertical filters (L×1) and n_h horizontal filters of every height 1..L (h×d, ReLU, max-pooled
 over time) → concat → dropout → fc1 (ReLU) → fc2 (ReLU) → scores ·Eᵀ; CE loss plus
 reg_weight·(sum of L2 norms of the item table, conv and fc weights), as RecBole's RegLoss does.
@@ -14,7 +14,7 @@ slots zero), i.e. Caser's "last L items"; positions beyond `lengths` never enter
 Speed: the L horizontal convolutions are the model's cost (RecBole runs them one after another
 as 1-channel conv2d). `horizontal_pool` computes the same values with the heights stacked
 `HEIGHTS_PER_CONV` at a time into one zero-padded conv1d over the D channels (about 6x faster
-fwd+bwd on CPU, `benchmarks/issue7_models.py`); `horizontal_pool_ref`, RecBole's loop, is the
+fwd+bwd on CPU, `benchmarks/train_step_models.py`); `horizontal_pool_ref`, RecBole's loop, is the
 test oracle. Parameters stay one Conv2d per height, so state dicts are RecBole-shaped.
 
 Glossary: B batch, L max_len (window), D embedding size, n_h filters per height.

@@ -2,7 +2,7 @@
 
 Reference: B. Hidasi et al., "Session-based Recommendations with Recurrent Neural Networks"
 (ICLR'16), as implemented by RecBole (RUCAIBox/RecBole `gru4rec.py`, `GRU4Rec.yaml`;
-design/MODELS.md §3.3): embedding 64 (xavier-normal), dropout 0.3, a bias-free GRU with hidden
+docs/baselines.md): embedding 64 (xavier-normal), dropout 0.3, a bias-free GRU with hidden
 128 (xavier-uniform input/recurrent weights), Linear(hidden → embedding) so scores are o_n·Eᵀ,
 CE over the whole catalogue.
 
@@ -15,7 +15,7 @@ position n−1 (the GRU is causal, so padding after n cannot reach it). RecBole'
 form (`_encode_packed`) computes the same values but its CPU backward materialises a zero
 gradient of the whole packed input per time step (`SliceBackward0` → `fill_`/`add_`, quadratic in
 L): a training step is 7.9x slower at L = 200 with lengths uniform in 1..L; for short histories,
-where packing skips the padding, the two are within 10% (docs/benchmarks.md, "GRU4Rec: padded
+where packing skips the padding, the two are within 10% (docs/performance.md, "GRU4Rec: padded
 vs packed"). It stays as the test oracle and as the path for more than one layer, whose lower
 layers' h_n the padded run does not expose.
 

@@ -2,7 +2,7 @@
 
 Reference: C. Liu et al., "Mamba4Rec: Towards Efficient Sequential Recommendation with Selective
 State Space Models" (arXiv 2403.03900); semantics of chengkai-liu/Mamba4Rec `mamba4rec.py` and
-`config.yaml` as summarised in design/MODELS.md §3.1 (code written here, not copied):
+`config.yaml` as summarised in docs/baselines.md (code written here, not copied):
 
 - embedding (padding 0) → Dropout → LayerNorm(eps 1e-12) → N × MambaLayer → gather position n−1;
 - MambaLayer: h = Mamba(x) (Mamba-1: d_state 32, d_conv 4, expand 2); with one layer

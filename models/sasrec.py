@@ -1,10 +1,11 @@
 """SASRec: causal self-attention over the history, last position → dot scores (RecBole defaults).
 
 Reference: W.-C. Kang, J. McAuley, "Self-Attentive Sequential Recommendation" (ICDM'18), with
-the RecBole implementation's choices (RUCAIBox/RecBole `sasrec.py`, `SASRec.yaml`; design/MODELS.md
-§3.3): item + learned positional embedding → LayerNorm(eps 1e-12) → Dropout → n_layers post-LN
-Transformer layers (multi-head attention with a causal and key-padding mask, residual + LN; FFN
-d→inner→d with GELU, residual + LN) → gather position n−1 → scores o_n·Eᵀ; init N(0, 0.02).
+the RecBole implementation's choices (RUCAIBox/RecBole `sasrec.py`, `SASRec.yaml`;
+docs/baselines.md): item + learned positional embedding → LayerNorm(eps 1e-12) → Dropout →
+n_layers post-LN Transformer layers (multi-head attention with a causal and key-padding mask,
+residual + LN; FFN d→inner→d with GELU, residual + LN) → gather position n−1 → scores o_n·Eᵀ;
+init N(0, 0.02).
 
 Streaming additions: positions beyond `lengths` read item 0 (so a padded tail can never reach a
 valid position), and the mask uses −10000 as RecBole does, so an empty history (all keys masked)

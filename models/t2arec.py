@@ -2,7 +2,7 @@
 
 Reference: Y. Zhang et al., "Test-Time Alignment for Tracking User Interest Shifts in Sequential
 Recommendation" (RecSys'25, arXiv 2504.01489), §4. There is no public code; the recipe and every
-ambiguity (A1–A19) are in design/MODELS.md §2 and documented in docs/models.md.
+ambiguity (A1–A19), with the reading chosen for each, are in docs/models.md.
 
 Pipeline: item embedding → dropout → LayerNorm → T2A-Mamba block (Linear1 → causal depthwise conv
 over the x|B|C channels → SiLU; Δ = softplus(dt_raw + dt_bias); A = −exp(A_log)) → SSD scan →
@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models import fused
+from models import ssd_backend
 from models.base import Recommender, SeqBatch, sum_terms
 from models.registry import register
 from models.ssd import ssd_step
@@ -63,7 +63,7 @@ class T2ARecConfig:
     mu_state_test: float = 0.1  # μ2' (test-time)
     delta_min: float = 1e-4  # clamp of Δ_{n+1} in the dilution weight
     p_delta_max: float = 20.0  # clamp of P·Δ_{n+1} before exp
-    backend: Literal["auto", "torch", "mamba_ssm"] = "auto"  # SSD scan backend (models.fused)
+    backend: Literal["auto", "torch", "mamba_ssm"] = "auto"  # SSD scan backend (models.ssd_backend)
     seed: int = 0  # owned init RNG (torch.Generator); dropout uses torch's default RNG
 
     def __post_init__(self) -> None:
@@ -72,7 +72,7 @@ class T2ARecConfig:
             "refeed_conv": ("cached", "fresh"),
             "p_mode": ("learnable", "theorem"),
             "state_norm": ("frobenius", "squared"),
-            "backend": fused.BACKENDS,
+            "backend": ssd_backend.BACKENDS,
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -132,7 +132,7 @@ class T2ARec(Recommender):
         super().__init__(n_items, config.max_len)
         self.config = cfg = config
         if cfg.backend == "mamba_ssm":
-            fused.require_mamba_ssm()
+            ssd_backend.require_mamba_ssm()
         d, n = cfg.d_model, cfg.d_state
         self.full = cfg.block == "mamba2_full"
         self.d_inner = cfg.expand * d if self.full else d  # E
@@ -249,7 +249,7 @@ class T2ARec(Recommender):
         x, bm, cm = self._xbc(F.silu(conv))
         dt = F.softplus(dt_raw + self.dt_bias) * valid.unsqueeze(-1)  # (B, L, H), 0 on padding
         xh = x.unflatten(-1, (self.nheads, self.headdim))  # (B, L, H, P)
-        y, h_n = fused.ssd_scan(
+        y, h_n = ssd_backend.ssd_scan(
             xh, dt, self._A(), bm, cm, chunk=self.config.chunk, backend=self.config.backend
         )
         last = (lengths - 1).clamp(min=0)

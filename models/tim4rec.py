@@ -2,7 +2,7 @@
 
 Reference: H. Fan et al., "TiM4Rec: An Efficient Sequential Recommendation Model Based on
 Time-Aware Structured State Space Duality Model" (AlwaysFHao/TiM4Rec `ssd.py`, `tim4rec.py`;
-design/MODELS.md §3.4). Item embedding → Dropout → LayerNorm(1e-12) → num_layers × [time-aware
+docs/models.md, "TiM4Rec"). Item embedding → Dropout → LayerNorm(1e-12) → num_layers × [time-aware
 SSD layer → LN(Dropout(h) [+ x when num_layers > 1]) → FFN (4d, Hardswish, residual + LN)] → the
 last valid position → scores ·Eᵀ; CE.
 
@@ -15,7 +15,7 @@ SiLU over xBC, SSD scan, D skip, gated RMSNorm, out_proj), with
     τ_t = SiLU(causal depthwise conv over positions (kernel d_conv) of ĝ_t · s_t)
     Δ_t = softplus(dt_raw_t · τ_t + dt_bias)                      (0 on padding)
 
-Simplifications against the reference code (also in docs/models_issue7.md): the reference
+Simplifications against the reference code (also in docs/models.md, "TiM4Rec"): the reference
 standardises the raw gaps with a LayerNorm over the whole max_len window and computes the time
 scale with Linear(L → L) MLPs over the *sequence axis*, which mixes positions non-causally; here the
 gaps are log1p-compressed, standardised with running (causal) statistics over the valid prefix,

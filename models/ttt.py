@@ -1,7 +1,7 @@
 """The TTT layer (Sun et al., "Learning to (Learn at Test Time)", arXiv 2407.04620) in pure PyTorch.
 
 Follows the ttt-lm-pytorch reference (test-time-training/ttt-lm-pytorch `ttt.py`, `TTTBase`,
-`TTTLinear`, `TTTMLP`; design/MODELS.md §4) as TTT4Rec uses it; written anew here.
+`TTTLinear`, `TTTMLP`; docs/models-ttt.md) as TTT4Rec uses it; written anew here.
 
 Per head h, the hidden state is the weight set W of an inner model f_W (TTT-Linear: f → f;
 TTT-MLP: f → 4f → f with tanh-GELU). Token t has a key k_t, value v_t and query q_t (projections of

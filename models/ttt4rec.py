@@ -2,7 +2,7 @@
 
 Reference: Z. Yang, Y. Wang, Y. Ge, "TTT4Rec: A Test-Time Training Approach for Rapid Adaption in
 Sequential Recommendation" (arXiv 2409.19142; ZhaoqiZachYang/TTT4Rec `main.py`, `config.yaml`;
-design/MODELS.md §4). Item embedding → Dropout → LayerNorm → n_layers ttt-lm-pytorch Blocks
+docs/models-ttt.md). Item embedding → Dropout → LayerNorm → n_layers ttt-lm-pytorch Blocks
 (`models.ttt.TTTBlock`: RMSNorm → TTT layer → residual; RMSNorm → SwiGLU → residual) → RMSNorm →
 the last valid position → scores ·Eᵀ; CE. Init N(0, 0.02) for Linear/Embedding weights.
 

@@ -1,10 +1,10 @@
 """TTT-Linear recommender (Zhan, Lv, Zhang, Li; arXiv 2411.15186, AAAI student abstract).
 
-What the paper gives (design/MODELS.md §5; no public code): item embeddings → a TTT-Linear layer
+What the paper gives (docs/models-ttt.md; no public code): item embeddings → a TTT-Linear layer
 as the feature extractor → RMSNorm → user feature; the candidate item passes through an MLP and is
 scored with a dot product; inner mini-batch 1 (online GD) or 10; initializer range 0.005–0.04.
 
-Our reading (documented in docs/models_issue7.md): item embedding → Dropout → x + TTTLayer(x)
+Our reading (documented in docs/models-ttt.md): item embedding → Dropout → x + TTTLayer(x)
 (`models.ttt.TTTLayer` with the TTT-Linear inner model, ttt-lm-pytorch semantics, RoPE within
 mini-batches) → RMSNorm → the last valid position. Candidate tower: E' = E + MLP(E) with
 MLP = Linear(D, D) → GELU → Linear(D, D) (a residual MLP so that the table starts near E); full

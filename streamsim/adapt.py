@@ -1,20 +1,30 @@
-"""Test-time adaptation and online supervised updates: a TENT-shaped wrapper around a model.
+"""Test-time adaptation: a TENT-shaped wrapper that adapts a model on a micro-batch's inputs.
 
-Two orthogonal axes (PROTOCOL.md §6.4):
+A policy (`PolicySpec`, one ``[[adaptation.policies]]`` entry) has two independent axes:
 
 - test-time adaptation ``none | reset | continual`` on the *inputs* of a micro-batch, before it is
-  scored: `tta_steps` plain-SGD steps (lr `tta_lr`, no momentum, no weight decay; MODELS.md A12) on
-  the model's label-free `test_time_loss`, in eval mode (A14). ``reset`` is T2ARec's Algorithm 1:
-  the weights and the optimizer are restored after the batch is scored; ``continual`` carries
-  both forward.
-- online supervised update after the reveal (`online`): `online_steps` Adam steps on the model's
-  supervised loss over the revealed events. It moves the *base* weights that ``reset`` restores to.
+  scored: `tta_steps` plain-SGD steps (lr `tta_lr`, no momentum, no weight decay, as T2ARec's
+  Algorithm 1) on the model's label-free `test_time_loss`, in eval mode (no dropout). ``reset``
+  is Algorithm 1 itself: the weights and the optimizer are restored after the batch is scored;
+  ``continual`` carries both forward. This is the `Adapter` here.
+- an online supervised update after the reveal (``online = true``): `streamsim.online`. It moves
+  the *base* weights that ``reset`` restores to.
 
-``continual`` takes three modifiers (PROTOCOL.md §6.7): ``reset_every`` N restores the
-pretrained test-time parameters and a fresh optimizer after every N-th micro-batch (RDumb),
-``reset_on_alarm`` does it after an alarm of the named detector (the engine calls
-`restore_pretrained`), and ``anchor`` α pulls the parameters towards θ₀ after every step,
-θ ← α·θ + (1 − α)·θ₀ (ROID's weight ensembling; α = 1 is plain continual).
+The `Adapter` owns every restore of the test-time parameters, behind one interface:
+
+    with adapter.adapted(inputs, batch_id=b, span=(first_idx, last_idx)) as step:
+        scores = model.score(inputs)          # adapted weights
+    # left the block: a ``reset`` policy is back on its base weights
+    restored = adapter.on_alarms(fired)       # drift-triggered reset, after detection
+
+Leaving the block restores a ``reset`` policy's weights (even when scoring raised), and a
+``continual`` policy's modifiers act at the right moment: ``reset_every`` N restores the
+pretrained test-time parameters and a fresh optimizer after every N-th micro-batch (RDumb's
+periodic reset); ``reset_on_alarm`` does it after an alarm of the named detector (`on_alarms`);
+``anchor`` α pulls the parameters towards θ₀ after every step, θ ← α·θ + (1 − α)·θ₀ (ROID's
+weight ensembling; α = 1 is plain continual); the diagnostic ``reset_at_drifts`` restores θ₀
+before adapting on a micro-batch that holds a ground-truth drift start (an oracle that bounds
+what a perfect drift-triggered reset could gain; never deployable).
 
 With ``reset`` and no online update the weights after every micro-batch equal the pretrained ones
 bit for bit, and no gradient or optimizer state survives a batch. A step whose loss or gradient
@@ -25,20 +35,84 @@ stops moving instead of filling its weights with NaN.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from models.base import Recommender, SeqBatch
-from streamsim import rng as rng_streams
-from streamsim.errors import ModelError
-from streamsim.filters import EtaFilter
-from streamsim.scenario import PolicySpec
+from streamsim import config
+from streamsim.errors import ModelError, ScenarioError
+from streamsim.filters import EtaFilter, EtaFilterSpec
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicySpec:
+    """One entry of [[adaptation.policies]]: test-time adaptation x online supervised update."""
+
+    name: str  # display name, unique within the scenario ('none', 'reset', 'continual', ...)
+    tta: Literal["none", "reset", "continual"] = "none"
+    tta_lr: float = 0.005  # T2ARec Algorithm 1: plain SGD, alpha = 0.005
+    tta_steps: int = 1  # M
+    online: bool = False  # supervised update on revealed events after scoring
+    online_lr: float = 1e-3
+    online_steps: int = 1
+    # ETA-Rec sample filter on the test-time step ([adaptation.policies.sample_filter]; None: off)
+    sample_filter: EtaFilterSpec | None = None
+    # modifiers of continual adaptation (see the module docstring)
+    reset_every: int | None = None
+    reset_on_alarm: str | None = None  # "name:signal" of a [[detectors]] entry
+    anchor: float | None = None
+    reset_at_drifts: bool = False  # diagnostic only: needs synthetic ground truth
+
+    @property
+    def modifiers(self) -> tuple[str, ...]:
+        """The continual-adaptation modifiers this policy sets."""
+        keys = ("reset_every", "reset_on_alarm", "anchor")
+        found = tuple(k for k in keys if getattr(self, k) is not None)
+        return found + (("reset_at_drifts",) if self.reset_at_drifts else ())
+
+    @classmethod
+    def from_table(cls, table: Any, where: str) -> PolicySpec:
+        spec = cls(**config.bind(cls, table, where, skip=("sample_filter",)))
+        config.check_name(spec.name, f"{where} key 'name'")
+        for key in ("tta_lr", "tta_steps", "online_lr", "online_steps"):
+            config.at_least_zero(getattr(spec, key), f"{where} key {key!r}")
+        if table.get("sample_filter") is not None:  # None: from a resolved default policy
+            fw = f"{where}.sample_filter"
+            if spec.tta == "none":
+                msg = f"{fw}: a sample filter needs test-time adaptation; policy has tta = 'none'"
+                raise ScenarioError(msg)
+            spec = replace(spec, sample_filter=EtaFilterSpec.from_table(table["sample_filter"], fw))
+        spec._check_modifiers(where)
+        return spec
+
+    def _check_modifiers(self, where: str) -> None:
+        """Periodic / drift-triggered reset and anchoring modify continual adaptation only."""
+        for key in self.modifiers:
+            if self.tta != "continual" or self.online:
+                got = f"tta = {self.tta!r}" + (", online = true" if self.online else "")
+                msg = (
+                    f"{where} key {key!r}: modifies continual test-time adaptation; expected"
+                    f" tta = 'continual' without online updates (whose weights would not be the"
+                    f" pretrained ones a reset restores), got {got}"
+                )
+                raise ScenarioError(msg)
+        if self.reset_every is not None:
+            config.at_least_zero(self.reset_every, f"{where} key 'reset_every'", strict=True)
+        if self.anchor is not None and not 0 < self.anchor <= 1:
+            msg = f"{where} key 'anchor': expected a weight in (0, 1], got {self.anchor!r}"
+            raise ScenarioError(msg)
 
 
 @dataclass(frozen=True)
 class AdaptStats:
+    """What the test-time step(s) on one micro-batch saw."""
+
     loss_before: float | None  # test-time loss on the batch before the first step
     loss_after: float | None  # ... after the last step
     backward_passes: int
@@ -48,11 +122,23 @@ class AdaptStats:
     skipped_steps: int = 0  # steps not taken because the loss or a gradient was not finite
 
 
+@dataclass
+class TestTimeStep:
+    """The test-time step of one micro-batch, as `Adapter.adapted` yields it. `restored` says
+    whether θ₀ was restored in this batch (oracle before the step, periodic after scoring); it
+    is final once the ``with`` block is left."""
+
+    __test__ = False  # not a pytest test class
+
+    stats: AdaptStats
+    restored: bool = False
+
+
 def collect_params(model: Recommender) -> tuple[list[torch.nn.Parameter], list[str]]:
     """Every parameter that requires grad, with its name (online updates and ||θ − θ0||).
 
     Test-time steps update only `model.test_time_parameters()` (T2ARec: all, or all but the item
-    table (A13); TTT4Rec: the TTT layers' q/k/v/o projections, as ETA-Rec adapts).
+    table; TTT4Rec: the TTT layers' q/k/v/o projections, as ETA-Rec adapts).
     """
     params, names = [], []
     for name, p in model.named_parameters():
@@ -79,23 +165,26 @@ def check_model(model: Recommender, policy: PolicySpec) -> None:
 
 
 class Adapter:
-    """Wraps a model with one adaptation policy; snapshots the pretrained weights when built."""
+    """Wraps a model with one policy's test-time adaptation; snapshots the pretrained weights.
 
-    def __init__(self, model: Recommender, policy: PolicySpec) -> None:
+    `drift_starts` are the replay indices of ground-truth drift starts, for the diagnostic
+    ``reset_at_drifts`` policy only.
+    """
+
+    def __init__(
+        self, model: Recommender, policy: PolicySpec, *, drift_starts: Sequence[int] = ()
+    ) -> None:
         check_model(model, policy)
         self.model = model
         self.policy = policy
         flt = policy.sample_filter  # ETA-Rec filtering of the test-time step (None: off)
         self.filter = EtaFilter(flt) if flt is not None else None
-        self.params, self.param_names = collect_params(model)  # online updates, ||θ − θ0||
-        self.tta_params = model.test_time_parameters()  # what a test-time step updates (A13)
-        self.theta0 = _snapshot(model)  # the pretrained weights (for ||theta - theta0||)
+        self.params, self.param_names = collect_params(model)  # for ||θ − θ0||
+        self.tta_params = model.test_time_parameters()  # what a test-time step updates
+        self.theta0 = snapshot(model)  # the pretrained weights (for ||theta - theta0||)
         self._tta0 = [p.detach().clone() for p in self.tta_params]  # their pretrained values
-        self._base: list[Tensor] | None = None  # test-time parameters to restore after a batch
         self.tta_opt = self._new_tta_optimizer()
-        self.online_opt = (
-            torch.optim.Adam(self.params, lr=policy.online_lr) if policy.online else None
-        )
+        self.drift_starts = np.asarray(sorted(drift_starts), dtype=np.int64)
 
     def _new_tta_optimizer(self) -> torch.optim.Optimizer | None:
         if self.policy.tta == "none":
@@ -104,22 +193,78 @@ class Adapter:
             self.tta_params, lr=self.policy.tta_lr, momentum=0.0, weight_decay=0.0
         )
 
-    # -- stage 1: adapt on the inputs -----------------------------------------------------------
-    def adapt(self, inputs: SeqBatch, *, outside: Tensor | None = None) -> AdaptStats:
-        """Test-time steps on the batch's inputs (no targets); returns the losses it saw.
+    @contextmanager
+    def adapted(
+        self,
+        inputs: SeqBatch,
+        *,
+        outside: Tensor | None = None,
+        batch_id: int | None = None,
+        span: tuple[int, int] | None = None,
+    ) -> Iterator[TestTimeStep]:
+        """Adapt on the batch's inputs (never its targets); score inside the block.
 
-        `outside` marks items outside the catalogue (scored -inf by the sample filter).
+        `outside` marks items outside the catalogue (scored -inf by the sample filter);
+        `batch_id` (for ``reset_every``) and `span`, the batch's first and last replay index
+        (for ``reset_at_drifts``), are absent in leave-one-out evaluation.
         """
         assert inputs.targets is None, "test-time adaptation must never see targets"
+        restored = False
+        if self.policy.reset_at_drifts and span is not None and self._holds_drift(*span):
+            self.restore_pretrained()  # oracle: the batch holds a ground-truth drift start
+            restored = True
+        base = self._base_weights()
+        step = TestTimeStep(self._steps(inputs, outside), restored)
+        try:
+            yield step
+        finally:
+            if base is not None:  # ``reset``: back to the base weights, a fresh optimizer
+                self._load_tta(base)
+                self.tta_opt = self._new_tta_optimizer()
+            every = self.policy.reset_every
+            if every is not None and batch_id is not None and (batch_id + 1) % every == 0:
+                self.restore_pretrained()
+                step.restored = True
+
+    def on_alarms(self, fired: Iterable[str]) -> bool:
+        """After detection: restore θ₀ when the policy's ``reset_on_alarm`` detector (its
+        ``name:signal`` key) is among those that `fired`; returns whether it did."""
+        trigger = self.policy.reset_on_alarm
+        if trigger is not None and trigger in set(fired):
+            self.restore_pretrained()
+            return True
+        return False
+
+    def restore_pretrained(self) -> None:
+        """Back to the pretrained test-time parameters, with a fresh optimizer."""
+        self._load_tta(self._tta0)
+        self.tta_opt = self._new_tta_optimizer()
+
+    def _base_weights(self) -> list[Tensor] | None:
+        """What a ``reset`` policy restores after scoring: θ₀, or with online updates (which
+        move the base weights) the current test-time parameters."""
+        if self.policy.tta != "reset":
+            return None
+        if self.policy.online:
+            return [p.detach().clone() for p in self.tta_params]
+        return self._tta0
+
+    def _load_tta(self, values: list[Tensor]) -> None:
+        with torch.no_grad():
+            for param, value in zip(self.tta_params, values, strict=True):
+                param.copy_(value)
+
+    def _holds_drift(self, first: int, last: int) -> bool:
+        """Whether a ground-truth drift start lies within replay indices [first, last]."""
+        lo = int(np.searchsorted(self.drift_starts, first, side="left"))
+        return lo < len(self.drift_starts) and int(self.drift_starts[lo]) <= last
+
+    def _steps(self, inputs: SeqBatch, outside: Tensor | None) -> AdaptStats:
+        """`tta_steps` SGD steps on the test-time loss of the (filtered) inputs."""
         start = time.perf_counter()
         if self.tta_opt is None:
             return AdaptStats(None, None, 0, 0.0)
-        if self.policy.tta == "reset":
-            # only the test-time parameters move in the step; without online updates their
-            # base is the pretrained copy, so no per-batch snapshot is needed
-            online = self.online_opt is not None
-            self._base = [p.detach().clone() for p in self.tta_params] if online else self._tta0
-        self.model.eval()  # A14: deterministic (no dropout) during the step and the scoring
+        self.model.eval()  # deterministic (no dropout) during the step and the scoring
         filtered, saved, step_inputs = None, 0, inputs
         if self.filter is not None:
             with torch.no_grad():
@@ -146,7 +291,7 @@ class Adapter:
                 continue
             loss.backward()
             backward += 1
-            if not _finite_grads(self.tta_params):
+            if not finite_grads(self.tta_params):
                 skipped += 1
                 continue
             self.tta_opt.step()
@@ -163,56 +308,8 @@ class Adapter:
             for param, value in zip(self.tta_params, self._tta0, strict=True):
                 param.mul_(alpha).add_(value, alpha=1.0 - alpha)
 
-    # -- after scoring: restore for reset -------------------------------------------------------
-    def after_scoring(self, batch_id: int | None = None) -> bool:
-        """``reset``: restore the weights and start a fresh optimizer (Algorithm 1, line 12);
-        ``continual`` with ``reset_every`` N: the same after every N-th micro-batch. Returns
-        whether a periodic reset happened (the per-batch ``reset`` is not counted). Without a
-        `batch_id` (LOO evaluation) there is no periodic reset."""
-        if self.policy.tta == "reset" and self._base is not None:
-            with torch.no_grad():
-                for param, value in zip(self.tta_params, self._base, strict=True):
-                    param.copy_(value)
-            self._base = None
-            self.tta_opt = self._new_tta_optimizer()
-        every = self.policy.reset_every
-        if every is not None and batch_id is not None and (batch_id + 1) % every == 0:
-            self.restore_pretrained()
-            return True
-        return False
-
-    def restore_pretrained(self) -> None:
-        """Back to the pretrained test-time parameters, with a fresh optimizer (a continual
-        policy's periodic or drift-triggered reset)."""
-        with torch.no_grad():
-            for param, value in zip(self.tta_params, self._tta0, strict=True):
-                param.copy_(value)
-        self.tta_opt = self._new_tta_optimizer()
-
-    # -- stage 4: online supervised update ------------------------------------------------------
-    def learn(self, revealed: SeqBatch, *, seed: int) -> int:
-        """Supervised steps on revealed events; returns the number of backward passes."""
-        if self.online_opt is None:
-            return 0
-        assert revealed.targets is not None
-        self.model.train()
-        with rng_streams.seeded(seed):  # dropout masks, owned: deterministic and resumable
-            backward = 0
-            for _ in range(self.policy.online_steps):
-                loss = self.model.loss(revealed)
-                self.online_opt.zero_grad(set_to_none=True)
-                if not bool(torch.isfinite(loss)):  # never step on NaN / inf
-                    continue
-                loss.backward()
-                backward += 1
-                if _finite_grads(self.params):
-                    self.online_opt.step()
-            self.online_opt.zero_grad(set_to_none=True)
-        self.model.eval()
-        return backward
-
     def param_distance(self) -> float:
-        """||theta - theta_0|| over the adapted parameters (0.0 bit for bit after a reset)."""
+        """||theta - theta_0|| over the trainable parameters (0.0 bit for bit after a reset)."""
         total = torch.zeros((), dtype=torch.float64)
         state = dict(self.model.named_parameters())
         for name in self.param_names:
@@ -223,28 +320,26 @@ class Adapter:
     def state(self) -> dict[str, object]:
         return {
             "filter": self.filter.state() if self.filter is not None else None,
-            "model": _snapshot(self.model),
+            "model": snapshot(self.model),
             "tta_opt": self.tta_opt.state_dict() if self.tta_opt is not None else None,
-            "online_opt": self.online_opt.state_dict() if self.online_opt is not None else None,
         }
 
     def load_state(self, state: dict[str, object]) -> None:
         weights = state["model"]
         assert isinstance(weights, dict)
-        _restore(self.model, weights)
+        restore(self.model, weights)
         if self.filter is not None and isinstance(state.get("filter"), dict):
             self.filter.load_state(state["filter"])  # type: ignore[arg-type]
         if self.tta_opt is not None and state["tta_opt"] is not None:
             self.tta_opt.load_state_dict(state["tta_opt"])  # type: ignore[arg-type]
-        if self.online_opt is not None and state["online_opt"] is not None:
-            self.online_opt.load_state_dict(state["online_opt"])  # type: ignore[arg-type]
 
 
-def _finite_grads(params: list[torch.nn.Parameter]) -> bool:
+def finite_grads(params: list[torch.nn.Parameter]) -> bool:
+    """Whether every gradient present is finite."""
     return all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params)
 
 
-def _snapshot(model: Recommender) -> dict[str, Tensor]:
+def snapshot(model: Recommender) -> dict[str, Tensor]:
     """Copies of the model's parameters and buffers.
 
     Non-tensor entries of the state dict (a count model's `_extra_state`: its event log) are
@@ -254,7 +349,8 @@ def _snapshot(model: Recommender) -> dict[str, Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items() if isinstance(v, Tensor)}
 
 
-def _restore(model: Recommender, state: dict[str, Tensor]) -> None:
+def restore(model: Recommender, state: dict[str, Tensor]) -> None:
+    """Copy `snapshot` values back into the model's tensors, in place."""
     with torch.no_grad():
         for name, value in model.state_dict().items():
             if isinstance(value, Tensor):

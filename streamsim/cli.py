@@ -19,13 +19,19 @@ from streamsim.store import Workspace
 
 
 class _Group(TyperGroup):
-    """Turns `StreamsimError` into a clean message and exit code 1 for every subcommand."""
+    """Turns a user-caused error into one ``error: ...`` line and exit code 1 for every
+    subcommand: `StreamsimError` (bad input, missing data) and `OSError` (a path that cannot be
+    read or written). Anything else is a bug and keeps its traceback."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except StreamsimError as exc:
             typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=1) from None
+        except OSError as exc:  # a path the user gave: unwritable, a directory, missing
+            where = f"{exc.filename}: " if exc.filename else ""
+            typer.echo(f"error: {where}{exc.strerror or exc}", err=True)
             raise typer.Exit(code=1) from None
 
 
@@ -64,9 +70,19 @@ def _root(
 
 
 def _register_commands() -> None:
-    from streamsim.commands import compare, datasets, modeling, replaying, scenarios
+    from streamsim.commands import (
+        compare,
+        dashboard,
+        datasets,
+        evaluate,
+        models,
+        replay,
+        runs,
+        scenarios,
+        train,
+    )
 
-    for module in (datasets, scenarios, modeling, replaying, compare):
+    for module in (datasets, scenarios, models, train, evaluate, replay, runs, compare, dashboard):
         module.register(app)
 
 

@@ -1,4 +1,4 @@
-"""Paired, autocorrelation-aware comparison of runs over the same events (PROTOCOL.md §6.6).
+"""Paired, autocorrelation-aware comparison of runs over the same events (docs/compare.md).
 
 The first run is the baseline; every other run is compared with it on exactly the same events
 (same replay indices, users and targets — checked):
@@ -20,7 +20,7 @@ The verdict per run is `better` / `worse` when the CI excludes 0 and, with more 
 comparison, the Holm-adjusted bootstrap p-value is below 0.05 too (so a seven-policy sweep does
 not call a 95% interval that excludes 0 by chance a win); otherwise `no significant difference`.
 
-scipy.stats provides the tests; only the moving-block bootstrap and Holm's step-down are here.
+The statistics themselves are `streamsim.stats`.
 """
 
 from __future__ import annotations
@@ -32,15 +32,21 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from streamsim import metrics, segments
 from streamsim.errors import StreamsimError
+from streamsim.stats import (
+    bootstrap_mean_ci,
+    bootstrap_mean_test,
+    holm_adjust,
+    mcnemar,
+    moving_block_bootstrap,
+    wilcoxon,
+)
 from streamsim.store import fetch_one
 
 SEGMENTS = ("day", "week", "quartile")
 MIN_USER_EVENTS = 5
-EXACT_MCNEMAR_BELOW = 25
 
 
 class ComparisonError(StreamsimError):
@@ -218,8 +224,8 @@ def check_same_events(con: duckdb.DuckDBPyConnection, run_a: str, run_b: str) ->
     """`ComparisonError` unless both runs scored the same replay indices, users and targets."""
     row = fetch_one(
         con,
-        "WITH a AS (SELECT idx, user_id, item_id FROM run_events WHERE run_id = ?),"
-        " b AS (SELECT idx, user_id, item_id FROM run_events WHERE run_id = ?)"
+        "WITH a AS (SELECT idx, user_id, item_id FROM run_events_of(?)),"
+        " b AS (SELECT idx, user_id, item_id FROM run_events_of(?))"
         " SELECT count(*) FILTER (WHERE a.idx IS NULL), count(*) FILTER (WHERE b.idx IS NULL),"
         " count(*) FILTER (WHERE a.item_id <> b.item_id OR a.user_id <> b.user_id),"
         " min(coalesce(a.idx, b.idx)) FILTER (WHERE a.idx IS NULL OR b.idx IS NULL"
@@ -242,104 +248,6 @@ def check_same_events(con: duckdb.DuckDBPyConnection, run_a: str, run_b: str) ->
             " scenario and dataset that both completed"
         )
         raise ComparisonError(msg)
-
-
-def moving_block_bootstrap(
-    values: np.ndarray, *, block: int, n_boot: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Resample indices of a series by the moving-block bootstrap (Künsch 1989).
-
-    Blocks of `block` consecutive positions start uniformly in ``0..n-block``; ``ceil(n/block)``
-    blocks are concatenated and cut to length ``n``. `block` is clipped to ``max(1, n // 2)``
-    (a block as long as the series would reproduce it in every resample and give a zero-width
-    interval); ``block = 1`` is the ordinary i.i.d. bootstrap.
-
-    Returns
-    -------
-    ndarray
-        ``(n_boot, n)`` integer indices into `values`.
-    """
-    n = len(values)
-    if n == 0:
-        return np.zeros((n_boot, 0), dtype=np.int64)
-    b = max(1, min(int(block), n // 2))
-    k = math.ceil(n / b)
-    starts = rng.integers(0, n - b + 1, size=(n_boot, k))
-    picks = (starts[:, :, None] + np.arange(b)[None, None, :]).reshape(n_boot, k * b)
-    return picks[:, :n]
-
-
-def bootstrap_mean_ci(
-    values: np.ndarray, *, block: int, n_boot: int, rng: np.random.Generator
-) -> tuple[float, float]:
-    """95% percentile CI of the mean of `values` by the moving-block bootstrap."""
-    low, high, _ = bootstrap_mean_test(values, block=block, n_boot=n_boot, rng=rng)
-    return low, high
-
-
-def bootstrap_mean_test(
-    values: np.ndarray, *, block: int, n_boot: int, rng: np.random.Generator
-) -> tuple[float, float, float]:
-    """(low, high, p): the 95% percentile CI of the mean and its two-sided p-value for mean 0.
-
-    ``p = min(1, 2 * (k + 1) / (n_boot + 1))`` with ``k`` the smaller count of resampled means
-    ``<= 0`` or ``>= 0``: the percentile-interval duality, so ``p < 0.05`` when the 95% interval
-    excludes 0 (up to the quantile interpolation at its ends), and never 0 from a finite number of
-    resamples (the +1 of Davison & Hinkley 1997, §4.4). Fewer than two values: NaN.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    if len(values) < 2:
-        return math.nan, math.nan, math.nan
-    means = values[moving_block_bootstrap(values, block=block, n_boot=n_boot, rng=rng)].mean(1)
-    low, high = np.quantile(means, [0.025, 0.975])
-    tail = min(int(np.count_nonzero(means <= 0)), int(np.count_nonzero(means >= 0)))
-    p = min(1.0, 2.0 * (tail + 1) / (n_boot + 1))
-    return float(low), float(high), p
-
-
-def holm_adjust(pvalues: list[float]) -> list[float]:
-    """Holm–Bonferroni step-down adjusted p-values (NaN stays NaN and is not counted)."""
-    p = np.asarray(pvalues, dtype=np.float64)
-    out = np.full_like(p, np.nan)
-    ok = np.flatnonzero(~np.isnan(p))
-    m = len(ok)
-    order = ok[np.argsort(p[ok], kind="stable")]
-    running = 0.0
-    for i, j in enumerate(order):
-        running = max(running, min(1.0, (m - i) * p[j]))
-        out[j] = running
-    return [float(x) for x in out]
-
-
-def mcnemar(b: int, c: int) -> tuple[float, float, str]:
-    """McNemar's test on discordant counts: (statistic, p, method).
-
-    Exact two-sided binomial test of ``b ~ Bin(b + c, 1/2)`` when ``b + c < 25`` (statistic =
-    `b`), else the chi-square statistic with continuity correction ``(|b - c| - 1)^2 / (b + c)``
-    on one degree of freedom. No discordant pair: p = 1, method ``'none'``.
-    """
-    n = b + c
-    if n == 0:
-        return 0.0, 1.0, "none"
-    if n < EXACT_MCNEMAR_BELOW:
-        return float(b), float(stats.binomtest(b, n, 0.5).pvalue), "exact"
-    stat = (abs(b - c) - 1.0) ** 2 / n
-    return float(stat), float(stats.chi2.sf(stat, 1)), "chi2"
-
-
-def wilcoxon(diffs: np.ndarray) -> tuple[float, float]:
-    """Wilcoxon signed-rank (two-sided) on paired differences: (statistic, p).
-
-    All-zero differences give p = 1; fewer than two non-zero differences give NaN.
-    """
-    d = np.asarray(diffs, dtype=np.float64)
-    d = d[~np.isnan(d)]
-    if len(d) and np.all(d == 0):
-        return 0.0, 1.0
-    if np.count_nonzero(d) < 2:
-        return math.nan, math.nan
-    res = stats.wilcoxon(d)
-    return float(res.statistic), float(res.pvalue)
 
 
 def _labels(rows: list[dict[str, Any]]) -> tuple[str, ...]:
@@ -436,8 +344,8 @@ def _user_diffs(
     b_expr = metrics.metric_column(metric, "b")
     rows = con.execute(
         f"SELECT avg({r_expr} - {b_expr}) AS d"
-        " FROM run_events b JOIN run_events r ON r.idx = b.idx"
-        " WHERE b.run_id = ? AND r.run_id = ? GROUP BY b.user_id HAVING count(*) >= ?"
+        " FROM run_events_of(?) b JOIN run_events_of(?) r ON r.idx = b.idx"
+        " GROUP BY b.user_id HAVING count(*) >= ?"
         " ORDER BY b.user_id",
         [base_id, run_id, MIN_USER_EVENTS],
     ).fetchall()
@@ -449,8 +357,7 @@ def _discordant(con: duckdb.DuckDBPyConnection, base_id: str, run_id: str) -> tu
         con,
         "SELECT count(*) FILTER (WHERE r.hit10 AND NOT b.hit10),"
         " count(*) FILTER (WHERE b.hit10 AND NOT r.hit10)"
-        " FROM run_events b JOIN run_events r ON r.idx = b.idx"
-        " WHERE b.run_id = ? AND r.run_id = ?",
+        " FROM run_events_of(?) b JOIN run_events_of(?) r ON r.idx = b.idx",
         [base_id, run_id],
     )
     assert row is not None

@@ -1,6 +1,7 @@
 """ETA-Rec sample filtering: adapt only on reliable, non-redundant requests (an adaptation add-on).
 
-Per micro-batch, before the test-time step (JohnsonChen-id/TTT4Rec `eta_utils.py`, MODELS.md §6):
+Per micro-batch, before the test-time step (JohnsonChen-id/TTT4Rec `eta_utils.py`;
+docs/models-ttt.md):
 
 1. top-K entropy of each request's scores: softmax over the catalogue, keep the top-K
    probabilities, renormalise, Shannon entropy (plain full-catalogue entropy collapses on large
@@ -21,10 +22,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from streamsim import config
+from streamsim.errors import ScenarioError
 from streamsim.ranking import topk_entropy
 
 
@@ -35,6 +39,18 @@ class EtaFilterSpec:
     epsilon: float = 0.3  # redundancy threshold on |cosine|
     min_keep: float = 0.1  # share of the batch always kept (lowest entropy first)
     momentum: float = 0.9  # m <- momentum * m + (1 - momentum) * mean(p)
+
+    @classmethod
+    def from_table(cls, table: Any, where: str) -> EtaFilterSpec:
+        spec = cls(**config.bind(cls, table, where))
+        config.at_least_zero(spec.k, f"{where} key 'k'", strict=True)
+        for key in ("e0_quantile", "min_keep", "momentum"):
+            value = getattr(spec, key)
+            if not 0.0 <= value <= 1.0:
+                msg = f"{where} key {key!r}: expected 0..1; got {value}"
+                raise ScenarioError(msg)
+        config.at_least_zero(spec.epsilon, f"{where} key 'epsilon'")
+        return spec
 
 
 class EtaFilter:

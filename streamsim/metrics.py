@@ -2,7 +2,7 @@
 
 Every event of a replay stores the rank of its target in the full-catalogue ranking and the
 derived per-event metrics (``hit10``, ``hit50``, ``ndcg10``, ``rr10``). A run's metric is the mean
-over its events (PROTOCOL.md §6.2); the same means are reported on the repeat / explore split (is
+over its events (docs/protocol.md); the same means are reported on the repeat / explore split (is
 the target already in the user's history?) and on cold targets (items unseen anywhere before the
 request), with the share of each group.
 
@@ -17,7 +17,8 @@ from typing import Any
 
 import duckdb
 
-from streamsim.errors import StorageError, StreamsimError
+from streamsim.errors import StreamsimError
+from streamsim.runs import run_row
 from streamsim.store import fetch_one
 
 # user-facing metric name -> column of run_events
@@ -62,17 +63,6 @@ def metric_column(name: str, table: str | None = None) -> str:
     return f"CAST({table + '.' if table else ''}{column} AS DOUBLE)"
 
 
-def run_row(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
-    """The ``runs`` row of `run_id` as a dict; `StorageError` naming some known runs if absent."""
-    cur = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
-    rows = cur.fetchall()
-    if not rows:
-        known = [r[0] for r in con.execute("SELECT run_id FROM runs ORDER BY started").fetchall()]
-        msg = f"unknown run {run_id!r}; the store has {known[-20:]}"
-        raise StorageError(msg)
-    return dict(zip([d[0] for d in cur.description], rows[0]))
-
-
 def overall(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, float]:
     """Mean metrics of a run over all its events, and split by repeat / explore / cold targets.
 
@@ -91,14 +81,14 @@ def overall(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, float]:
     MetricError
         The run has no scored events.
     """
-    run_row(con, run_id)
+    run_row(con, run_id)  # StorageError for an unknown run
     parts = ["count(*)"]
     parts += [f"avg({expr})" for expr in METRICS.values()]
     parts.append("avg(CAST(rank AS DOUBLE))")
     for pred in GROUPS.values():
         parts.append(f"count(*) FILTER (WHERE {pred})")
         parts += [f"avg({expr}) FILTER (WHERE {pred})" for expr in METRICS.values()]
-    row = fetch_one(con, f"SELECT {', '.join(parts)} FROM run_events WHERE run_id = ?", [run_id])
+    row = fetch_one(con, f"SELECT {', '.join(parts)} FROM run_events_of(?)", [run_id])
     assert row is not None
     n = int(row[0])
     if n == 0:

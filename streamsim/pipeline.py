@@ -1,51 +1,135 @@
-"""`streamsim replay --scenario S` as a function: data → split → checkpoint → one run per policy.
+"""The front door: `run_scenario` runs `streamsim replay --scenario S` as one Python call.
 
-`run_scenario` makes sure the scenario's dataset is in the store (generating synthetic data when
-the scenario defines it, or failing with the scenario's hint), resolves the split, trains or
-reuses the checkpoint, then replays every policy and returns their summaries. The CLI only parses
-flags, calls it and renders the result.
+    data ──► split ──► checkpoint (trained or reused) ──► one run per policy ──► summaries,
+                                                          (build_engine, drive)   comparison,
+                                                                                  dashboard
+
+`run_scenario` checks the whole scenario before it writes anything, makes sure the scenario's
+dataset is in the store (generating synthetic data when the scenario defines it, or failing
+with the scenario's hint), resolves the split, trains or reuses the checkpoint, replays every
+policy (one run each) and returns a typed `ScenarioResult`. The CLI parses flags, calls it and
+renders the result; tests and benchmarks call it, or its parts: `prepare` (data, split,
+checkpoint), `build_engine` (a `ReplayEngine` for one policy) and `drive` (feed the engine the
+replay period, committing results every few micro-batches with the engine state for resume).
+
+A run is identified by its *run key*: the content hash of the scenario without its list of
+policies, plus the one policy it replays (`run_key`). So ``--policy reset`` and the full
+scenario find each other's runs: with ``resume``, a finished run with the same key, seed and
+checkpoint is kept instead of replayed again, and an unfinished one continues from its last
+committed chunk.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from streamsim import __version__
+from streamsim import scenario as scenario_mod
+from streamsim.adapt import PolicySpec
+from streamsim.compare import Comparison, compare
 from streamsim.errors import ScenarioError, StorageError
 from streamsim.probe import SourceProbe, build_probe
-from streamsim.replay import BatchResult, ReplayEngine, micro_batches
+from streamsim.progress import Progress, ReplayBatch, ReplayFinished, ReplayStarted
+from streamsim.replay import ReplayEngine, micro_batches
+from streamsim.report import RunSummary, summarize
 from streamsim.runs import (
     create_run,
-    find_resumable,
+    find_run,
     finish_run,
     load_state,
     save_state,
     truncate_run,
     write_results,
 )
-from streamsim.scenario import PolicySpec, Scenario
+from streamsim.scenario import Scenario
 from streamsim.splits import Split, resolve_split, split_report
-from streamsim.store import DatasetInfo, Workspace, dataset_info, has_dataset, iter_events
+from streamsim.store import (
+    DatasetInfo,
+    Workspace,
+    dataset_info,
+    global_drift_starts,
+    has_dataset,
+    iter_events,
+)
 from streamsim.train import Checkpoint, load_checkpoint, train
 
-BatchProgress = Callable[[str, BatchResult, int], None]  # (policy, result, events in period)
+CHUNK_BATCHES = 10  # micro-batches per committed chunk (what a killed replay can lose)
 
 
 @dataclass(frozen=True)
 class Prepared:
+    """A scenario's data, split and checkpoint: what every policy's replay shares."""
+
     info: DatasetInfo
     split: Split
     checkpoint: Checkpoint
     cold: dict[str, int] = field(default_factory=dict)  # `splits.split_report` of the split
     # forgetting probes built for this scenario's replays, shared by its policies (same split,
-    # seed and spacing give the same probe); filled by `replay_policy`
+    # seed and spacing give the same probe); filled by `build_engine`
     probes: dict[tuple[Any, ...], SourceProbe | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScenarioResult:
+    """What `run_scenario` did: the prepared data, one run per policy, their comparison."""
+
+    scenario: Scenario
+    prepared: Prepared
+    run_ids: tuple[str, ...]  # in the scenario's policy order; the first is the baseline
+    summaries: tuple[RunSummary, ...]
+    comparison: Comparison | None  # None with a single policy
+    dashboard: Path | None  # the HTML dashboard, when one was written
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario.name,
+            "split_report": self.prepared.cold,
+            "checkpoint": str(self.prepared.checkpoint.path),
+            "runs": [s.to_json() for s in self.summaries],
+            "comparison": self.comparison.to_json() if self.comparison else None,
+            "dashboard": str(self.dashboard) if self.dashboard else None,
+        }
+
+
+def run_scenario(
+    con: duckdb.DuckDBPyConnection,
+    workspace: Workspace,
+    scenario: Scenario,
+    *,
+    resume: bool = False,
+    dashboard: bool = True,
+    progress: Progress | None = None,
+) -> ScenarioResult:
+    """Replay every policy of `scenario` and summarise the runs.
+
+    Parameters
+    ----------
+    resume
+        Keep finished runs with the same run key, seed and checkpoint, and continue unfinished
+        ones from their last committed chunk, instead of starting new runs.
+    dashboard
+        Write the HTML dashboard of the runs into the workspace's ``dashboards/``.
+    progress
+        Called with typed events (`streamsim.progress`) while training and replaying.
+    """
+    scenario_mod.check(scenario)  # everything checkable before the first write
+    prepared = prepare(con, workspace, scenario, progress=progress)
+    run_ids = tuple(
+        replay_policy(con, workspace, scenario, policy, prepared, resume=resume, progress=progress)
+        for policy in scenario.policies
+    )
+    summaries = tuple(summarize(con, run_id) for run_id in run_ids)
+    comparison = compare(con, list(run_ids)) if len(run_ids) > 1 else None
+    path = _write_dashboard(con, workspace, run_ids, scenario.name) if dashboard else None
+    return ScenarioResult(scenario, prepared, run_ids, summaries, comparison, path)
 
 
 def ensure_data(con: duckdb.DuckDBPyConnection, scenario: Scenario) -> DatasetInfo:
@@ -71,8 +155,11 @@ def prepare(
     workspace: Workspace,
     scenario: Scenario,
     *,
-    train_progress: Callable[[dict[str, float]], None] | None = None,
+    progress: Progress | None = None,
+    force: bool = False,
 ) -> Prepared:
+    """The scenario's dataset (generated when synthetic), its split and its checkpoint
+    (trained, or reused from the workspace unless `force`)."""
     info = ensure_data(con, scenario)
     split = resolve_split(con, info.name, scenario.split)
     checkpoint = train(
@@ -83,9 +170,76 @@ def prepare(
         scenario.train,
         seed=scenario.seed,
         workspace=workspace,
-        progress=train_progress,
+        progress=progress,
+        force=force,
     )
     return Prepared(info, split, checkpoint, split_report(con, info.name, split))
+
+
+def run_key(scenario: Scenario, policy: PolicySpec) -> str:
+    """The content hash of what determines one policy's run: the scenario without its list of
+    policies, plus this policy. Stored as the run's ``scenario_hash``."""
+    body = scenario_mod.to_dict(scenario)
+    for key in ("path", "content_hash", "policies", "description"):
+        body.pop(key, None)
+    body["policy"] = asdict(policy)
+    canon = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canon.encode()).hexdigest()
+
+
+def replay_end(scenario: Scenario, split: Split) -> int:
+    """The replay index after the last replayed event (`max_events` applied)."""
+    stop = split.replay.stop
+    if scenario.replay.max_events is not None:
+        stop = min(stop, split.replay.start + scenario.replay.max_events)
+    return stop
+
+
+def build_engine(
+    con: duckdb.DuckDBPyConnection,
+    scenario: Scenario,
+    policy: PolicySpec,
+    prepared: Prepared,
+) -> ReplayEngine:
+    """A fresh engine for one policy: the checkpoint's model, the scenario's detectors, the
+    shared forgetting probe and, for the diagnostic oracle reset, the ground-truth drifts."""
+    info, split = prepared.info, prepared.split
+    stop = replay_end(scenario, split)
+    model = load_checkpoint(prepared.checkpoint)
+    replay = scenario.replay
+    key = (model.max_len, stop, replay.probe_events, replay.probe_every, scenario.seed)
+    if key not in prepared.probes:
+        prepared.probes[key] = build_probe(
+            con,
+            info.name,
+            split,
+            probe_events=scenario.replay.probe_events,
+            probe_every=scenario.replay.probe_every,
+            max_len=model.max_len,
+            replay_events=stop - split.replay.start,
+            seed=scenario.seed,
+        )
+    drift_starts: tuple[int, ...] = ()
+    if policy.reset_at_drifts:
+        drift_starts = global_drift_starts(con, info.name)
+        if not drift_starts:
+            msg = (
+                f"policy {policy.name!r} resets at ground-truth drifts (reset_at_drifts), but"
+                f" dataset {info.name!r} has no global drifts in its ground truth; expected a"
+                " synthetic scenario with [[data.synthetic.drifts]]"
+            )
+            raise ScenarioError(msg)
+    return ReplayEngine(
+        model,
+        policy,
+        scenario.replay,
+        scenario.detectors,
+        n_users=info.n_users,
+        n_items=info.n_items,
+        seed=scenario.seed,
+        probe=prepared.probes[key],
+        drift_starts=drift_starts,
+    )
 
 
 def replay_policy(
@@ -96,60 +250,32 @@ def replay_policy(
     prepared: Prepared,
     *,
     resume: bool = False,
-    progress: BatchProgress | None = None,
-    chunk_batches: int = 10,
+    progress: Progress | None = None,
+    chunk_batches: int = CHUNK_BATCHES,
 ) -> str:
-    """Replay one policy and store its results; returns the run id."""
-    info, split, ckpt = prepared.info, prepared.split, prepared.checkpoint
-    tie = scenario.replay.tie_shuffle_seed
-    stop = split.replay.stop
-    if scenario.replay.max_events is not None:
-        stop = min(stop, split.replay.start + scenario.replay.max_events)
-    model = load_checkpoint(ckpt)
-    key = (
-        model.max_len,
-        stop,
-        scenario.replay.probe_events,
-        scenario.replay.probe_every,
-        scenario.seed,
-    )
-    if key not in prepared.probes:
-        prepared.probes[key] = build_probe(
-            con,
-            info.name,
-            split,
-            scenario.replay,
-            max_len=model.max_len,
-            replay_events=stop - split.replay.start,
-            seed=scenario.seed,
-        )
-    probe = prepared.probes[key]
-    drift_starts: tuple[int, ...] = ()
-    if policy.reset_at_drifts:
-        drift_starts = _drift_starts(con, info.name, policy.name)
-    engine = ReplayEngine(
-        model,
-        policy,
-        scenario.replay,
-        scenario.detectors,
-        n_users=info.n_users,
-        n_items=info.n_items,
-        seed=scenario.seed,
-        probe=probe,
-        drift_starts=drift_starts,
-    )
-    run_id = None
+    """Replay one policy and store its results; returns the run id.
+
+    With `resume`, a finished run with the same run key, seed and checkpoint is returned as it
+    is, and an unfinished one continues from its last committed chunk.
+    """
+    key = run_key(scenario, policy)
+    found = None
     if resume:
-        run_id = find_resumable(
+        found = find_run(
             con,
-            scenario_hash=scenario.content_hash,
-            policy=policy.name,
+            scenario_hash=key,
             seed=scenario.seed,
-            checkpoint_hash=ckpt.hash,
+            checkpoint_hash=prepared.checkpoint.hash,
         )
-    state_path = None
-    if run_id is not None and (workspace.subdir("runs") / run_id / "state.pt").exists():
-        state_path = workspace.subdir("runs") / run_id / "state.pt"
+    if found is not None and found[1] == "complete":
+        if progress is not None:
+            progress(ReplayFinished(policy.name, found[0], reused=True))
+        return found[0]
+    engine = build_engine(con, scenario, policy, prepared)
+    tie = scenario.replay.tie_shuffle_seed
+    run_id = found[0] if found is not None else None
+    state_path = _state_path(workspace, run_id) if run_id is not None else None
+    if run_id is not None and state_path is not None and state_path.exists():
         engine.load_state(load_state(state_path))
         truncate_run(con, run_id, after_batch=engine.next_batch_id - 1)
     else:
@@ -160,38 +286,68 @@ def replay_policy(
             create_run(
                 con,
                 run_id=run_id,
-                dataset=info.name,
+                dataset=prepared.info.name,
                 scenario=scenario.name,
-                scenario_hash=scenario.content_hash,
-                data_fingerprint=info.fingerprint,
-                model=ckpt.model_name,
-                checkpoint_hash=ckpt.hash,
+                scenario_hash=key,
+                data_fingerprint=prepared.info.fingerprint,
+                model=prepared.checkpoint.model_name,
+                checkpoint_hash=prepared.checkpoint.hash,
                 policy=policy.name,
                 seed=scenario.seed,
                 manifest=_manifest(scenario, policy, prepared),
             )
-        engine.warm_up(iter_events(con, info.name, stop_idx=split.replay.start, tie_seed=tie))
-    state_path = workspace.subdir("runs") / run_id / "state.pt"
-    period = stop - split.replay.start
-    started, n_done, pending = time.perf_counter(), 0, []
+        split = prepared.split
+        engine.warm_up(
+            iter_events(con, prepared.info.name, stop_idx=split.replay.start, tie_seed=tie)
+        )
+    drive(
+        con,
+        engine,
+        run_id,
+        scenario,
+        prepared,
+        state_path=_state_path(workspace, run_id),
+        progress=progress,
+        chunk_batches=chunk_batches,
+    )
+    return run_id
+
+
+def drive(
+    con: duckdb.DuckDBPyConnection,
+    engine: ReplayEngine,
+    run_id: str,
+    scenario: Scenario,
+    prepared: Prepared,
+    *,
+    state_path: Path,
+    progress: Progress | None = None,
+    chunk_batches: int = CHUNK_BATCHES,
+) -> None:
+    """Feed the engine the rest of the replay period, committing every `chunk_batches`
+    micro-batches (results and engine state), then mark the run complete and drop its state."""
+    split, dataset = prepared.split, prepared.info.name
+    stop = replay_end(scenario, split)
+    tie = scenario.replay.tie_shuffle_seed
     if tie is None:  # source order: resume at the first index not replayed
-        events = iter_events(con, info.name, start_idx=engine.next_idx, stop_idx=stop)
+        events = iter_events(con, dataset, start_idx=engine.next_idx, stop_idx=stop)
     else:  # shuffled ties: resume after the events already replayed in that order
         events = iter_events(
-            con,
-            info.name,
-            start_idx=split.replay.start,
-            stop_idx=stop,
-            tie_seed=tie,
+            con, dataset, start_idx=split.replay.start, stop_idx=stop, tie_seed=tie,
             skip=engine.n_replayed,
-        )
-    batches = micro_batches(events, scenario.replay, first_batch_id=engine.next_batch_id)
-    for eb in batches:
+        )  # fmt: skip
+    total = stop - split.replay.start
+    policy = engine.policy.name
+    if progress is not None:
+        progress(ReplayStarted(policy, run_id, total, engine.n_replayed))
+    started, n_done, done, pending = time.perf_counter(), 0, engine.n_replayed, []
+    for eb in micro_batches(events, scenario.replay, first_batch_id=engine.next_batch_id):
         result = engine.step(eb)
         pending.append(result)
         n_done += len(eb)
+        done += len(eb)
         if progress is not None:
-            progress(policy.name, result, period)
+            progress(ReplayBatch(policy, result, done, total))
         if len(pending) >= chunk_batches:
             write_results(con, run_id, pending)
             save_state(state_path, engine.state())
@@ -199,24 +355,22 @@ def replay_policy(
     write_results(con, run_id, pending)
     elapsed = time.perf_counter() - started
     finish_run(con, run_id, events_per_s=n_done / max(elapsed, 1e-9))
-    return run_id
+    state_path.unlink(missing_ok=True)
+    if progress is not None:
+        progress(ReplayFinished(policy, run_id))
 
 
-def _drift_starts(con: duckdb.DuckDBPyConnection, dataset: str, policy: str) -> tuple[int, ...]:
-    """Replay indices where the dataset's ground-truth global drifts start (oracle reset)."""
-    rows = con.execute(
-        "SELECT DISTINCT start_idx FROM drifts WHERE dataset = ? AND user_id IS NULL"
-        " ORDER BY start_idx",
-        [dataset],
-    ).fetchall()
-    if not rows:
-        msg = (
-            f"policy {policy!r} resets at ground-truth drifts (reset_at_drifts), but dataset"
-            f" {dataset!r} has no global drifts in its ground truth; expected a synthetic"
-            " scenario with [[data.synthetic.drifts]]"
-        )
-        raise ScenarioError(msg)
-    return tuple(int(r[0]) for r in rows)
+def _state_path(workspace: Workspace, run_id: str) -> Path:
+    return workspace.subdir("runs") / run_id / "state.pt"
+
+
+def _write_dashboard(
+    con: duckdb.DuckDBPyConnection, workspace: Workspace, run_ids: tuple[str, ...], name: str
+) -> Path:
+    from dashboards.page import write_dashboard
+
+    path = workspace.subdir("dashboards") / f"{name}-{run_ids[0].rsplit('-', 1)[-1]}.html"
+    return Path(write_dashboard(con, list(run_ids), path))
 
 
 def _manifest(scenario: Scenario, policy: PolicySpec, prepared: Prepared) -> dict[str, Any]:
@@ -230,6 +384,7 @@ def _manifest(scenario: Scenario, policy: PolicySpec, prepared: Prepared) -> dic
         "scenario": scenario.name,
         "scenario_path": str(scenario.path),
         "scenario_hash": scenario.content_hash,
+        "run_key": run_key(scenario, policy),
         "policy": asdict(policy),
         "replay": asdict(scenario.replay),
         "detectors": [asdict(d) for d in scenario.detectors],
@@ -260,7 +415,6 @@ def _git_state() -> dict[str, Any]:
     inside some other repository must not report that repository's commit).
     """
     import subprocess
-    from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
 

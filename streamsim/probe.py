@@ -1,4 +1,4 @@
-"""The forgetting probe (PROTOCOL.md §6.2a, EATA's clean-accuracy test).
+"""The forgetting probe (EATA's clean-accuracy test, applied to a replay).
 
 A fixed sample of requests from the validation window (before the replay, never a gradient
 target in pretraining: it only chose the early-stopping epoch) is re-scored with the model's
@@ -26,10 +26,9 @@ import numpy as np
 import torch
 
 from models.base import Recommender
-from streamsim.examples import Examples, build_examples
 from streamsim.ranking import rank_metrics, target_ranks
-from streamsim.scenario import ReplaySpec
 from streamsim.splits import Split
+from streamsim.training_examples import Examples, build_examples
 
 PROBE_BATCH = 512
 
@@ -92,19 +91,20 @@ def build_probe(
     con: duckdb.DuckDBPyConnection,
     dataset: str,
     split: Split,
-    spec: ReplaySpec,
     *,
+    probe_events: int,
+    probe_every: float,
     max_len: int,
     replay_events: int,
     seed: int,
 ) -> SourceProbe | None:
-    """The scenario's probe: `spec.probe_events` validation requests drawn with an owned
-    generator (seeded by the run seed), or None when disabled or the window is empty.
+    """The scenario's probe: `probe_events` validation requests drawn with an owned generator
+    (seeded by the run seed), or None when disabled or the window is empty.
 
-    `replay_events` (the events this replay will step through) and `spec.probe_every` (a
-    fraction of them) give the spacing of the probe points.
+    `replay_events` (the events this replay will step through) and `probe_every` (a fraction of
+    them) give the spacing of the probe points ([replay] probe_events, probe_every).
     """
-    if spec.probe_events == 0 or split.valid.stop <= split.valid.start or replay_events == 0:
+    if probe_events == 0 or split.valid.stop <= split.valid.start or replay_events == 0:
         return None
     pool = build_examples(
         con, dataset, max_len=max_len, collect_start=split.valid.start,
@@ -113,7 +113,7 @@ def build_probe(
     if len(pool) == 0:
         return None
     rng = np.random.default_rng([seed, 0x9E0BE])  # its own stream: independent of training's
-    n = min(spec.probe_events, len(pool))
+    n = min(probe_events, len(pool))
     pick = np.sort(rng.choice(len(pool), size=n, replace=False))
     examples = Examples(
         items=pool.items[pick],
@@ -123,5 +123,5 @@ def build_probe(
         targets=pool.targets[pick],
         known=pool.known,
     )
-    every = max(1, round(spec.probe_every * replay_events))
+    every = max(1, round(probe_every * replay_events))
     return SourceProbe(examples, every)

@@ -63,7 +63,7 @@ def gini(counts: Tensor) -> float:
     """Gini coefficient of non-negative counts (0: all equal; → 1: all mass on one entry).
 
     Over the whole catalogue, items never recommended included, as in recommendation-diversity
-    reporting (PROTOCOL.md §6.2): with sorted counts c_1 <= ... <= c_n,
+    reporting (docs/protocol.md): with sorted counts c_1 <= ... <= c_n,
     G = Σ (2i − n − 1) c_i / (n Σ c_i). No counts: 0.
     """
     c = torch.sort(counts.to(torch.float64)).values

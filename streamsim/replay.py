@@ -6,22 +6,23 @@ For every micro-batch, in this order and only here (`ReplayEngine.step`):
 2. **adapt**: the policy's test-time adaptation (`streamsim.adapt.Adapter`) on the inputs of
    every user's *first* request in the micro-batch. Their histories hold only events revealed
    before the micro-batch, so every event adaptation sees is no later than the micro-batch's
-   earliest request (PROTOCOL.md P2).
+   earliest request.
 3. **score**, in waves: wave k holds each user's (k+1)-th request of the micro-batch. A wave is
    scored after the earlier waves were scored and revealed to the histories, so a user's second
    request in a session sees the first one (an earlier event) and nothing later. Items unknown at
    request time and, with `exclude_seen`, the user's own past items are set to -inf; the target's
    rank is recorded (`streamsim.ranking`). "Known at request time" is per request: an item
    revealed by an earlier event of the same micro-batch is in the catalogue of the later requests,
-   never of its own or earlier ones. Then ``reset`` restores the weights.
+   never of its own or earlier ones. Then ``reset`` restores the weights (the adapter's
+   ``with`` block ends here).
 4. **reveal**: the last wave joins the histories; count models `observe` the micro-batch; an
    optional online supervised update learns from it.
 5. **detect**: river detectors are fed the batch's per-event and per-batch signals (the
    label-free ones: the test-time loss on the adapted inputs before any step, the mean Δ_{n+1};
    their time is counted in this stage). A ``reset_on_alarm`` policy restores the pretrained
-   test-time parameters when its detector fires: the next micro-batch starts from θ₀. (The
-   diagnostic ``reset_at_drifts`` policy restores θ₀ before stage 1 of every micro-batch that
-   holds a ground-truth drift start: an oracle, never deployable.)
+   test-time parameters when its detector fires (`Adapter.on_alarms`): the next micro-batch
+   starts from θ₀. (The diagnostic ``reset_at_drifts`` policy restores θ₀ before stage 2 of
+   every micro-batch that holds a ground-truth drift start: an oracle, never deployable.)
 6. **probe** (every `probe_every` of the replay, when the scenario has one): the forgetting
    probe (`streamsim.probe`) re-scores its fixed pre-replay requests with the weights the next
    micro-batch will start from; the first probe, before micro-batch 0, gives the θ₀ level.
@@ -31,6 +32,8 @@ only the request's own history (every neural model under policy ``none``) the ra
 whatever the batch size: the naive one-event-at-a-time reference in the tests. What depends on
 the batch size is when learning happens: count models (`observe`), online updates and test-time
 adaptation use a micro-batch's events only after the whole micro-batch was scored.
+
+`step` returns a `streamsim.records.StepResult`: the rows of the run tables, nothing more.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import hashlib
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,12 +50,50 @@ import pyarrow as pa
 import torch
 
 from models.base import Recommender, SeqBatch
-from streamsim.adapt import Adapter, AdaptStats
-from streamsim.drift import BATCH_SIGNALS, Watch, feed, make_detector
+from streamsim import config
+from streamsim.adapt import Adapter, AdaptStats, PolicySpec
+from streamsim.drift import BATCH_SIGNALS, DetectorSpec, Watch, feed, make_detector
+from streamsim.errors import ScenarioError
 from streamsim.history import HistoryBuffer
+from streamsim.online import OnlineLearner
 from streamsim.probe import ProbeScore, SourceProbe
 from streamsim.ranking import gini, marginal_entropy, rank_metrics, target_ranks, topk_entropy
-from streamsim.scenario import DetectorSpec, PolicySpec, ReplaySpec
+from streamsim.records import Alarm, BatchResult, EventRecords, StepResult
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplaySpec:
+    """[replay]: micro-batching of the replay period and what the engine measures on the way."""
+
+    batch_events: int = 256  # consecutive events per micro-batch (when batch_window_s is None)
+    batch_window_s: int | None = None  # or: a micro-batch per time window of this many seconds
+    max_batch_events: int = 4096  # cap on a time-window batch
+    exclude_seen: bool = False  # mask items already in the user's history (-inf); recorded
+    max_events: int | None = None  # replay only the first N events of the replay period
+    # sanity check of the tie order: replay (and warm up) events with equal timestamps in a
+    # seeded random order instead of the source-row order; compare the run with the default one
+    tie_shuffle_seed: int | None = None
+    # per batch, the test-time loss and mean Δ_{n+1} for detectors and the dashboard (one extra
+    # forward pass; false: skip it, e.g. to time bare inference)
+    label_free_signals: bool = True
+    # forgetting probe (`streamsim.probe`): this many validation-window requests re-scored with
+    # the current weights every `probe_every` (fraction of the replayed events); 0 disables it
+    probe_events: int = 1000
+    probe_every: float = 0.1
+
+    @classmethod
+    def from_table(cls, table: Any, where: str) -> ReplaySpec:
+        spec = cls(**config.bind(cls, table, where))
+        for key in ("batch_events", "batch_window_s", "max_batch_events", "max_events"):
+            config.at_least_zero(getattr(spec, key), f"{where} key {key!r}", strict=True)
+        config.at_least_zero(spec.probe_events, f"{where} key 'probe_events'")
+        if not 0 < spec.probe_every <= 1:
+            msg = (
+                f"{where} key 'probe_every': expected a fraction of the replay in (0, 1],"
+                f" got {spec.probe_every!r}"
+            )
+            raise ScenarioError(msg)
+        return spec
 
 
 @dataclass(frozen=True)
@@ -78,40 +119,6 @@ class EventBatch:
         out = np.empty(len(order), dtype=np.int64)
         out[order] = np.arange(len(order)) - group_start
         return out
-
-
-@dataclass(frozen=True)
-class BatchResult:
-    """What one micro-batch produced: per-event records, per-batch health, alarms."""
-
-    batch: EventBatch
-    ranks: np.ndarray  # (B,) int64, 1-based
-    hit10: np.ndarray
-    hit50: np.ndarray
-    ndcg10: np.ndarray
-    rr10: np.ndarray
-    is_repeat: np.ndarray
-    is_cold: np.ndarray
-    top1: np.ndarray
-    adapt: AdaptStats
-    tta_loss: float | None  # label-free loss on the inputs before any step (detector signal)
-    delta_next_mean: float | None
-    topk_entropy: float
-    coverage: float
-    rec_gini: float  # Gini of the top-10 recommendation counts over the batch's catalogue
-    top1_entropy: float  # marginal entropy (nats) of the batch's top-1 predictions
-    param_distance: float
-    backward_passes: int
-    seconds: dict[str, float]
-    alarms: list[tuple[str, str, int, int]] = field(default_factory=list)  # name, signal, idx, ts
-    # forgetting probe after this batch (None between probe points): NDCG@10 and HR@10 of the
-    # current weights on the probe, and forgetting = NDCG@10(θ₀) - NDCG@10(now)
-    probe_ndcg10: float | None = None
-    probe_hr10: float | None = None
-    forgetting_ndcg10: float | None = None
-    forgetting_se: float | None = None  # standard error of the paired per-request differences
-    probe_top1_flip: float | None = None  # share of probe requests whose top-1 changed vs θ₀
-    tta_reset: bool = False  # a continual policy restored θ₀ after this batch (periodic / alarm)
 
 
 def micro_batches(
@@ -163,7 +170,11 @@ def batch_seed(seed: int, batch_id: int) -> int:
 
 
 class ReplayEngine:
-    """The state of one replay (model, adapter, histories, detectors) and its per-batch step."""
+    """The state of one replay (model, adapter, histories, detectors) and its per-batch step.
+
+    `drift_starts`: replay indices of ground-truth drift starts, for the diagnostic
+    ``reset_at_drifts`` policy only.
+    """
 
     def __init__(
         self,
@@ -182,14 +193,19 @@ class ReplayEngine:
         self.policy = policy
         self.spec = spec
         self.seed = seed
-        self.adapter = Adapter(model, policy)  # with the policy's sample filter, if any
+        # test-time adaptation (with the policy's sample filter and resets) and online learning
+        self.adapter = Adapter(model, policy, drift_starts=drift_starts)
+        self.learner = (
+            OnlineLearner(model, lr=policy.online_lr, steps=policy.online_steps)
+            if policy.online
+            else None
+        )
         self.history = HistoryBuffer(n_users=n_users, n_items=n_items, max_len=model.max_len)
         self.watches: list[Watch] = [make_detector(d, seed=seed) for d in detectors]
         self.next_idx = 0  # first replay index not processed yet
         self.next_batch_id = 0
         self.n_replayed = 0  # events stepped through (the resume position under tie shuffling)
         self.probe = probe
-        self.drift_starts = np.asarray(sorted(drift_starts), dtype=np.int64)  # oracle reset
         self.probe_base: ProbeScore | None = None  # θ₀ on the probe (before batch 0)
 
     # -- warm-up ----------------------------------------------------------------------------------
@@ -213,21 +229,18 @@ class ReplayEngine:
                 self.history.extend(users, items, ts)
             self.next_idx = int(idx[-1]) + 1
 
-    # -- one micro-batch: the five stages, in order -----------------------------------------------
-    def step(self, eb: EventBatch) -> BatchResult:
+    # -- one micro-batch: the stages, in order ----------------------------------------------------
+    def step(self, eb: EventBatch) -> StepResult:
         seconds = {"adapt": 0.0, "score": 0.0, "reveal": 0.0, "detect": 0.0, "probe": 0.0}
         if self.probe is not None and self.probe_base is None:  # θ₀, after the warm-up
             t0 = time.perf_counter()
             self.probe_base = self.probe.score(self.model)
             seconds["probe"] += time.perf_counter() - t0
-        oracle = self.policy.reset_at_drifts and _holds_any(eb.idx, self.drift_starts)
-        if oracle:  # diagnostic oracle reset: the batch holds a ground-truth drift start
-            self.adapter.restore_pretrained()
         users, targets = eb.users, torch.from_numpy(eb.items)
         waves = eb.waves
         first = np.flatnonzero(waves == 0)  # every user's first request in the batch
         # 1. inputs of the first requests: histories revealed before the micro-batch, request
-        #    times, never targets; all their events are <= the batch's earliest request (P2)
+        #    times, never targets; all their events are <= the batch's earliest request
         inputs = self.history.batch(users[first], eb.ts[first])
         outside, first_seen = _catalogue(self.history.known, eb.items)
         is_cold = np.fromiter(  # unknown at its request: never revealed before it
@@ -235,19 +248,118 @@ class ReplayEngine:
             dtype=bool,
             count=len(eb),
         )
-        # 2. adapt on those inputs
+        # 2. adapt on those inputs; 3. score with the adapted weights. Leaving the block
+        #    restores a reset policy's weights (and applies a periodic reset).
         t0 = time.perf_counter()
-        adapt = self.adapter.adapt(inputs, outside=torch.from_numpy(~self.history.known))
-        seconds["adapt"] = time.perf_counter() - t0
+        with self.adapter.adapted(
+            inputs,
+            outside=torch.from_numpy(~self.history.known),
+            batch_id=eb.batch_id,
+            span=(int(eb.idx[0]), int(eb.idx[-1])),
+        ) as tts:
+            seconds["adapt"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            signals = self._label_free_signals(inputs, tts.stats)  # with the adapted weights
+            seconds["detect"] += time.perf_counter() - t0
+            scores, is_repeat, wave_inputs = self._score_in_waves(eb, inputs, first, seconds)
+            t0 = time.perf_counter()
+            scores[:, torch.from_numpy(outside)] = float("-inf")
+            for item, pos in first_seen.items():  # new in the batch: known from the next request
+                scores[: pos + 1, item] = float("-inf")
+            ranks = target_ranks(scores, targets)
+            metrics = rank_metrics(ranks)
+            top10 = scores.topk(min(10, scores.shape[1]), dim=1).indices
+            per_request_entropy = topk_entropy(scores)  # (B,), label-free
+            signals["topk_entropy"] = float(per_request_entropy.mean())
+            metrics["entropy10"] = per_request_entropy / math.log(10)
+            catalogue = int((~outside).sum())  # items known to some request of the batch
+            signals["coverage"] = float(torch.unique(top10).numel()) / max(catalogue, 1)
+            known = torch.from_numpy(~outside)
+            rec_counts = torch.bincount(top10.reshape(-1), minlength=scores.shape[1])[known]
+            signals["rec_gini"] = gini(rec_counts)
+            signals["top1_entropy"] = marginal_entropy(top10[:, 0])
+        seconds["score"] += time.perf_counter() - t0
+        adapt = tts.stats
+        # 4. reveal: the last wave's histories, the catalogue, count models, online update
         t0 = time.perf_counter()
-        tta_loss, delta = self._label_free_signals(inputs, adapt)  # with the adapted weights
+        last_rows = wave_inputs[-1][0]
+        self.history.extend(users[last_rows], eb.items[last_rows], eb.ts[last_rows])
+        revealed = _with_targets(_in_batch_order(wave_inputs, len(eb)), eb.items)
+        self.model.observe(revealed)
+        backward = adapt.backward_passes
+        if self.learner is not None:
+            backward += self.learner.learn(revealed, seed=batch_seed(self.seed, eb.batch_id))
+        seconds["reveal"] += time.perf_counter() - t0
+        # 5. detect (a reset_on_alarm policy restores θ₀ before the next batch)
+        t0 = time.perf_counter()
+        alarms = self._detect(eb, metrics, signals)
+        restored = self.adapter.on_alarms(f"{a.detector}:{a.signal}" for a in alarms)
         seconds["detect"] += time.perf_counter() - t0
-        # 3. score, wave by wave: a user's k-th request of the batch is scored after its
-        #    (k-1)-th was scored and revealed to the histories (catalogue: per request, below)
+        # 6. probe: the weights the next micro-batch starts from, on the source period
+        probe: dict[str, float] = {}
+        if self.probe is not None and self.probe.due(self.n_replayed, self.n_replayed + len(eb)):
+            t0 = time.perf_counter()
+            probe = self.probe.score(self.model).summary(self.probe_base)
+            seconds["probe"] += time.perf_counter() - t0
+        self.next_idx = int(eb.idx[-1]) + 1
+        self.next_batch_id = eb.batch_id + 1
+        self.n_replayed += len(eb)
+        events = EventRecords(
+            idx=eb.idx,
+            batch_id=np.full(len(eb), eb.batch_id, dtype=np.int64),
+            ts=eb.ts,
+            user_id=eb.users,
+            item_id=eb.items,
+            rank=ranks.numpy(),
+            hit10=metrics["hit10"].numpy(),
+            hit50=metrics["hit50"].numpy(),
+            ndcg10=metrics["ndcg10"].numpy(),
+            rr10=metrics["rr10"].numpy(),
+            is_repeat=is_repeat,
+            is_cold=is_cold,
+            top1=top10[:, 0].numpy(),
+        )
+        batch = BatchResult(
+            batch_id=eb.batch_id,
+            first_idx=int(eb.idx[0]),
+            last_idx=int(eb.idx[-1]),
+            n_events=len(eb),
+            t_start=int(eb.ts[0]),
+            t_end=int(eb.ts[-1]),
+            tta_loss_before=adapt.loss_before,
+            tta_loss_after=adapt.loss_after,
+            filtered_share=adapt.filtered_share,
+            tta_samples_saved=adapt.samples_saved,
+            tta_skipped_steps=adapt.skipped_steps,
+            tta_reset=tts.restored or restored,
+            param_distance=self.adapter.param_distance(),
+            backward_passes=backward,
+            probe_ndcg10=probe.get("ndcg10"),
+            probe_hr10=probe.get("hr10"),
+            forgetting_ndcg10=probe.get("forgetting"),
+            forgetting_se=probe.get("forgetting_se"),
+            probe_top1_flip=probe.get("top1_flip"),
+            time_adapt=seconds["adapt"],
+            time_score=seconds["score"],
+            time_reveal=seconds["reveal"],
+            time_detect=seconds["detect"],
+            time_probe=seconds["probe"],
+        )
+        return StepResult(events=events, batch=batch, signals=signals, alarms=tuple(alarms))
+
+    def _score_in_waves(
+        self, eb: EventBatch, inputs: SeqBatch, first: np.ndarray, seconds: dict[str, float]
+    ) -> tuple[torch.Tensor, np.ndarray, list[tuple[np.ndarray, SeqBatch]]]:
+        """Scores of every request, wave by wave: a user's k-th request of the batch is scored
+        after their (k-1)-th was scored and revealed to the histories. Returns the (B, V) scores
+        (catalogue masking is the caller's), which targets repeat a history item, and each
+        wave's rows and inputs."""
+        users, waves = eb.users, eb.waves
+        last_wave = int(waves.max())
         scores = torch.empty(0)
         is_repeat = np.zeros(len(eb), dtype=bool)
         wave_inputs: list[tuple[np.ndarray, SeqBatch]] = []
-        for wave in range(int(waves.max()) + 1):
+        for wave in range(last_wave + 1):
             rows = first if wave == 0 else np.flatnonzero(waves == wave)
             t0 = time.perf_counter()
             batch = inputs if wave == 0 else self.history.batch(users[rows], eb.ts[rows])
@@ -266,85 +378,12 @@ class ReplayEngine:
             wave_inputs.append((rows, batch))
             seconds["score"] += time.perf_counter() - t0
             t0 = time.perf_counter()
-            if wave < int(waves.max()):  # histories only; learning waits for the whole batch
+            if wave < last_wave:  # histories only; learning waits for the whole batch
                 self.history.extend(users[rows], eb.items[rows], eb.ts[rows])
             seconds["reveal"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        scores[:, torch.from_numpy(outside)] = float("-inf")
-        for item, pos in first_seen.items():  # new in this batch: known from the next request on
-            scores[: pos + 1, item] = float("-inf")
-        ranks = target_ranks(scores, targets)
-        metrics = rank_metrics(ranks)
-        top10 = scores.topk(min(10, scores.shape[1]), dim=1).indices
-        per_request_entropy = topk_entropy(scores)  # (B,), label-free
-        entropy = float(per_request_entropy.mean())
-        metrics["entropy10"] = per_request_entropy / math.log(10)
-        catalogue = int((~outside).sum())  # items known to some request of the batch
-        coverage = float(torch.unique(top10).numel()) / max(catalogue, 1)
-        known = torch.from_numpy(~outside)
-        rec_counts = torch.bincount(top10.reshape(-1), minlength=scores.shape[1])[known]
-        rec_gini, top1_entropy = gini(rec_counts), marginal_entropy(top10[:, 0])
-        restored = self.adapter.after_scoring(eb.batch_id)  # reset; periodic reset
-        seconds["score"] += time.perf_counter() - t0
-        # 4. reveal: the last wave's histories, the catalogue, count models, online update
-        t0 = time.perf_counter()
-        last_rows = wave_inputs[-1][0]
-        self.history.extend(users[last_rows], eb.items[last_rows], eb.ts[last_rows])
-        revealed = _with_targets(_in_batch_order(wave_inputs, len(eb)), eb.items)
-        self.model.observe(revealed)
-        backward = adapt.backward_passes + self.adapter.learn(
-            revealed, seed=batch_seed(self.seed, eb.batch_id)
-        )
-        seconds["reveal"] += time.perf_counter() - t0
-        # 5. detect
-        t0 = time.perf_counter()
-        alarms = self._detect(eb, metrics, tta_loss, entropy)
-        trigger = self.policy.reset_on_alarm
-        if trigger is not None and any(f"{a[0]}:{a[1]}" == trigger for a in alarms):
-            self.adapter.restore_pretrained()  # drift-triggered reset, before the next batch
-            restored = True
-        seconds["detect"] += time.perf_counter() - t0
-        # 6. probe: the weights the next micro-batch starts from, on the source period
-        probe: dict[str, float] = {}
-        if self.probe is not None and self.probe.due(self.n_replayed, self.n_replayed + len(eb)):
-            t0 = time.perf_counter()
-            probe = self.probe.score(self.model).summary(self.probe_base)
-            seconds["probe"] += time.perf_counter() - t0
-        self.next_idx = int(eb.idx[-1]) + 1
-        self.next_batch_id = eb.batch_id + 1
-        self.n_replayed += len(eb)
-        return BatchResult(
-            batch=eb,
-            ranks=ranks.numpy(),
-            hit10=metrics["hit10"].numpy(),
-            hit50=metrics["hit50"].numpy(),
-            ndcg10=metrics["ndcg10"].numpy(),
-            rr10=metrics["rr10"].numpy(),
-            is_repeat=is_repeat,
-            is_cold=is_cold,
-            top1=top10[:, 0].numpy(),
-            adapt=adapt,
-            tta_loss=tta_loss,
-            delta_next_mean=delta,
-            topk_entropy=entropy,
-            coverage=coverage,
-            rec_gini=rec_gini,
-            top1_entropy=top1_entropy,
-            param_distance=self.adapter.param_distance(),
-            backward_passes=backward,
-            seconds=seconds,
-            alarms=alarms,
-            probe_ndcg10=probe.get("ndcg10"),
-            probe_hr10=probe.get("hr10"),
-            forgetting_ndcg10=probe.get("forgetting"),
-            forgetting_se=probe.get("forgetting_se"),
-            probe_top1_flip=probe.get("top1_flip"),
-            tta_reset=restored or oracle,
-        )
+        return scores, is_repeat, wave_inputs
 
-    def _label_free_signals(
-        self, inputs: SeqBatch, adapt: AdaptStats
-    ) -> tuple[float | None, float | None]:
+    def _label_free_signals(self, inputs: SeqBatch, adapt: AdaptStats) -> dict[str, float | None]:
         """The test-time loss before adaptation and the mean Δ_{n+1}, if the model has them.
 
         One extra forward pass per batch (`Recommender.test_time_signals`), skipped with
@@ -352,25 +391,23 @@ class ReplayEngine:
         is reused as the signal.
         """
         if not (self.model.has_test_time_loss and self.spec.label_free_signals):
-            return None, None
+            return {}
         signals = self.model.test_time_signals(inputs)
         loss = adapt.loss_before if adapt.loss_before is not None else signals["loss"]
-        return loss, signals.get("delta_next")
+        return {"tta_loss": loss, "delta_next_mean": signals.get("delta_next")}
 
     def _detect(
         self,
         eb: EventBatch,
         metrics: dict[str, torch.Tensor],
-        tta_loss: float | None,
-        entropy: float,
-    ) -> list[tuple[str, str, int, int]]:
-        alarms: list[tuple[str, str, int, int]] = []
-        per_batch = {"tta_loss": tta_loss, "topk_entropy": entropy}
+        signals: dict[str, float | None],
+    ) -> list[Alarm]:
+        alarms: list[Alarm] = []
         positions = eb.idx.tolist()
         for watch in self.watches:
             signal = watch.spec.signal
             if signal in BATCH_SIGNALS:
-                value = per_batch[signal]
+                value = signals.get(signal)
                 if value is None:
                     continue
                 hits = feed(watch, [value], [positions[-1]])
@@ -382,13 +419,14 @@ class ReplayEngine:
                 )
                 hits = feed(watch, values.tolist(), positions)
             ts_of = dict(zip(positions, eb.ts.tolist()))
-            alarms.extend((watch.spec.name, signal, p, ts_of[p]) for p in hits)
+            alarms.extend(Alarm(watch.spec.name, signal, p, ts_of[p]) for p in hits)
         return alarms
 
     # -- resume -----------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {
             "adapter": self.adapter.state(),
+            "learner": self.learner.state() if self.learner is not None else None,
             "model": None if self.model.trainable else self.model,
             "history": self.history.state(),
             "detectors": [w.detector for w in self.watches],
@@ -404,6 +442,8 @@ class ReplayEngine:
             self.adapter.model = self.model
         else:
             self.adapter.load_state(state["adapter"])
+            if self.learner is not None and state.get("learner") is not None:
+                self.learner.load_state(state["learner"])
         self.history.load_state(state["history"])
         for watch, det in zip(self.watches, state["detectors"]):
             watch.detector = det
@@ -413,14 +453,6 @@ class ReplayEngine:
         if "probe_base" not in state:  # saved before the probe existed: its θ₀ level is gone,
             self.probe = None  # and scoring the resumed weights as θ₀ would fake a 0 baseline
         self.probe_base = state.get("probe_base")
-
-
-def _holds_any(idx: np.ndarray, positions: np.ndarray) -> bool:
-    """Whether some replay index in `positions` lies within the batch's [first, last] range."""
-    if not len(positions):
-        return False
-    lo = int(np.searchsorted(positions, idx[0], side="left"))
-    return lo < len(positions) and positions[lo] <= idx[-1]
 
 
 def _catalogue(known: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:

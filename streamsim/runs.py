@@ -8,6 +8,7 @@ any rows committed beyond it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from datetime import datetime, timezone
@@ -20,11 +21,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from streamsim import records
 from streamsim.errors import StorageError
-from streamsim.replay import BatchResult
+from streamsim.records import EventRecords, StepResult
 from streamsim.store import fetch_one
 
-RUN_TABLES = ("run_events", "run_batches", "run_alarms")
+RUN_TABLES = ("run_events", "run_batches", "run_signals", "run_alarms")
 
 
 def _now() -> datetime:
@@ -63,22 +65,22 @@ def create_run(
     )
 
 
-def find_resumable(
+def find_run(
     con: duckdb.DuckDBPyConnection,
     *,
     scenario_hash: str,
-    policy: str,
     seed: int,
     checkpoint_hash: str,
-) -> str | None:
-    """The newest unfinished run with these settings, if any."""
+) -> tuple[str, str] | None:
+    """(run id, status) of the run with this run key, seed and checkpoint that a resume should
+    use: the newest complete one, else the newest unfinished one; None if there is neither."""
     row = fetch_one(
         con,
-        "SELECT run_id FROM runs WHERE status = 'running' AND scenario_hash = ? AND policy = ?"
-        " AND seed = ? AND checkpoint_hash = ? ORDER BY started DESC LIMIT 1",
-        [scenario_hash, policy, seed, checkpoint_hash],
+        "SELECT run_id, status FROM runs WHERE scenario_hash = ? AND seed = ?"
+        " AND checkpoint_hash = ? ORDER BY status = 'complete' DESC, started DESC LIMIT 1",
+        [scenario_hash, seed, checkpoint_hash],
     )
-    return None if row is None else str(row[0])
+    return None if row is None else (str(row[0]), str(row[1]))
 
 
 def truncate_run(con: duckdb.DuckDBPyConnection, run_id: str, *, after_batch: int) -> None:
@@ -90,6 +92,9 @@ def truncate_run(con: duckdb.DuckDBPyConnection, run_id: str, *, after_batch: in
         )
         con.execute(
             "DELETE FROM run_batches WHERE run_id = ? AND batch_id > ?", [run_id, after_batch]
+        )
+        con.execute(
+            "DELETE FROM run_signals WHERE run_id = ? AND batch_id > ?", [run_id, after_batch]
         )
         con.execute(
             "DELETE FROM run_alarms WHERE run_id = ? AND idx > coalesce((SELECT max(last_idx)"
@@ -107,35 +112,41 @@ def truncate_run(con: duckdb.DuckDBPyConnection, run_id: str, *, after_batch: in
         raise
 
 
-def write_results(con: duckdb.DuckDBPyConnection, run_id: str, results: list[BatchResult]) -> None:
+def write_results(con: duckdb.DuckDBPyConnection, run_id: str, results: list[StepResult]) -> None:
     """Append the results of consecutive micro-batches in one transaction."""
     if not results:
         return
+    n = sum(len(r) for r in results)
     events = pa.table(
         {
-            "run_id": pa.array([run_id] * sum(len(r.batch) for r in results)),
-            "idx": np.concatenate([r.batch.idx for r in results]),
-            "batch_id": np.concatenate([np.full(len(r.batch), r.batch.batch_id) for r in results]),
-            "ts": np.concatenate([r.batch.ts for r in results]),
-            "user_id": np.concatenate([r.batch.users for r in results]).astype(np.int32),
-            "item_id": np.concatenate([r.batch.items for r in results]).astype(np.int32),
-            "rank": np.concatenate([r.ranks for r in results]),
-            "hit10": np.concatenate([r.hit10 for r in results]),
-            "hit50": np.concatenate([r.hit50 for r in results]),
-            "ndcg10": np.concatenate([r.ndcg10 for r in results]),
-            "rr10": np.concatenate([r.rr10 for r in results]),
-            "is_repeat": np.concatenate([r.is_repeat for r in results]),
-            "is_cold": np.concatenate([r.is_cold for r in results]),
-            "top1": np.concatenate([r.top1 for r in results]).astype(np.int32),
+            "run_id": pa.array([run_id] * n),
+            **{
+                name: np.concatenate([getattr(r.events, name) for r in results]).astype(dtype)
+                for name, dtype in _EVENT_DTYPES.items()
+            },
         }
     )
-    batches = pa.Table.from_pylist([_batch_row(run_id, r) for r in results])
-    alarms = pa.Table.from_pylist(
+    batches = pa.Table.from_pylist(
+        [{"run_id": run_id, **dataclasses.asdict(r.batch)} for r in results]
+    )
+    signals = pa.Table.from_pylist(
         [
-            {"run_id": run_id, "detector": d, "signal": s, "idx": i, "ts": t}
+            {"run_id": run_id, "batch_id": r.batch.batch_id, "signal": name, "value": value}
             for r in results
-            for d, s, i, t in r.alarms
+            for name, value in r.signals.items()
+            if value is not None
         ],
+        schema=pa.schema(
+            [
+                ("run_id", pa.string()),
+                ("batch_id", pa.int64()),
+                ("signal", pa.string()),
+                ("value", pa.float64()),
+            ]
+        ),
+    )
+    alarms = pa.Table.from_pylist(
+        [{"run_id": run_id, **a._asdict()} for r in results for a in r.alarms],
         schema=pa.schema(
             [
                 ("run_id", pa.string()),
@@ -151,6 +162,7 @@ def write_results(con: duckdb.DuckDBPyConnection, run_id: str, results: list[Bat
         for table, data in (
             ("run_events", events),
             ("run_batches", batches),
+            ("run_signals", signals),
             ("run_alarms", alarms),
         ):
             if data.num_rows:
@@ -168,39 +180,11 @@ def write_results(con: duckdb.DuckDBPyConnection, run_id: str, results: list[Bat
         raise
 
 
-def _batch_row(run_id: str, r: BatchResult) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "batch_id": r.batch.batch_id,
-        "first_idx": int(r.batch.idx[0]),
-        "last_idx": int(r.batch.idx[-1]),
-        "n_events": len(r.batch),
-        "t_start": int(r.batch.ts[0]),
-        "t_end": int(r.batch.ts[-1]),
-        "tta_loss_before": r.adapt.loss_before if r.adapt.loss_before is not None else r.tta_loss,
-        "tta_loss_after": r.adapt.loss_after,
-        "param_distance": r.param_distance,
-        "backward_passes": r.backward_passes,
-        "filtered_share": r.adapt.filtered_share,
-        "tta_samples_saved": r.adapt.samples_saved,
-        "tta_skipped_steps": r.adapt.skipped_steps,
-        "delta_next_mean": r.delta_next_mean,
-        "topk_entropy": r.topk_entropy,
-        "coverage": r.coverage,
-        "rec_gini": r.rec_gini,
-        "top1_entropy": r.top1_entropy,
-        "time_adapt": r.seconds["adapt"],
-        "time_score": r.seconds["score"],
-        "time_reveal": r.seconds["reveal"],
-        "time_detect": r.seconds["detect"],
-        "probe_ndcg10": r.probe_ndcg10,
-        "probe_hr10": r.probe_hr10,
-        "forgetting_ndcg10": r.forgetting_ndcg10,
-        "forgetting_se": r.forgetting_se,
-        "probe_top1_flip": r.probe_top1_flip,
-        "time_probe": r.seconds.get("probe", 0.0),
-        "tta_reset": r.tta_reset,
-    }
+# numpy dtypes of the per-event columns (as `run_events` stores them)
+_EVENT_DTYPES = {
+    name: {"BIGINT": np.int64, "INTEGER": np.int32, "BOOLEAN": np.bool_, "DOUBLE": np.float64}[sql]
+    for name, sql, _, _ in records.columns(EventRecords)
+}
 
 
 def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, *, events_per_s: float) -> None:
@@ -222,6 +206,17 @@ def load_state(path: Path) -> dict[str, Any]:
     state = torch.load(path, weights_only=False)
     assert isinstance(state, dict)
     return state
+
+
+def run_row(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
+    """The ``runs`` row of `run_id` as a dict; `StorageError` naming some known runs if absent."""
+    cur = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
+    rows = cur.fetchall()
+    if not rows:
+        known = [r[0] for r in con.execute("SELECT run_id FROM runs ORDER BY started").fetchall()]
+        msg = f"unknown run {run_id!r}; the store has {known[-20:]}"
+        raise StorageError(msg)
+    return dict(zip([d[0] for d in cur.description], rows[0]))
 
 
 def list_runs(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Per-segment metrics of a run (PROTOCOL.md §6.3), as SQL over ``run_events``.
+"""Per-segment metrics of a run, as SQL over its per-event records (``run_events_of``).
 
 Segmentations of the replayed stream::
 
@@ -23,14 +23,43 @@ kept, not averaged away as an event-level bootstrap would.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import duckdb
 import numpy as np
 import pandas as pd
 
-from streamsim.metrics import metric_column, run_row
+from streamsim import config
+from streamsim.errors import ScenarioError
+from streamsim.metrics import metric_column
+from streamsim.runs import run_row
 from streamsim.store import fetch_one
+
+CALENDAR_UNITS = ("day", "week", "weekpart", "hour")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SegmentSpec:
+    """[segments]: which segmentations the report shows."""
+
+    quartiles: bool = True
+    calendar: tuple[str, ...] = ("day", "week", "weekpart")
+    drift_windows: bool = True
+    recovery_eps: float = 0.05  # recovery: rolling NDCG@10 back within eps of pre-drift level
+    rolling_window: int = 500  # events in the rolling NDCG@10 used for recovery
+
+    @classmethod
+    def from_table(cls, table: Any, where: str) -> SegmentSpec:
+        spec = cls(**config.bind(cls, table, where))
+        bad = [c for c in spec.calendar if c not in CALENDAR_UNITS]
+        if bad:
+            msg = (
+                f"{where} key 'calendar': unknown {bad[0]!r}; "
+                f"expected one of {list(CALENDAR_UNITS)}"
+            )
+            raise ScenarioError(msg)
+        return spec
 
 SEGMENT_COLUMNS = (
     "segment",
@@ -165,7 +194,7 @@ def drift_windows(
         ``width`` (W), ``pre_level``, ``recovery_events``, ``recovery_hours``; empty (same
         columns) when the dataset has no global drift inside the run's stream.
     """
-    bounds = fetch_one(con, "SELECT min(idx), max(idx) FROM run_events WHERE run_id = ?", [run_id])
+    bounds = fetch_one(con, "SELECT min(idx), max(idx) FROM run_events_of(?)", [run_id])
     run_row(con, run_id)
     extra = ["drift_id", "kind", "window", "width", "pre_level", "recovery_events"]
     columns = [*SEGMENT_COLUMNS, *extra, "recovery_hours"]
@@ -173,8 +202,8 @@ def drift_windows(
         return pd.DataFrame(columns=columns)
     lo, hi = int(bounds[0]), int(bounds[1])
     drifts = con.execute(
-        "SELECT drift_id, kind, start_idx, end_idx FROM drifts"
-        " WHERE dataset = ? AND user_id IS NULL ORDER BY start_idx, drift_id",
+        "SELECT drift_id, kind, start_idx, end_idx FROM global_drifts(?)"
+        " ORDER BY start_idx, drift_id",
         [dataset],
     ).fetchall()
     frames = []
@@ -240,14 +269,14 @@ def _recovery(
         con,
         "WITH post AS (SELECT idx, ts, row_number() OVER (ORDER BY idx) AS k,"
         f" avg(ndcg10) OVER (ORDER BY idx ROWS BETWEEN {int(window) - 1} PRECEDING"
-        " AND CURRENT ROW) AS roll FROM run_events WHERE run_id = ? AND idx > ? AND idx < ?)"
+        " AND CURRENT ROW) AS roll FROM run_events_of(?) WHERE idx > ? AND idx < ?)"
         " SELECT min(k), arg_min(ts, k) FROM post WHERE k >= ? AND roll >= ?",
         [run_id, end, stop, min_periods, pre_level - eps],
     )
     if row is None or row[0] is None:
         return math.nan, math.nan
     t_end = fetch_one(
-        con, "SELECT max(ts) FROM run_events WHERE run_id = ? AND idx <= ?", [run_id, end]
+        con, "SELECT max(ts) FROM run_events_of(?) WHERE idx <= ?", [run_id, end]
     )
     hours = math.nan
     if t_end is not None and t_end[0] is not None:
@@ -279,7 +308,7 @@ def rolling(
     """
     run_row(con, run_id)
     expr = metric_column(metric)
-    count = fetch_one(con, "SELECT count(*) FROM run_events WHERE run_id = ?", [run_id])
+    count = fetch_one(con, "SELECT count(*) FROM run_events_of(?)", [run_id])
     n = int(count[0]) if count else 0
     columns = [
         "bucket",
@@ -297,7 +326,7 @@ def rolling(
     buckets = max(1, min(int(max_points), n))
     frame = con.execute(
         f"WITH e AS (SELECT idx, ts, {expr} AS v, ntile(?) OVER (ORDER BY idx) AS bucket"
-        " FROM run_events WHERE run_id = ?)"
+        " FROM run_events_of(?))"
         " SELECT bucket, min(idx) AS first_idx, max(idx) AS last_idx, min(ts) AS t_start,"
         " max(ts) AS t_end, count(*) AS n_events, sum(v) AS s FROM e"
         " GROUP BY bucket ORDER BY bucket",
@@ -328,7 +357,7 @@ def _summarise(
     expr = metric_column(metric)
     chunks = con.execute(
         f"WITH e AS (SELECT idx, ts, ndcg10, hit10, hit50, rr10, {expr} AS v, {key_sql} AS seg"
-        " FROM run_events WHERE run_id = ?),"
+        " FROM run_events_of(?)),"
         " c AS (SELECT *, ntile(?) OVER (PARTITION BY seg ORDER BY idx) AS chunk FROM e)"
         " SELECT seg, chunk, count(*) AS n, sum(v) AS s, min(idx) AS first_idx,"
         " max(idx) AS last_idx, min(ts) AS t_start, max(ts) AS t_end, sum(ndcg10) AS ndcg10,"

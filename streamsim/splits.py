@@ -3,19 +3,55 @@
 Every cut falls on a timestamp boundary: an event belongs to the period whose time range holds its
 timestamp, so events sharing a timestamp are never split across periods, and every pretraining
 timestamp is strictly earlier than every validation timestamp, itself strictly earlier than every
-replay timestamp (no future leakage, PROTOCOL.md P1).
+replay timestamp (no future leakage).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import duckdb
 import pyarrow as pa
 
+from streamsim import config
 from streamsim.errors import ScenarioError
-from streamsim.scenario import SplitSpec
 from streamsim.store import dataset_info, fetch_one, idx_at_time
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SplitSpec:
+    """[split]: pretraining | validation | replay cuts, as event fractions or epoch seconds."""
+
+    by: Literal["fraction", "time"] = "fraction"
+    valid_start: float = 0.6  # start of the validation window
+    replay_start: float = 0.7  # start of the replay period (= end of validation)
+    replay_end: float | None = None  # end of the replay period (None: the last event)
+
+    @classmethod
+    def from_table(cls, table: Any, where: str) -> SplitSpec:
+        spec = cls(**config.bind(cls, table, where))
+        for key in ("valid_start", "replay_start", "replay_end"):
+            config.at_least_zero(getattr(spec, key), f"{where} key {key!r}")
+        if spec.replay_start < spec.valid_start:
+            msg = f"{where}: replay_start ({spec.replay_start}) < valid_start ({spec.valid_start})"
+            raise ScenarioError(msg)
+        if spec.by == "fraction":
+            for key in ("valid_start", "replay_start", "replay_end"):
+                v = getattr(spec, key)
+                if v is not None and v > 1.0:
+                    msg = f"{where} key {key!r}: a fraction must be <= 1; got {v}"
+                    raise ScenarioError(msg)
+        if spec.replay_end is not None and spec.replay_end <= spec.replay_start:
+            msg = (
+                f"{where}: empty replay window: replay_end ({spec.replay_end}) <= "
+                f"replay_start ({spec.replay_start})"
+            )
+            raise ScenarioError(msg)
+        if spec.valid_start <= 0:
+            msg = f"{where}: empty pretraining period: valid_start = {spec.valid_start}"
+            raise ScenarioError(msg)
+        return spec
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +277,7 @@ class LooSplit:
 
 
 def leave_one_out(con: duckdb.DuckDBPyConnection, dataset: str, *, max_len: int) -> LooSplit:
-    """RecBole's leave-one-out split over augmented examples (MODELS.md §3.2).
+    """RecBole's leave-one-out split over augmented examples (docs/baselines.md).
 
     Every event after a user's first is one example (the previous <= `max_len` items -> this
     item). Per user, with m examples, RecBole leaves ``min(2, m - 1)`` out: the last example is

@@ -37,6 +37,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from streamsim import records
 from streamsim.errors import StorageError
 
 DEFAULT_HOME = Path("~/.streamsim")
@@ -110,52 +111,18 @@ CREATE TABLE IF NOT EXISTS runs (
     last_batch BIGINT NOT NULL,   -- last committed micro-batch id (-1 before the first)
     events_per_s DOUBLE
 );
-CREATE TABLE IF NOT EXISTS run_events (
-    run_id VARCHAR NOT NULL,
-    idx BIGINT NOT NULL,          -- replay index of the event
-    batch_id BIGINT NOT NULL,
-    ts BIGINT NOT NULL,
-    user_id INTEGER NOT NULL,
-    item_id INTEGER NOT NULL,     -- the target
-    rank BIGINT NOT NULL,         -- 1-based position of the target in the full ranking
-    hit10 BOOLEAN NOT NULL,
-    hit50 BOOLEAN NOT NULL,
-    ndcg10 DOUBLE NOT NULL,
-    rr10 DOUBLE NOT NULL,         -- reciprocal rank cut at 10 (MRR@10)
-    is_repeat BOOLEAN NOT NULL,   -- target already in the user's history
-    is_cold BOOLEAN NOT NULL,     -- target unseen anywhere before the request
-    top1 INTEGER NOT NULL         -- the top-1 recommended item
-);
-CREATE TABLE IF NOT EXISTS run_batches (
+CREATE TABLE IF NOT EXISTS run_signals (
     run_id VARCHAR NOT NULL,
     batch_id BIGINT NOT NULL,
-    first_idx BIGINT NOT NULL, last_idx BIGINT NOT NULL, n_events INTEGER NOT NULL,
-    t_start BIGINT NOT NULL, t_end BIGINT NOT NULL,
-    tta_loss_before DOUBLE,       -- test-time loss on the batch before the step(s)
-    tta_loss_after DOUBLE,        -- ... and after (NULL when the policy does not adapt)
-    param_distance DOUBLE,        -- ||theta - theta_0|| after the batch
-    backward_passes INTEGER NOT NULL,
-    filtered_share DOUBLE,        -- share of samples filtered out of adaptation (filters)
-    delta_next_mean DOUBLE,       -- mean Delta_{n+1} (T2ARec) on the batch
-    topk_entropy DOUBLE,          -- mean top-10 entropy of the scores
-    coverage DOUBLE,              -- distinct top-10 items / catalogue size
-    time_adapt DOUBLE NOT NULL, time_score DOUBLE NOT NULL,
-    time_reveal DOUBLE NOT NULL, time_detect DOUBLE NOT NULL,  -- seconds per stage
-    tta_samples_saved INTEGER,    -- per-sample gradient contributions the filter skipped
-    -- forgetting probe (NULL between probe points); the last columns: where MIGRATIONS puts
-    -- them in older workspaces
-    probe_ndcg10 DOUBLE,          -- NDCG@10 of the weights after the batch on the probe
-    probe_hr10 DOUBLE,
-    forgetting_ndcg10 DOUBLE,     -- NDCG@10(theta_0, probe) - probe_ndcg10
-    forgetting_se DOUBLE,         -- its standard error (paired per-request differences)
-    time_probe DOUBLE,            -- seconds
-    tta_reset BOOLEAN,            -- a continual policy restored theta_0 after the batch
-    rec_gini DOUBLE,              -- Gini of top-10 recommendation counts over the catalogue
-    top1_entropy DOUBLE,          -- marginal entropy (nats) of the batch's top-1 predictions
-    tta_skipped_steps INTEGER,    -- test-time steps skipped: non-finite loss or gradient
-    probe_top1_flip DOUBLE        -- share of probe requests whose top-1 item changed vs theta_0
+    signal VARCHAR NOT NULL,      -- a name of `streamsim.records.SIGNALS`
+    value DOUBLE NOT NULL
 );
-CREATE TABLE IF NOT EXISTS run_alarms (
+"""
+# the per-event, per-batch and alarm tables of a run: generated from the record dataclasses
+RUN_SCHEMA = (
+    records.table_ddl("run_events", records.EventRecords)
+    + records.table_ddl("run_batches", records.BatchResult)
+    + """CREATE TABLE IF NOT EXISTS run_alarms (
     run_id VARCHAR NOT NULL,
     detector VARCHAR NOT NULL,
     signal VARCHAR NOT NULL,
@@ -163,21 +130,38 @@ CREATE TABLE IF NOT EXISTS run_alarms (
     ts BIGINT NOT NULL
 );
 """
+)
+# label-free signals that older workspaces kept as `run_batches` columns: moved to `run_signals`
+_LEGACY_SIGNAL_COLUMNS = ("delta_next_mean", "topk_entropy", "coverage", "rec_gini", "top1_entropy")
 
-# columns added after 0.1.0's first workspaces: brought in when an older workspace is opened
-MIGRATIONS = """
-ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS tta_samples_saved INTEGER;
-ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS probe_ndcg10 DOUBLE;
-ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS probe_hr10 DOUBLE;
-ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS forgetting_ndcg10 DOUBLE;
-ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS forgetting_se DOUBLE;
-ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS time_probe DOUBLE;
-ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS tta_reset BOOLEAN;
-ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS rec_gini DOUBLE;
-ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS top1_entropy DOUBLE;
-ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS tta_skipped_steps INTEGER;
-ALTER TABLE run_batches ADD COLUMN IF NOT EXISTS probe_top1_flip DOUBLE;
+# The read interface: every module outside the store's own (this one and `streamsim.runs`)
+# queries these table macros, never the base tables, so a schema change is made here once.
+READ_INTERFACE = (
+    """
+CREATE OR REPLACE {temp} MACRO dataset_events(ds) AS TABLE
+    SELECT * EXCLUDE (dataset) FROM events WHERE dataset = ds;
+CREATE OR REPLACE {temp} MACRO dataset_items(ds) AS TABLE
+    SELECT * EXCLUDE (dataset) FROM items WHERE dataset = ds;
+CREATE OR REPLACE {temp} MACRO dataset_categories(ds) AS TABLE
+    SELECT * EXCLUDE (dataset) FROM categories WHERE dataset = ds;
+CREATE OR REPLACE {temp} MACRO global_drifts(ds) AS TABLE
+    SELECT * EXCLUDE (dataset, user_id) FROM drifts WHERE dataset = ds AND user_id IS NULL;
+CREATE OR REPLACE {temp} MACRO run_events_of(r) AS TABLE
+    SELECT * EXCLUDE (run_id) FROM run_events WHERE run_id = r;
+CREATE OR REPLACE {temp} MACRO run_alarms_of(r) AS TABLE
+    SELECT * EXCLUDE (run_id) FROM run_alarms WHERE run_id = r;
+CREATE OR REPLACE {temp} MACRO run_signals_of(r) AS TABLE
+    SELECT * EXCLUDE (run_id) FROM run_signals WHERE run_id = r;
 """
+    # one row per micro-batch: the `run_batches` columns and one column per known signal
+    + "CREATE OR REPLACE {temp} MACRO run_batches_of(r) AS TABLE\n    SELECT b.* EXCLUDE (run_id), "
+    + ", ".join(
+        f"(SELECT s.value FROM run_signals s WHERE s.run_id = r AND s.batch_id = b.batch_id"
+        f" AND s.signal = '{name}') AS {name}"
+        for name in records.SIGNALS
+    )
+    + " FROM run_batches b WHERE b.run_id = r;\n"
+)
 
 EVENT_SCHEMA = pa.schema(
     [
@@ -233,8 +217,9 @@ class Workspace:
             )
             raise StorageError(msg) from None
         if not read_only:
-            con.execute(SCHEMA)
-            con.execute(MIGRATIONS)
+            create_schema(con)
+        else:
+            con.execute(READ_INTERFACE.format(temp="TEMP"))
         return con
 
 
@@ -250,9 +235,34 @@ def fetch_one(
 def connect_memory() -> duckdb.DuckDBPyConnection:
     """An in-memory store with the schema (tests and throwaway computations)."""
     con = duckdb.connect(":memory:")
-    con.execute(SCHEMA)
-    con.execute(MIGRATIONS)
+    create_schema(con)
     return con
+
+
+def create_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """The tables (bringing an older workspace's up to date) and the read interface."""
+    con.execute(SCHEMA)
+    con.execute(RUN_SCHEMA)
+    _migrate(con)
+    con.execute(READ_INTERFACE.format(temp=""))
+
+
+def _migrate(con: duckdb.DuckDBPyConnection) -> None:
+    """Bring the run tables of a workspace made by an older streamsim up to date: add the
+    columns it lacks, move label-free signals from `run_batches` columns to `run_signals`."""
+    for table, cls in (("run_events", records.EventRecords), ("run_batches", records.BatchResult)):
+        present = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
+        for statement in records.missing_columns(table, cls, present):
+            con.execute(statement)
+        if table != "run_batches":
+            continue
+        for name in _LEGACY_SIGNAL_COLUMNS:
+            if name in present:
+                con.execute(
+                    f"INSERT INTO run_signals SELECT run_id, batch_id, '{name}', {name}"
+                    f" FROM run_batches WHERE {name} IS NOT NULL"
+                )
+                con.execute(f"ALTER TABLE run_batches DROP COLUMN {name}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -491,7 +501,7 @@ def iter_events(
     Memory stays bounded by `batch_size`: the rows are streamed from DuckDB, never collected into
     a Python list. The reader runs on a cursor of `con`, so other queries may run meanwhile.
 
-    `tie_seed` (PROTOCOL.md P6, a sanity check): events with equal timestamps come in a seeded
+    `tie_seed` (a sanity check of the tie order): events with equal timestamps come in a seeded
     random order instead of the source-row order (``idx``); timestamps stay non-decreasing.
     `skip` leaves out the first rows of that order (resuming a replay).
     """
@@ -532,3 +542,14 @@ def idx_at_time(con: duckdb.DuckDBPyConnection, name: str, ts: int) -> int:
     )
     assert row is not None
     return int(row[0])
+
+
+def global_drift_starts(con: duckdb.DuckDBPyConnection, dataset: str) -> tuple[int, ...]:
+    """Replay indices where the dataset's ground-truth global drifts start (none for real logs
+    without known change points)."""
+    rows = con.execute(
+        "SELECT DISTINCT start_idx FROM drifts WHERE dataset = ? AND user_id IS NULL"
+        " ORDER BY start_idx",
+        [dataset],
+    ).fetchall()
+    return tuple(int(r[0]) for r in rows)

@@ -36,13 +36,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Any, Literal
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
-from streamsim import store
+from streamsim import config, store
 from streamsim.errors import ScenarioError
 from streamsim.store import DatasetInfo
 
@@ -85,6 +85,91 @@ class SynthConfig:
     new_items_days: tuple[float, ...] = ()  # days at which batches of new items enter
     new_items_count: int = 0  # items per entering batch
     drifts: tuple[DriftSpec, ...] = ()
+
+    @classmethod
+    def from_table(cls, table: Any, where: str) -> SynthConfig:
+        """Build and check a ``[data.synthetic]`` table (every drift in it too)."""
+        kw = config.bind(cls, table, where, skip=("drifts",))
+        raw_drifts = table.get("drifts", []) if isinstance(table, dict) else []
+        if not isinstance(raw_drifts, list):
+            msg = f"{where} key 'drifts': expected a list of tables; got {raw_drifts!r}"
+            raise ScenarioError(msg)
+        drifts = []
+        for i, d in enumerate(raw_drifts):
+            dw = f"{where[:-1]}.drifts[{i}]]"
+            spec = DriftSpec(**config.bind(DriftSpec, d, dw))
+            if not 0.0 < spec.scope <= 1.0:
+                msg = f"{dw} key 'scope': expected 0 < scope <= 1; got {spec.scope}"
+                raise ScenarioError(msg)
+            if not 0.0 <= spec.magnitude <= 1.0:
+                msg = f"{dw} key 'magnitude': expected 0..1; got {spec.magnitude}"
+                raise ScenarioError(msg)
+            config.at_least_zero(spec.start_day, f"{dw} key 'start_day'")
+            config.at_least_zero(spec.width_days, f"{dw} key 'width_days'")
+            drifts.append(spec)
+        cfg = cls(**kw, drifts=tuple(drifts))
+        for key in ("n_users", "n_items", "n_topics", "events_per_user", "duration_days"):
+            config.at_least_zero(getattr(cfg, key), f"{where} key {key!r}", strict=True)
+        if cfg.n_topics > cfg.n_items:
+            msg = f"{where}: n_topics ({cfg.n_topics}) > n_items ({cfg.n_items})"
+            raise ScenarioError(msg)
+        if not 0.0 <= cfg.p_transition <= 1.0:
+            msg = f"{where} key 'p_transition': expected 0..1; got {cfg.p_transition}"
+            raise ScenarioError(msg)
+        for key in ("weekday_share", "weekday_share_early"):
+            value = getattr(cfg, key)
+            if value is not None and not 0.0 <= value <= 1.0:
+                msg = f"{where} key {key!r}: expected a share in 0..1; got {value}"
+                raise ScenarioError(msg)
+        for key in ("zipf_a", "dirichlet_alpha", "session_gap_s"):
+            config.at_least_zero(getattr(cfg, key), f"{where} key {key!r}", strict=True)
+        config.at_least_zero(cfg.n_successors, f"{where} key 'n_successors'", strict=True)
+        config.at_least_zero(cfg.new_items_count, f"{where} key 'new_items_count'")
+        if cfg.session_mean_events < 1:
+            msg = f"{where} key 'session_mean_events': expected >= 1; got {cfg.session_mean_events}"
+            raise ScenarioError(msg)
+        if not 0.0 <= cfg.early_days <= cfg.duration_days:
+            msg = (
+                f"{where} key 'early_days': expected 0..duration_days ({cfg.duration_days});"
+                f" got {cfg.early_days}"
+            )
+            raise ScenarioError(msg)
+        for day in cfg.new_items_days:
+            if not 0.0 <= day < cfg.duration_days:
+                msg = (
+                    f"{where} key 'new_items_days': expected days in [0, {cfg.duration_days});"
+                    f" got {day}"
+                )
+                raise ScenarioError(msg)
+        n_new = cfg.new_items_count * len(cfg.new_items_days)
+        if n_new > cfg.n_items - cfg.n_topics:
+            msg = (
+                f"{where}: {n_new} new items (new_items_count x new_items_days) leave fewer than"
+                f" n_topics ({cfg.n_topics}) of the {cfg.n_items} items at the start"
+            )
+            raise ScenarioError(msg)
+        try:
+            datetime.fromisoformat(cfg.start_date)
+        except ValueError:
+            msg = (
+                f"{where} key 'start_date': expected an ISO date (2024-01-01);"
+                f" got {cfg.start_date!r}"
+            )
+            raise ScenarioError(msg) from None
+        if len(cfg.drifts) > 1:
+            msg = (
+                f"{where[:-1]}.drifts]: the generator makes one drift per stream; got"
+                f" {len(cfg.drifts)} (use one scenario per drift)"
+            )
+            raise ScenarioError(msg)
+        for d in cfg.drifts:
+            if d.start_day > cfg.duration_days:
+                msg = (
+                    f"{where}: drift start_day {d.start_day} after the end of the stream "
+                    f"(duration_days = {cfg.duration_days})"
+                )
+                raise ScenarioError(msg)
+        return cfg
 
 
 @dataclass(frozen=True, slots=True)

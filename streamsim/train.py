@@ -6,7 +6,7 @@ config, training settings, seed, streamsim version), so a second `train` or `rep
 inputs reuses the stored checkpoint instead of training again.
 
 Validation is next-item NDCG@10 with full-catalogue ranking (catalogue = items seen before the
-validation window) and no test-time adaptation (MODELS.md A18). Count-based models
+validation window) and no test-time adaptation (docs/models.md, A18). Count-based models
 (`trainable = False`) are "trained" by observing the pretraining events in replay order.
 """
 
@@ -20,7 +20,6 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,18 +31,59 @@ from safetensors.torch import load_model, save_model
 
 import models
 from models.base import Recommender, sum_terms
-from streamsim import __version__
+from streamsim import __version__, config
 from streamsim import resume as resume_state
 from streamsim import rng as rng_streams
-from streamsim.errors import ModelError
-from streamsim.examples import Examples, build_examples
+from streamsim.errors import ModelError, ScenarioError
+from streamsim.progress import Progress, TrainEpoch, TrainStep
 from streamsim.ranking import rank_metrics, target_ranks
 from streamsim.resume import ResumeFile
-from streamsim.scenario import ModelSpec, TrainSpec
 from streamsim.splits import Split
 from streamsim.store import Workspace, dataset_info
+from streamsim.training_examples import Examples, build_examples
 
-ProgressFn = Callable[[dict[str, float]], None]
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelSpec:
+    """[model]: registry name and config overrides (checked against the model's config class
+    when the model is built: `model_config`)."""
+
+    name: str = "t2arec"
+    config: tuple[tuple[str, Any], ...] = ()  # sorted (key, value) pairs; see `overrides`
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        return dict(self.config)
+
+    @classmethod
+    def from_table(cls, table: Any, where: str) -> ModelSpec:
+        kw = config.bind(cls, table, where, skip=("config",))
+        options = table.get("config", {})
+        if not isinstance(options, dict):
+            msg = f"{where} key 'config': expected a table; got {options!r}"
+            raise ScenarioError(msg)
+        return cls(**kw, config=tuple(sorted(options.items())))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainSpec:
+    """[train]: pretraining on the pretraining period, early stopping on validation NDCG@10."""
+
+    epochs: int = 20
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 3  # epochs without validation improvement before stopping
+    eval_batch_size: int = 512
+
+    @classmethod
+    def from_table(cls, table: Any, where: str) -> TrainSpec:
+        spec = cls(**config.bind(cls, table, where))
+        for key in ("epochs", "batch_size", "eval_batch_size"):
+            config.at_least_zero(getattr(spec, key), f"{where} key {key!r}", strict=True)
+        for key in ("lr", "weight_decay", "patience"):
+            config.at_least_zero(getattr(spec, key), f"{where} key {key!r}")
+        return spec
 
 
 @dataclass(frozen=True)
@@ -100,7 +140,7 @@ def checkpoint_key(
 
 # the training loop, the example builder, the history buffer and the owned random streams: part
 # of `code_hash` and of every `model_code_hash`
-_TRAINING_FILES = ("train.py", "examples.py", "history.py", "rng.py")
+_TRAINING_FILES = ("train.py", "training_examples.py", "history.py", "rng.py")
 
 
 @functools.cache
@@ -132,7 +172,7 @@ def model_source_files(model_cls: type[Recommender]) -> list[Path]:
         for node in ast.walk(ast.parse(path.read_text())):
             names: list[str] = []
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                if node.module == "models":  # `from models import fused`
+                if node.module == "models":  # `from models import ssd_backend`
                     names = [f"models.{alias.name}" for alias in node.names]
                 else:
                     names = [node.module]
@@ -198,7 +238,7 @@ def train(
     *,
     seed: int,
     workspace: Workspace,
-    progress: ProgressFn | None = None,
+    progress: Progress | None = None,
     force: bool = False,
 ) -> Checkpoint:
     """Train (or reuse) the checkpoint of `model_spec` on the pretraining period of `dataset`."""
@@ -268,7 +308,7 @@ def _fit(
     spec: TrainSpec,
     *,
     seed: int,
-    progress: ProgressFn | None,
+    progress: Progress | None,
     device: str = "cpu",
     resume: ResumeFile | None = None,
 ) -> list[dict[str, float]]:
@@ -321,12 +361,12 @@ def _fit(
                 if progress is not None:
                     elapsed = time.perf_counter() - t0
                     progress(
-                        {
-                            "epoch": epoch,
-                            "done": n / len(train_ex),
-                            "loss": total / n,
-                            "events_per_s": n / max(elapsed, 1e-9),
-                        }
+                        TrainStep(
+                            epoch=epoch,
+                            done=n / len(train_ex),
+                            loss=total / n,
+                            examples_per_s=n / max(elapsed, 1e-9),
+                        )
                     )
             valid = evaluate_examples(
                 model, valid_ex, batch_size=spec.eval_batch_size, device=device
@@ -340,7 +380,7 @@ def _fit(
             }
             history.append(record)
             if progress is not None:
-                progress({**record, "epoch_end": 1.0})
+                progress(TrainEpoch(epoch=epoch, record=record))
             score = _nan_low(valid["ndcg@10"])
             if score > best_score:
                 best_score, since_best = score, 0

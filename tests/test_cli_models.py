@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 import models
 from streamsim.cli import app
-from tests.pipeline_helpers import setup
+from tests.support.tiny_scenario import setup
 from tests.test_cli_replay import SCENARIO
 
 

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
 from streamsim.cli import app
-from tests.pipeline_helpers import setup
+from tests.support.tiny_scenario import setup
 
 SCENARIO = """
 name = "tiny-cli"

@@ -11,9 +11,9 @@ import pytest
 from scipy import stats
 from typer.testing import CliRunner
 
+from devtools.fabricate import copy_run, fabricate_dataset, fabricate_run
 from streamsim import compare, store
 from streamsim.cli import app
-from tests.runfactory import copy_run, fabricate_dataset, fabricate_run
 
 
 @pytest.fixture
@@ -194,7 +194,7 @@ def test_compare_and_dashboard_on_engine_runs(tmp_path: Path) -> None:
     p-values, the dashboard builds from the engine's tables."""
     from dashboards.page import build_dashboard
     from streamsim.pipeline import prepare, replay_policy
-    from tests.pipeline_helpers import POLICIES, setup, tiny_scenario
+    from tests.support.tiny_scenario import POLICIES, setup, tiny_scenario
 
     ws, con = setup(tmp_path / "ws")
     sc = tiny_scenario()

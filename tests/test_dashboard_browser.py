@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dashboards import headless
 from dashboards.page import write_dashboard
+from devtools import headless
+from devtools.fabricate import copy_run, fabricate_dataset, fabricate_run
 from streamsim import store
-from tests.runfactory import copy_run, fabricate_dataset, fabricate_run
 
 EVIL = "<script>document.body.setAttribute('data-pwned','1')</script>\"'"
 IMG = "<img src=x onerror=\"document.body.setAttribute('data-pwned','2')\">"

@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 
 from dashboards import figures
 from dashboards.page import build_dashboard, default_path, write_dashboard
+from devtools.fabricate import DAY, T0, copy_run, fabricate_dataset, fabricate_run
 from streamsim import store
 from streamsim.cli import app
 from streamsim.errors import StorageError
-from tests.runfactory import DAY, T0, copy_run, fabricate_dataset, fabricate_run
 
 EVIL = "<script>document.body.setAttribute('data-pwned','1')</script>\"'&"
 
@@ -185,8 +185,12 @@ def test_diversity_row_when_the_runs_recorded_it() -> None:
     fabricate_dataset(con, n_events=1200, n_days=12)
     fabricate_run(con, "r1", policy="continual")
     con.execute(
-        "UPDATE run_batches SET rec_gini = 0.9 + 0.001 * batch_id, top1_entropy = 2.0,"
-        " probe_ndcg10 = CASE WHEN batch_id % 4 = 3 THEN 0.2 END,"
+        "INSERT INTO run_signals SELECT run_id, batch_id, 'rec_gini', 0.9 + 0.001 * batch_id"
+        " FROM run_batches WHERE run_id = 'r1' UNION ALL SELECT run_id, batch_id,"
+        " 'top1_entropy', 2.0 FROM run_batches WHERE run_id = 'r1'"
+    )
+    con.execute(
+        "UPDATE run_batches SET probe_ndcg10 = CASE WHEN batch_id % 4 = 3 THEN 0.2 END,"
         " forgetting_ndcg10 = CASE WHEN batch_id % 4 = 3 THEN 0.01 END WHERE run_id = 'r1'"
     )
     from dashboards import data

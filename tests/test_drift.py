@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from streamsim.drift import feed, make_detector, periodic_alarms, random_alarms, score_alarms
+from streamsim.detection import periodic_alarms, random_alarms, score_alarms
+from streamsim.drift import DetectorSpec, feed, make_detector
 from streamsim.errors import ScenarioError
-from streamsim.scenario import DetectorSpec
 
 
 def _shifted_stream(n: int = 3000) -> list[float]:
@@ -102,9 +102,9 @@ def test_random_baseline_is_seeded_irregular_and_capped() -> None:
 def test_detector_report_scores_alarms_next_to_both_dummy_baselines() -> None:
     import json
 
+    from devtools.fabricate import fabricate_dataset, fabricate_run
     from streamsim import store
     from streamsim.detection import detector_report
-    from tests.runfactory import fabricate_dataset, fabricate_run
 
     con = store.connect_memory()
     fabricate_dataset(con, n_events=3000, drifts=[(1000, 1050), (2000, 2020)])
@@ -113,7 +113,8 @@ def test_detector_report_scores_alarms_next_to_both_dummy_baselines() -> None:
     )
     manifest = {"policy": {"name": "none"}, "detectors": [{"name": "adwin", "signal": "rr10"}]}
     con.execute("UPDATE runs SET manifest = ? WHERE run_id = 'r'", [json.dumps(manifest)])
-    (row,) = detector_report(con, "r")
+    (report,) = detector_report(con, "r")
+    row = report.to_json()
     assert (row["detector"], row["signal"], row["alarms"], row["n_drifts"]) == (
         "adwin",
         "rr10",

@@ -6,11 +6,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from streamsim.evaluate import default_tta, evaluate_loo, loo_examples
-from streamsim.scenario import ModelSpec, TrainSpec
+from streamsim.leave_one_out import default_tta, evaluate_loo, loo_examples
 from streamsim.store import connect_memory, write_dataset
-from tests.pipeline_helpers import TINY_T2AREC
-from tests.toy import store_toy
+from streamsim.train import ModelSpec, TrainSpec
+from tests.support.tiny_scenario import TINY_T2AREC
+from tests.support.toy import store_toy
 
 
 def small_store():  # type: ignore[no-untyped-def]
@@ -89,8 +89,8 @@ def test_loo_refuses_tta_for_models_without_a_test_time_loss() -> None:
 def test_tta_evaluation_adapts_each_batch_and_restores_every_weight() -> None:
     import torch
 
-    from streamsim.evaluate import full_ranking_metrics, loo_examples
-    from streamsim.scenario import PolicySpec
+    from streamsim.adapt import PolicySpec
+    from streamsim.leave_one_out import full_ranking_metrics, loo_examples
     from streamsim.train import build_model
 
     con = connect_memory()

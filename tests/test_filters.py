@@ -8,12 +8,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from streamsim.adapt import PolicySpec
 from streamsim.filters import EtaFilter, EtaFilterSpec
 from streamsim.ranking import topk_entropy
-from streamsim.replay import ReplayEngine, micro_batches
-from streamsim.scenario import PolicySpec, ReplaySpec
+from streamsim.records import StepResult
+from streamsim.replay import ReplayEngine, ReplaySpec, micro_batches
 from streamsim.store import connect_memory, dataset_info, iter_events
-from tests.toy import make_toy_model, store_toy
+from tests.support.toy import make_toy_model, store_toy, waves
 
 
 def test_entropy_is_computed_on_the_renormalised_top_k() -> None:
@@ -57,12 +58,16 @@ def run_policy(sample_filter: EtaFilterSpec | None) -> tuple[Any, ...]:
     engine.warm_up(iter_events(con, "toy", stop_idx=150))
     results = [engine.step(b) for b in micro_batches(iter_events(con, "toy", start_idx=150), spec)]
     return (
-        np.concatenate([r.ranks for r in results]),
-        [r.adapt.filtered_share for r in results],
-        [r.adapt.samples_saved for r in results],
-        [(r.adapt.loss_before, r.adapt.loss_after, r.param_distance) for r in results],
-        [int((r.batch.waves == 0).sum()) for r in results],  # requests adapted on
+        np.concatenate([r.events.rank for r in results]),
+        [r.batch.filtered_share for r in results],
+        [r.batch.tta_samples_saved for r in results],
+        [_losses_and_distance(r) for r in results],
+        [int((waves(r) == 0).sum()) for r in results],  # requests adapted on
     )
+
+
+def _losses_and_distance(r: StepResult) -> tuple[float | None, float | None, float]:
+    return r.batch.tta_loss_before, r.batch.tta_loss_after, r.batch.param_distance
 
 
 def test_keep_everything_equals_the_unfiltered_policy_bit_for_bit() -> None:

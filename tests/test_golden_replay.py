@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from streamsim.pipeline import prepare, replay_policy
+from streamsim.pipeline import run_scenario
 from streamsim.scenario import load
 from streamsim.store import Workspace
 
@@ -64,9 +64,6 @@ def test_weekend_shift_ranks_match_the_golden_hashes(tmp_path: Path) -> None:
     scenario = load("weekend-shift", OVERRIDES)
     ws = Workspace.resolve(tmp_path / "ws")
     con = ws.connect()
-    prepared = prepare(con, ws, scenario)
-    got = {}
-    for policy in scenario.policies:
-        run_id = replay_policy(con, ws, scenario, policy, prepared)
-        got[policy.name] = ranks_digest(con, run_id)
+    result = run_scenario(con, ws, scenario, dashboard=False)
+    got = {s.policy: ranks_digest(con, s.run_id) for s in result.summaries}
     assert got == GOLDEN

@@ -18,11 +18,11 @@ import pyarrow as pa
 import pytest
 
 import models
-from streamsim.replay import ReplayEngine, micro_batches
-from streamsim.scenario import PolicySpec, ReplaySpec
+from streamsim.adapt import PolicySpec
+from streamsim.replay import ReplayEngine, ReplaySpec, micro_batches
 from streamsim.store import connect_memory, iter_events, write_dataset
-from tests.tiny import NAMES, build_tiny
-from tests.toy import toy_events
+from tests.support.tiny import NAMES, build_tiny
+from tests.support.toy import toy_events, waves
 
 N_USERS, N_ITEMS, START, CUT = 12, 20, 150, 4
 SPEC = ReplaySpec(batch_events=16)
@@ -62,7 +62,7 @@ def test_poisoned_future_leaves_earlier_micro_batches_unchanged(
 ) -> None:
     events, users, items = toy_events(n_users=N_USERS, n_items=N_ITEMS)
     clean = _replay(events, users, items, name, policy)
-    last = int(clean[CUT].batch.idx[-1])
+    last = int(clean[CUT].events.idx[-1])
     n, k = events.num_rows, events.num_rows - last - 1
     rng = np.random.default_rng(7)
     poisoned = {
@@ -84,11 +84,11 @@ def test_poisoned_future_leaves_earlier_micro_batches_unchanged(
     dirty = _replay(garbage, users, items, name, policy)
     assert len(clean) == len(dirty) == CUT + 1
     for a, b in zip(clean[:CUT], dirty[:CUT]):
-        assert (a.ranks == b.ranks).all(), f"batch {a.batch.batch_id}"
-        assert a.adapt.loss_before == b.adapt.loss_before
-        assert a.tta_loss == b.tta_loss
+        assert (a.events.rank == b.events.rank).all(), f"batch {a.batch.batch_id}"
+        assert a.batch.tta_loss_before == b.batch.tta_loss_before
+        assert a.signals.get("tta_loss") == b.signals.get("tta_loss")
 
-    first = int(clean[CUT].batch.idx[0])
+    first = int(clean[CUT].events.idx[0])
     targets = events.column("item_id").to_numpy().copy()
     targets[first:] = rng.integers(1, N_ITEMS + 1, n - first)
     swapped = events.set_column(
@@ -96,12 +96,13 @@ def test_poisoned_future_leaves_earlier_micro_batches_unchanged(
     )
     other = _replay(swapped, users, items, name, policy)
     for a, b in zip(clean[:CUT], other[:CUT]):
-        assert (a.ranks == b.ranks).all(), f"batch {a.batch.batch_id}"
+        assert (a.events.rank == b.events.rank).all(), f"batch {a.batch.batch_id}"
     a, b = clean[CUT], other[CUT]
-    assert (a.batch.users == b.batch.users).all()
-    assert not (a.batch.items == b.batch.items).all()
+    assert (a.events.user_id == b.events.user_id).all()
+    assert not (a.events.item_id == b.events.item_id).all()
     # the users' first requests of the batch (its first wave) were scored before any target of
     # the batch was revealed; later waves see the earlier waves' events, as they should
-    first = a.batch.waves == 0
-    assert (a.top1[first] == b.top1[first]).all()
-    assert (a.tta_loss, a.adapt.loss_before) == (b.tta_loss, b.adapt.loss_before)
+    first = waves(a) == 0
+    assert (a.events.top1[first] == b.events.top1[first]).all()
+    assert a.signals.get("tta_loss") == b.signals.get("tta_loss")
+    assert a.batch.tta_loss_before == b.batch.tta_loss_before

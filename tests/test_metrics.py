@@ -8,9 +8,9 @@ import duckdb
 import numpy as np
 import pytest
 
+from devtools.fabricate import DAY, T0, fabricate_dataset, fabricate_run
 from streamsim import metrics, segments, store
 from streamsim.errors import StorageError
-from tests.runfactory import DAY, T0, fabricate_dataset, fabricate_run
 
 
 @pytest.fixture

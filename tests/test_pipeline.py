@@ -14,13 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from streamsim.adapt import PolicySpec
 from streamsim.errors import ModelError, ScenarioError, StorageError
 from streamsim.pipeline import prepare, replay_policy
 from streamsim.probe import build_probe
+from streamsim.replay import ReplaySpec
 from streamsim.report import summarize
-from streamsim.scenario import DataSpec, PolicySpec, ReplaySpec
+from streamsim.scenario import DataSpec
 from streamsim.store import Workspace
-from tests.pipeline_helpers import POLICIES, setup, tiny_scenario
+from tests.support.tiny_scenario import POLICIES, setup, tiny_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,8 +56,8 @@ def test_runs_are_stored_with_every_event_and_batch(tmp_path: Path) -> None:
         assert last == nb - 1
     dist = dict(
         con.execute(
-            "SELECT r.policy, max(b.param_distance) FROM run_batches b JOIN runs r USING (run_id)"
-            " GROUP BY r.policy"
+            "SELECT r.policy, max(b.param_distance) FROM run_batches b JOIN runs r"
+            " USING (run_id) GROUP BY r.policy"
         ).fetchall()
     )
     assert dist["reset"] == 0.0
@@ -69,7 +71,8 @@ def test_runs_are_stored_with_every_event_and_batch(tmp_path: Path) -> None:
     assert events_of(con, ids["none"]) != events_of(con, ids["continual"])
     health = con.execute(
         "SELECT count(*), min(rec_gini), max(rec_gini), min(top1_entropy), max(top1_entropy),"
-        " max(n_events) FROM run_batches"
+        " max(n_events) FROM run_batches_of(?)",
+        [ids["none"]],
     ).fetchall()[0]
     n, g_min, g_max, e_min, e_max, b_max = health
     assert n > 0
@@ -112,7 +115,7 @@ def test_killed_replay_resumes_to_identical_results(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.pipeline_helpers", str(killed)], cwd=ROOT, env=env
+        [sys.executable, "-m", "tests.support.tiny_scenario", str(killed)], cwd=ROOT, env=env
     )
     deadline = time.time() + 120
     states = killed / "runs"
@@ -184,11 +187,11 @@ def test_forgetting_probe_is_zero_without_carried_updates(tmp_path: Path) -> Non
     quiet = replay_policy(con, ws, off, POLICIES[3], prepared)  # type: ignore[arg-type]
     assert events_of(con, quiet) == events_of(con, ids["continual-online"])
     assert probes_of(con, quiet) == []
-    summary = summarize(con, ids["continual-online"])["forgetting"]
-    assert summary["points"] == len(online)
-    assert summary["last"] == online[-1]
-    assert summary["max"] == max(online)
-    assert summarize(con, ids["reset"])["forgetting"]["last"] == 0.0
+    summary = summarize(con, ids["continual-online"]).forgetting
+    assert summary.points == len(online)
+    assert summary.last == online[-1]
+    assert summary.max == max(online)
+    assert summarize(con, ids["reset"]).forgetting.last == 0.0
 
 
 def test_oracle_reset_needs_ground_truth_drifts(tmp_path: Path) -> None:
@@ -207,7 +210,7 @@ def test_probe_requests_lie_before_the_replay(tmp_path: Path) -> None:
     prepared = prepare(con, ws, sc)  # type: ignore[arg-type]
     split = prepared.split
     probe = build_probe(
-        con, "toy", split, ReplaySpec(probe_events=50), max_len=8, replay_events=100, seed=3
+        con, "toy", split, probe_events=50, probe_every=0.1, max_len=8, replay_events=100, seed=3
     )
     assert probe is not None
     assert len(probe) == 50
@@ -216,13 +219,14 @@ def test_probe_requests_lie_before_the_replay(tmp_path: Path) -> None:
     assert int(probe.examples.request_times.min()) >= split.valid.t_start
     assert int(probe.examples.times.max()) < split.replay.t_start  # histories too
     again = build_probe(
-        con, "toy", split, ReplaySpec(probe_events=50), max_len=8, replay_events=100, seed=3
+        con, "toy", split, probe_events=50, probe_every=0.1, max_len=8, replay_events=100, seed=3
     )
     assert again is not None
     assert (again.examples.targets == probe.examples.targets).all()
     assert (
         build_probe(
-            con, "toy", split, ReplaySpec(probe_events=0), max_len=8, replay_events=100, seed=3
+            con, "toy", split, probe_events=0, probe_every=0.1, max_len=8, replay_events=100,
+            seed=3,
         )
         is None
     )
@@ -231,9 +235,8 @@ def test_probe_requests_lie_before_the_replay(tmp_path: Path) -> None:
 def test_sample_filter_policy_records_its_savings_and_pretraining_never_adapts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from streamsim.adapt import Adapter
+    from streamsim.adapt import Adapter, PolicySpec
     from streamsim.filters import EtaFilterSpec
-    from streamsim.scenario import PolicySpec
 
     ws, con = setup(tmp_path / "ws")
     sc = tiny_scenario()
@@ -243,7 +246,7 @@ def test_sample_filter_policy_records_its_savings_and_pretraining_never_adapts(
         raise AssertionError(msg)
 
     with monkeypatch.context() as m:
-        m.setattr(Adapter, "adapt", refuse)
+        m.setattr(Adapter, "adapted", refuse)
         prepared = prepare(con, ws, sc)  # type: ignore[arg-type]
     policy = PolicySpec(
         name="reset+eta", tta="reset", tta_lr=0.01, sample_filter=EtaFilterSpec(k=10)
@@ -268,7 +271,7 @@ def test_sample_filter_policy_records_its_savings_and_pretraining_never_adapts(
 
 
 def test_tie_shuffled_replay_covers_the_same_events_and_resumes(tmp_path: Path) -> None:
-    """P6 sanity check: ties replayed in a seeded random order; resumable in that order."""
+    """Tie-order sanity check: ties replayed in a seeded random order; resumable in that order."""
     from dataclasses import replace
 
     import numpy as np
@@ -276,7 +279,7 @@ def test_tie_shuffled_replay_covers_the_same_events_and_resumes(tmp_path: Path) 
 
     from streamsim.compare import compare
     from streamsim.store import iter_events, write_dataset
-    from tests.toy import toy_events
+    from tests.support.toy import toy_events
 
     ws = Workspace.resolve(tmp_path / "ws")
     con = ws.connect()

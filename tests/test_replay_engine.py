@@ -10,10 +10,12 @@ import pytest
 import torch
 
 from models.base import SeqBatch
-from streamsim.replay import BatchResult, ReplayEngine, micro_batches
-from streamsim.scenario import DetectorSpec, PolicySpec, ReplaySpec
+from streamsim.adapt import PolicySpec
+from streamsim.drift import DetectorSpec
+from streamsim.records import StepResult
+from streamsim.replay import ReplayEngine, ReplaySpec, micro_batches
 from streamsim.store import connect_memory, dataset_info, iter_events, read_events, write_dataset
-from tests.toy import make_toy_model, store_toy, toy_events
+from tests.support.toy import make_toy_model, store_toy, toy_events, waves
 
 START = 150  # replay starts at this index
 
@@ -40,8 +42,8 @@ RESET = PolicySpec(name="reset", tta="reset", tta_lr=0.05)
 CONTINUAL = PolicySpec(name="continual", tta="continual", tta_lr=0.05)
 
 
-def ranks_of(results: list[BatchResult]) -> np.ndarray:
-    return np.concatenate([r.ranks for r in results])
+def ranks_of(results: list[StepResult]) -> np.ndarray:
+    return np.concatenate([r.events.rank for r in results])
 
 
 def test_micro_batches_are_consecutive_events_of_the_given_size(con) -> None:  # type: ignore[no-untyped-def]
@@ -104,7 +106,7 @@ def test_items_new_inside_a_micro_batch_join_the_catalogue_of_later_requests() -
     for size in (1, 7, 64):
         _, results = run(con, copy.deepcopy(model), NONE, ReplaySpec(batch_events=size), "late")
         assert ranks_of(results).tolist() == expected, f"batch_events={size}"
-        cold = np.concatenate([r.is_cold for r in results])
+        cold = np.concatenate([r.events.is_cold for r in results])
         assert cold.sum() == 8  # exactly each late item's first event, whatever the batch size
 
 
@@ -116,7 +118,7 @@ def test_poisoned_future_leaves_earlier_batches_unchanged(policy: PolicySpec) ->
     spec = ReplaySpec(batch_events=16)
     _, reference = run(clean, make_toy_model(20), policy, spec)
     cut = 4  # poison everything after micro-batch `cut`
-    last_idx = int(reference[cut].batch.idx[-1])
+    last_idx = int(reference[cut].events.idx[-1])
     rng = np.random.default_rng(99)
     n = events.num_rows
     tail = slice(last_idx + 1, n)
@@ -135,14 +137,14 @@ def test_poisoned_future_leaves_earlier_batches_unchanged(policy: PolicySpec) ->
     write_dataset(dirty, "toy", events=garbage, users=users, items=items, source="t", format="t")
     _, poisoned = run(dirty, make_toy_model(20), policy, spec)
     for a, b in zip(reference[: cut + 1], poisoned[: cut + 1]):
-        assert (a.ranks == b.ranks).all()
-        assert a.adapt.loss_before == b.adapt.loss_before
+        assert (a.events.rank == b.events.rank).all()
+        assert a.batch.tta_loss_before == b.batch.tta_loss_before
 
 
 def test_inputs_only_hold_events_before_their_request(con) -> None:  # type: ignore[no-untyped-def]
     """Scoring: every input event of a request is earlier than that request (sessions put a
     user twice in a batch: the second request sees the first, already scored). Adaptation: every
-    input event is no later than the micro-batch's earliest request (PROTOCOL.md P2)."""
+    input event is no later than the micro-batch's earliest request."""
     model = make_toy_model(20)
     original_score, original_tta = model.score, model.test_time_loss
     calls = {"score": 0, "tta": 0, "later_wave": 0}
@@ -167,8 +169,8 @@ def test_inputs_only_hold_events_before_their_request(con) -> None:  # type: ign
     model.test_time_loss = tta  # type: ignore[method-assign]
     _, results = run(con, model, RESET, ReplaySpec(batch_events=32))
     assert calls["tta"] > 10
-    waves = sum(int(r.batch.waves.max()) + 1 for r in results)
-    assert calls["score"] == waves > len(results)  # several users have 2+ requests per batch
+    n_waves = sum(int(waves(r).max()) + 1 for r in results)
+    assert calls["score"] == n_waves > len(results)  # several users have 2+ requests per batch
 
 
 def test_reset_restores_every_parameter_bit_for_bit(con) -> None:  # type: ignore[no-untyped-def]
@@ -189,15 +191,15 @@ def test_reset_restores_every_parameter_bit_for_bit(con) -> None:  # type: ignor
     for eb in micro_batches(iter_events(con, "toy", start_idx=START), ReplaySpec(batch_events=16)):
         result = engine.step(eb)
         n += 1
-        assert result.adapt.loss_after is not None
-        assert result.adapt.loss_before is not None
-        assert result.adapt.loss_after < result.adapt.loss_before  # the step did something
+        assert result.batch.tta_loss_after is not None
+        assert result.batch.tta_loss_before is not None
+        assert result.batch.tta_loss_after < result.batch.tta_loss_before  # the step did something
         for k, v in model.state_dict().items():
             assert torch.equal(v, theta0[k]), f"{k} changed after batch {eb.batch_id}"
         assert all(p.grad is None for p in model.parameters())
         assert engine.adapter.tta_opt is not None
         assert not engine.adapter.tta_opt.state
-        assert result.param_distance == 0.0
+        assert result.batch.param_distance == 0.0
     assert n > 5
 
 
@@ -210,14 +212,14 @@ def test_reset_scores_with_the_adapted_weights(con) -> None:  # type: ignore[no-
     assert not (ranks_of(reset) == ranks_of(none)).all()
     assert not (ranks_of(reset) == ranks_of(continual)).all()
     # the first batch starts from the same weights under both adaptive policies
-    assert (reset[0].ranks == continual[0].ranks).all()
+    assert (reset[0].events.rank == continual[0].events.rank).all()
 
 
 def test_continual_carries_the_adaptation_forward(con) -> None:  # type: ignore[no-untyped-def]
     model = make_toy_model(20)
     theta0 = {k: v.clone() for k, v in model.state_dict().items()}
     _, results = run(con, model, CONTINUAL, ReplaySpec(batch_events=16))
-    distances = [r.param_distance for r in results]
+    distances = [r.batch.param_distance for r in results]
     assert distances[0] > 0
     assert distances[-1] > distances[0]
     assert any(not torch.equal(v, theta0[k]) for k, v in model.state_dict().items())
@@ -229,9 +231,10 @@ def test_online_update_learns_from_revealed_events_only_after_scoring(con) -> No
     online = PolicySpec(name="online", online=True, online_lr=0.05)
     _, learned = run(con, make_toy_model(20), online, ReplaySpec(batch_events=16))
     _, frozen = run(con, make_toy_model(20), NONE, ReplaySpec(batch_events=16))
-    assert (learned[0].ranks == frozen[0].ranks).all()  # first batch scored before any update
-    assert learned[-1].param_distance > 0
-    assert sum(r.backward_passes for r in learned) == len(learned)
+    # the first batch is scored before any update
+    assert (learned[0].events.rank == frozen[0].events.rank).all()
+    assert learned[-1].batch.param_distance > 0
+    assert sum(r.batch.backward_passes for r in learned) == len(learned)
 
 
 def test_same_seed_gives_identical_results(con) -> None:  # type: ignore[no-untyped-def]
@@ -272,12 +275,12 @@ def test_periodic_reset_restores_theta0_every_n_batches(con) -> None:  # type: i
     assert len(results) > 7
     for r in results:
         after_reset = (r.batch.batch_id + 1) % 3 == 0
-        assert r.tta_reset == after_reset
-        assert (r.param_distance == 0.0) == after_reset, r.batch.batch_id
+        assert r.batch.tta_reset == after_reset
+        assert (r.batch.param_distance == 0.0) == after_reset, r.batch.batch_id
     # a batch right after a reset starts from θ₀ with a fresh optimizer: as under `reset`
     for k in (0, 3, 6):
-        assert (results[k].ranks == reset[k].ranks).all()
-    assert not (results[2].ranks == reset[2].ranks).all()  # two carried steps differ
+        assert (results[k].events.rank == reset[k].events.rank).all()
+    assert not (results[2].events.rank == reset[2].events.rank).all()  # two carried steps differ
 
 
 def test_anchor_pulls_towards_theta0_and_one_is_plain_continual(con) -> None:  # type: ignore[no-untyped-def]
@@ -286,11 +289,11 @@ def test_anchor_pulls_towards_theta0_and_one_is_plain_continual(con) -> None:  #
     one = PolicySpec(name="a1", tta="continual", tta_lr=0.05, anchor=1.0)
     _, same = run(con, make_toy_model(20), one, spec)
     assert (ranks_of(same) == ranks_of(plain)).all()
-    assert [r.param_distance for r in same] == [r.param_distance for r in plain]
+    assert [r.batch.param_distance for r in same] == [r.batch.param_distance for r in plain]
     half = PolicySpec(name="a.5", tta="continual", tta_lr=0.05, anchor=0.5)
     _, pulled = run(con, make_toy_model(20), half, spec)
-    assert 0 < pulled[-1].param_distance < plain[-1].param_distance
-    assert not any(r.tta_reset for r in pulled)
+    assert 0 < pulled[-1].batch.param_distance < plain[-1].batch.param_distance
+    assert not any(r.batch.tta_reset for r in pulled)
 
 
 def test_drift_triggered_reset_restores_theta0_after_an_alarm(con) -> None:  # type: ignore[no-untyped-def]
@@ -306,11 +309,11 @@ def test_drift_triggered_reset_restores_theta0_after_an_alarm(con) -> None:  # t
     fired = [r for r in results if r.alarms]
     assert fired, "a low PageHinkley threshold must fire on this noisy stream"
     for r in results:
-        assert r.tta_reset == bool(r.alarms)
+        assert r.batch.tta_reset == bool(r.alarms)
         if r.alarms:
-            assert r.param_distance == 0.0
+            assert r.batch.param_distance == 0.0
     quiet = [r for r in results if not r.alarms and r.batch.batch_id > 0]
-    assert any(r.param_distance > 0 for r in quiet)
+    assert any(r.batch.param_distance > 0 for r in quiet)
 
 
 def test_oracle_reset_restores_theta0_in_batches_holding_a_drift_start(con) -> None:  # type: ignore[no-untyped-def]
@@ -326,12 +329,12 @@ def test_oracle_reset_restores_theta0_in_batches_holding_a_drift_start(con) -> N
     batches = micro_batches(iter_events(con, "toy", start_idx=START), spec)
     results = [engine.step(eb) for eb in batches]
     _, reset = run(con, make_toy_model(20), RESET, spec)
-    hit = [r.batch.batch_id for r in results if r.tta_reset]
+    hit = [r.batch.batch_id for r in results if r.batch.tta_reset]
     assert hit == [1, 4]  # [166, 181] holds 170; [214, 229] holds 220 and 221
     # such a batch starts from θ₀ with a fresh optimizer, as under reset
     for k in hit:
-        assert (results[k].ranks == reset[k].ranks).all()
-    assert not (results[3].ranks == reset[3].ranks).all()
+        assert (results[k].events.rank == reset[k].events.rank).all()
+    assert not (results[3].events.rank == reset[3].events.rank).all()
 
 
 def test_entropy10_is_a_per_event_label_free_signal(con, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -352,11 +355,11 @@ def test_entropy10_is_a_per_event_label_free_signal(con, monkeypatch) -> None:  
     _, results = run(
         con, make_toy_model(20), NONE, ReplaySpec(batch_events=16), detectors=(detector,)
     )
-    assert [len(v) for v in fed] == [len(r.batch) for r in results]
+    assert [len(v) for v in fed] == [len(r) for r in results]
     values = np.concatenate([np.asarray(v) for v in fed])
     assert ((values >= 0) & (values <= 1)).all()
     means = np.array([np.mean(v) for v in fed]) * np.log(10)
-    assert means == pytest.approx(np.array([r.topk_entropy for r in results]))
+    assert means == pytest.approx(np.array([r.signals.get("topk_entropy") for r in results]))
 
 
 @pytest.mark.parametrize("how", ["nan_loss", "nan_grad"])
@@ -377,8 +380,8 @@ def test_non_finite_steps_are_skipped_not_taken(con, monkeypatch, how: str) -> N
     policy = PolicySpec(name="c", tta="continual", tta_lr=0.05, tta_steps=2)
     _, results = run(con, model, policy, ReplaySpec(batch_events=16))
     for r in results:
-        assert r.adapt.skipped_steps == 2
-        assert r.backward_passes == (0 if how == "nan_loss" else 2)
+        assert r.batch.tta_skipped_steps == 2
+        assert r.batch.backward_passes == (0 if how == "nan_loss" else 2)
     for k, v in model.state_dict().items():
         assert torch.equal(v, theta0[k]), k
 
@@ -415,6 +418,7 @@ def test_continual_modifiers_resume_identically(con, policy: PolicySpec) -> None
     second = engine()
     second.load_state(copy.deepcopy(first.state()))
     resumed = [second.step(eb) for eb in batches[5:]]
-    assert [r.tta_reset for r in resumed] == [r.tta_reset for r in straight[5:]]
+    assert [r.batch.tta_reset for r in resumed] == [r.batch.tta_reset for r in straight[5:]]
     assert (ranks_of(resumed) == ranks_of(straight[5:])).all()
-    assert [r.param_distance for r in resumed] == [r.param_distance for r in straight[5:]]
+    distances = [r.batch.param_distance for r in straight[5:]]
+    assert [r.batch.param_distance for r in resumed] == distances

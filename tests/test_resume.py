@@ -14,11 +14,11 @@ from safetensors.torch import load_file
 import models
 from streamsim import resume as resume_state
 from streamsim.errors import ModelError
-from streamsim.evaluate import evaluate_loo
-from streamsim.scenario import ModelSpec, TrainSpec
+from streamsim.leave_one_out import evaluate_loo
+from streamsim.progress import ProgressEvent, TrainStep
 from streamsim.store import connect_memory
-from streamsim.train import model_source_files
-from tests.toy import store_toy
+from streamsim.train import ModelSpec, TrainSpec, model_source_files
+from tests.support.toy import store_toy
 
 TINY = {
     "sasrec": (("hidden_size", 16), ("inner_size", 32), ("max_len", 8), ("n_layers", 1)),
@@ -40,8 +40,8 @@ def _con():  # type: ignore[no-untyped-def]
 def _run(
     model: str, resume_dir: Path | None, kill_in_epoch: int | None = None, device: str = "cpu"
 ) -> dict[str, Any]:
-    def progress(info: dict[str, float]) -> None:
-        if kill_in_epoch is not None and info["epoch"] == kill_in_epoch and "epoch_end" not in info:
+    def progress(event: ProgressEvent) -> None:
+        if isinstance(event, TrainStep) and event.epoch == kill_in_epoch:
             raise _Killed
 
     spec = ModelSpec(name=model, config=TINY[model])
@@ -177,7 +177,7 @@ def test_a_finished_run_is_not_trained_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Killed after training but before the test metrics: the rerun only evaluates."""
-    import streamsim.evaluate as evaluate_module
+    import streamsim.leave_one_out as evaluate_module
 
     straight = _run("sasrec", None)
 
@@ -195,16 +195,16 @@ def test_a_finished_run_is_not_trained_again(
 
 def _train(root: Path, kill_in_epoch: int | None = None):  # type: ignore[no-untyped-def]
     from streamsim.pipeline import prepare
-    from tests.pipeline_helpers import setup, tiny_scenario
+    from tests.support.tiny_scenario import setup, tiny_scenario
 
-    def progress(info: dict[str, float]) -> None:
-        if kill_in_epoch is not None and info["epoch"] == kill_in_epoch and "epoch_end" not in info:
+    def progress(event: ProgressEvent) -> None:
+        if isinstance(event, TrainStep) and event.epoch == kill_in_epoch:
             raise _Killed
 
     ws, con = setup(root)
     sc = tiny_scenario("sasrec", TINY["sasrec"])
     sc = dataclasses.replace(sc, train=dataclasses.replace(sc.train, epochs=3, patience=5))
-    return prepare(con, ws, sc, train_progress=progress).checkpoint  # type: ignore[arg-type]
+    return prepare(con, ws, sc, progress=progress).checkpoint  # type: ignore[arg-type]
 
 
 def test_scenario_training_resumes_to_the_same_checkpoint(tmp_path: Path) -> None:

@@ -10,7 +10,10 @@ from typer.testing import CliRunner
 
 from streamsim import scenario
 from streamsim.cli import app
+from streamsim.drift import SIGNAL_NAMES
 from streamsim.errors import ScenarioError
+from streamsim.splits import SplitSpec
+from streamsim.train import TrainSpec
 
 SHIPPED = [
     "weekend-shift", "sudden-shift", "gradual-drift", "recurring-shift", "new-items", "no-drift",
@@ -33,7 +36,7 @@ def test_every_shipped_scenario_loads() -> None:
         assert sc.name == name
         assert [p.name for p in sc.policies][:3] == ["none", "reset", "continual"]
         assert sc.split.valid_start < sc.split.replay_start
-        assert {d.signal for d in sc.detectors} <= set(scenario.SIGNAL_NAMES)
+        assert {d.signal for d in sc.detectors} <= set(SIGNAL_NAMES)
         assert len(sc.content_hash) == 64
     ws = scenario.load("weekend-shift")
     assert ws.model.name == "t2arec"
@@ -42,7 +45,7 @@ def test_every_shipped_scenario_loads() -> None:
         ("continual", "continual", False),
         ("online", "none", True),
     ]
-    # small enough for the README's main job on 2 cores (timed in docs/benchmarks.md): at most
+    # small enough for the README's main job on 2 cores (timed in docs/performance.md): at most
     # 40 epochs (early stopping) over the pretraining part of <= 40k synthetic events
     assert ws.train.epochs <= 40
     synth_cfg = ws.data.synthetic
@@ -71,19 +74,30 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
     p = tmp_path / "x.toml"
     p.write_text(GOOD)
     sc = scenario.load(p)
-    assert sc.split == scenario.SplitSpec()
-    assert sc.train == scenario.TrainSpec()
+    assert sc.split == SplitSpec()
+    assert sc.train == TrainSpec()
     assert sc.policies == scenario.DEFAULT_POLICIES
-    over = scenario.load(p, {"model.name": "sasrec", "seed": 3, "policies": ["reset"]})
-    assert over.model.name == "sasrec"
+    over = scenario.load(p, {"model.name": "mamba4rec", "seed": 3, "policies": ["none"]})
+    assert over.model.name == "mamba4rec"
     assert over.seed == 3
-    assert [q.name for q in over.policies] == ["reset"]
+    assert [q.name for q in over.policies] == ["none"]
     assert over.content_hash != sc.content_hash
     assert scenario.load(p).content_hash == sc.content_hash
     with pytest.raises(ScenarioError, match=r"\[replay\] key 'batch_events'.*expected an integer"):
         scenario.load(p, {"replay.batch_events": "many"})
     with pytest.raises(ScenarioError, match="--policy 'bogus' is not a policy"):
         scenario.load(p, {"policies": ["bogus"]})
+    # the whole scenario is checked when it is loaded, before anything is written: a model that
+    # cannot run one of the policies is refused with the policy named
+    with pytest.raises(ScenarioError, match=r"policy 'reset'.*'sasrec' has no test-time loss"):
+        scenario.load(p, {"model.name": "sasrec"})
+    with pytest.raises(ScenarioError, match=r"\[model\]: unknown model 'nope'"):
+        scenario.load(p, {"model.name": "nope"})
+    with pytest.raises(ScenarioError, match=r"\[model\]: .*'d_modell'"):
+        scenario.load(p, {"model.config.d_modell": 3})
+    online_only = {"adaptation.policies": [{"name": "online", "online": True}]}
+    with pytest.raises(ScenarioError, match=r"policy 'online'.*no trainable parameters"):
+        scenario.load(p, {"model.name": "popularity", **online_only})
     d = scenario.to_dict(sc)
     assert d["train"]["epochs"] == 20
     assert d["replay"]["batch_events"] == 256

@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from streamsim.evaluate import loo_examples
+from streamsim.leave_one_out import loo_examples
 from streamsim.splits import (
     IndexRange,
     Split,
@@ -117,10 +117,9 @@ def test_leave_one_out_agrees_with_evaluate_loo_examples() -> None:
 
 
 def test_time_cuts_fall_on_timestamp_boundaries() -> None:
-    from streamsim.scenario import SplitSpec
-    from streamsim.splits import resolve_split
+    from streamsim.splits import SplitSpec, resolve_split
     from streamsim.store import connect_memory, read_events
-    from tests.toy import store_toy
+    from tests.support.toy import store_toy
 
     con = connect_memory()
     store_toy(con, n_events=400)

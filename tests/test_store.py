@@ -169,17 +169,52 @@ def test_fingerprint_hashes_the_events() -> None:
     assert events_fingerprint(con, "b") != a.fingerprint
 
 
-def test_opening_an_older_workspace_adds_the_new_columns(tmp_path: Path) -> None:
+# `run_batches` as workspaces made before the label-free signals got their own table had it
+OLD_RUN_BATCHES = """
+CREATE TABLE run_batches (
+    run_id VARCHAR NOT NULL, batch_id BIGINT NOT NULL,
+    first_idx BIGINT NOT NULL, last_idx BIGINT NOT NULL, n_events INTEGER NOT NULL,
+    t_start BIGINT NOT NULL, t_end BIGINT NOT NULL,
+    tta_loss_before DOUBLE, tta_loss_after DOUBLE, param_distance DOUBLE,
+    backward_passes INTEGER NOT NULL, filtered_share DOUBLE, delta_next_mean DOUBLE,
+    topk_entropy DOUBLE, coverage DOUBLE,
+    time_adapt DOUBLE NOT NULL, time_score DOUBLE NOT NULL,
+    time_reveal DOUBLE NOT NULL, time_detect DOUBLE NOT NULL
+);
+INSERT INTO run_batches VALUES
+    ('r', 0, 0, 9, 10, 0, 9, 2.0, 1.9, 0.1, 1, NULL, 3.5, 0.7, 0.05, 0.1, 0.1, 0.1, 0.1),
+    ('r', 1, 10, 19, 10, 10, 19, NULL, NULL, 0.0, 0, NULL, NULL, 0.6, 0.04, 0.1, 0.1, 0.1, 0.1);
+"""
+
+
+def test_opening_an_older_workspace_adds_the_new_columns_and_moves_the_signals(
+    tmp_path: Path,
+) -> None:
     import duckdb
 
-    from streamsim.store import SCHEMA, Workspace
+    from streamsim.records import BatchResult, columns
+    from streamsim.store import Workspace
 
     ws = Workspace.resolve(tmp_path / "old")
     ws.root.mkdir(parents=True)
     old = duckdb.connect(str(ws.db_path))
-    old.execute(SCHEMA)
-    old.execute("ALTER TABLE run_batches DROP COLUMN tta_samples_saved")  # as 0.1.0 made it
+    old.execute(OLD_RUN_BATCHES)
     old.close()
     con = ws.connect()
-    cols = [r[0] for r in con.execute("DESCRIBE run_batches").fetchall()]
-    assert cols[-1] == "tta_samples_saved"
+    cols = {r[0] for r in con.execute("DESCRIBE run_batches").fetchall()}
+    assert cols == {"run_id"} | {name for name, *_ in columns(BatchResult)}
+    signals = con.execute(
+        "SELECT batch_id, signal, value FROM run_signals ORDER BY batch_id, signal"
+    ).fetchall()
+    assert signals == [
+        (0, "coverage", 0.05), (0, "delta_next_mean", 3.5), (0, "topk_entropy", 0.7),
+        (1, "coverage", 0.04), (1, "topk_entropy", 0.6),
+    ]  # fmt: skip
+    # the read interface puts them back beside the batch columns
+    row = con.execute(
+        "SELECT tta_loss_before, delta_next_mean, coverage FROM run_batches_of('r')"
+        " ORDER BY batch_id"
+    ).fetchall()
+    assert row == [(2.0, 3.5, 0.05), (None, None, 0.04)]
+    con.close()
+    assert ws.connect().execute("SELECT count(*) FROM run_signals").fetchall() == [(5,)]

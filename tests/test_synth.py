@@ -240,7 +240,7 @@ def test_shipped_synthetic_scenarios_split_without_leakage() -> None:
 
 def test_a_synthetic_scenario_never_overwrites_ingested_data() -> None:
     from streamsim.store import write_dataset
-    from tests.toy import toy_events
+    from tests.support.toy import toy_events
 
     con = store.connect_memory()
     events, users, items = toy_events()

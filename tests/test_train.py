@@ -7,9 +7,8 @@ import pytest
 import torch
 
 import models
-from streamsim.examples import Examples
-from streamsim.scenario import ModelSpec, TrainSpec
-from streamsim.train import _fit, build_model
+from streamsim.train import ModelSpec, TrainSpec, _fit, build_model
+from streamsim.training_examples import Examples
 
 TRAINABLE = [e.name for e in models.list_models() if e.cls.trainable]
 

@@ -1,4 +1,9 @@
-"""One module per CLI command group; each exposes `register(app)`."""
+"""The CLI's command groups, one module each; each exposes `register(app)`.
+
+Every command has the same shape: parse its options, call one `streamsim` function, render
+what it returns. Shared here: the workspace of the invocation, the console, ``--set`` parsing
+and the scenario overrides the scenario-loading commands have in common.
+"""
 
 from __future__ import annotations
 
@@ -51,4 +56,26 @@ def parse_pairs(pairs: list[str], flag: str, example: str) -> dict[str, Any]:
             out[key] = json.loads(raw)
         except json.JSONDecodeError:
             out[key] = raw
+    return out
+
+
+def scenario_overrides(
+    *,
+    policies: list[str] | None = None,
+    model: str | None = None,
+    seed: int | None = None,
+    max_events: int | None = None,
+    pairs: list[str] | None = None,
+) -> dict[str, Any]:
+    """The flat overrides `streamsim.scenario.load` takes, from the common options."""
+    out: dict[str, Any] = {}
+    if policies:
+        out["policies"] = list(policies)
+    if model is not None:
+        out["model.name"] = model
+    if seed is not None:
+        out["seed"] = seed
+    if max_events is not None:
+        out["replay.max_events"] = max_events
+    out.update(parse_pairs(pairs or [], "--set", "train.patience=6"))
     return out

@@ -1,10 +1,9 @@
-"""CLI commands: ``streamsim compare`` (paired statistics) and ``streamsim dashboard`` (HTML)."""
+"""CLI: `streamsim compare` — paired statistics of runs over the same events, and their tables."""
 
 from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -109,56 +108,35 @@ def render_comparison(comparison: Comparison, *, per_segment: bool = False) -> G
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to the root app."""
+    app.command("compare")(compare_runs)
 
-    @app.command("compare")
-    def compare_cmd(
-        ctx: typer.Context,
-        runs: Annotated[list[str], typer.Argument(help="Run ids; the first is the baseline.")],
-        metric: Annotated[
-            str, typer.Option(help="ndcg@10, hr@10 (= recall@10), hr@50 or mrr@10.")
-        ] = "ndcg@10",
-        segment: Annotated[
-            str, typer.Option(help="Unit of the paired differences: day, week or quartile.")
-        ] = "day",
-        block: Annotated[
-            int, typer.Option(min=1, help="Moving-block bootstrap block length, in segments.")
-        ] = 7,
-        n_boot: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 2000,
-        seed: Annotated[int, typer.Option(help="Seed of the bootstrap generator.")] = 0,
-        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    ) -> None:
-        """Paired comparison of runs over the same events (block bootstrap CI, Wilcoxon,
-        McNemar, Holm)."""
-        con = workspace(ctx).connect(read_only=True)
-        try:
-            result = compare(
-                con, runs, metric=metric, segment=segment, block=block, n_boot=n_boot, seed=seed
-            )
-        finally:
-            con.close()
-        if as_json:
-            typer.echo(json.dumps(result.to_json(), indent=2, allow_nan=False))
-            return
-        console().print(render_comparison(result, per_segment=True))
 
-    @app.command("dashboard")
-    def dashboard_cmd(
-        ctx: typer.Context,
-        runs: Annotated[list[str], typer.Argument(help="Run ids; the first is the baseline.")],
-        output: Annotated[
-            Path | None,
-            typer.Option("-o", "--output", help="HTML file (default: <workspace>/dashboards/)."),
-        ] = None,
-    ) -> None:
-        """Write one self-contained HTML dashboard (works offline) for the runs."""
-        from dashboards.page import default_path, write_dashboard
-
-        ws = workspace(ctx)
-        con = ws.connect(read_only=True)
-        try:
-            path = output if output is not None else default_path(ws.subdir("dashboards"), runs)
-            written = write_dashboard(con, runs, path)
-        finally:
-            con.close()
-        typer.echo(str(written))
+def compare_runs(
+    ctx: typer.Context,
+    runs: Annotated[list[str], typer.Argument(help="Run ids; the first is the baseline.")],
+    metric: Annotated[
+        str, typer.Option(help="ndcg@10, hr@10 (= recall@10), hr@50 or mrr@10.")
+    ] = "ndcg@10",
+    segment: Annotated[
+        str, typer.Option(help="Unit of the paired differences: day, week or quartile.")
+    ] = "day",
+    block: Annotated[
+        int, typer.Option(min=1, help="Moving-block bootstrap block length, in segments.")
+    ] = 7,
+    n_boot: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap generator.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Paired comparison of runs over the same events (block bootstrap CI, Wilcoxon,
+    McNemar, Holm)."""
+    con = workspace(ctx).connect(read_only=True)
+    try:
+        result = compare(
+            con, runs, metric=metric, segment=segment, block=block, n_boot=n_boot, seed=seed
+        )
+    finally:
+        con.close()
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), indent=2, allow_nan=False))
+        return
+    console().print(render_comparison(result, per_segment=True))

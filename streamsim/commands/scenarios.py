@@ -1,44 +1,47 @@
-"""CLI commands: ``streamsim scenarios list|show``."""
+"""CLI: `streamsim scenarios list|show` — the bundled and user scenario files."""
 
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 import typer
 
-from streamsim import scenario as scenario_mod
-
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to the root app."""
     group = typer.Typer(help="Shipped and user scenario files.", no_args_is_help=True)
-
-    @group.command("list")
-    def list_cmd(
-        as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-    ) -> None:
-        """List the bundled scenarios (name and one-line description)."""
-        rows = scenario_mod.list_bundled()
-        if as_json:
-            typer.echo(json.dumps([{"name": n, "description": d} for n, d in rows], indent=2))
-            return
-        width = max((len(n) for n, _ in rows), default=0)
-        for name, desc in rows:
-            typer.echo(f"{name.ljust(width)}  {desc}")
-
-    @group.command("show")
-    def show_cmd(
-        name_or_path: str = typer.Argument(..., help="Bundled scenario name or a TOML path."),
-        as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-    ) -> None:
-        """Show a scenario's resolved values, defaults included."""
-        resolved = scenario_mod.to_dict(scenario_mod.load(name_or_path))
-        if as_json:
-            typer.echo(json.dumps(resolved, indent=2, sort_keys=True))
-            return
-        _echo_tree(resolved, 0)
-
+    group.command("list")(scenarios_list)
+    group.command("show")(scenarios_show)
     app.add_typer(group, name="scenarios")
+
+
+def scenarios_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List the bundled scenarios (name and one-line description)."""
+    from streamsim.scenario import list_bundled
+
+    rows = list_bundled()
+    if as_json:
+        typer.echo(json.dumps([{"name": n, "description": d} for n, d in rows], indent=2))
+        return
+    width = max((len(n) for n, _ in rows), default=0)
+    for name, desc in rows:
+        typer.echo(f"{name.ljust(width)}  {desc}")
+
+
+def scenarios_show(
+    name_or_path: Annotated[str, typer.Argument(help="Bundled scenario name or a TOML path.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show a scenario's resolved values, defaults included."""
+    from streamsim.scenario import load, to_dict
+
+    resolved = to_dict(load(name_or_path))
+    if as_json:
+        typer.echo(json.dumps(resolved, indent=2, sort_keys=True))
+        return
+    _echo_tree(resolved, 0)
 
 
 def _echo_tree(value: object, indent: int) -> None:

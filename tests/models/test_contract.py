@@ -17,7 +17,7 @@ import torch
 import models
 from models.base import Recommender, SeqBatch, sum_terms
 from streamsim.rng import seeded
-from tests.tiny import NAMES, build_tiny
+from tests.support.tiny import NAMES, build_tiny
 
 N_ITEMS, SEQ = 30, 8
 LENGTHS = (8, 5, 1, 0)

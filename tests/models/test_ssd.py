@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models import fused
+from models import ssd_backend
 from models.ssd import segsum, ssd_chunked, ssd_sequential, ssd_step
 from streamsim.errors import ModelError
 
@@ -88,36 +88,36 @@ def test_chunked_scan_gradcheck() -> None:
 
 def test_backend_selection_on_cpu() -> None:
     cpu = torch.device("cpu")
-    assert fused.resolve_backend("torch", cpu) == "torch"
-    assert fused.resolve_backend("auto", cpu) == "torch"
+    assert ssd_backend.resolve_backend("torch", cpu) == "torch"
+    assert ssd_backend.resolve_backend("auto", cpu) == "torch"
     with pytest.raises(ModelError, match="unknown SSD backend"):
-        fused.resolve_backend("triton", cpu)
+        ssd_backend.resolve_backend("triton", cpu)
     x, dt, A, B, C = _inputs(2, 9, 1, 3, 4)
-    y, s = fused.ssd_scan(x, dt, A, B, C, chunk=4, backend="auto")
+    y, s = ssd_backend.ssd_scan(x, dt, A, B, C, chunk=4, backend="auto")
     y_ref, s_ref = ssd_sequential(x, dt, A, B, C)
     torch.testing.assert_close(y, y_ref, **TOL)
     torch.testing.assert_close(s, s_ref, **TOL)
 
 
 def test_explicit_mamba_ssm_without_it_raises_install_hint() -> None:
-    if fused._mamba_scan() is not None:
+    if ssd_backend._mamba_scan() is not None:
         pytest.skip("mamba_ssm is importable here; the missing-extra error cannot be shown")
     with pytest.raises(ModelError, match=r"pip install --no-build-isolation -e '\.\[mamba\]'"):
-        fused.resolve_backend("mamba_ssm", torch.device("cpu"))
+        ssd_backend.resolve_backend("mamba_ssm", torch.device("cpu"))
 
 
 @pytest.mark.gpu
 def test_mamba_ssm_matches_oracle_on_cuda() -> None:
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
-    if not fused.mamba_ssm_available():
+    if not ssd_backend.mamba_ssm_available():
         pytest.skip("mamba_ssm is not installed (pip install --no-build-isolation -e '.[mamba]')")
     x, dt, A, B, C = _inputs(2, 37, 2, 64, 32)
     lengths = torch.tensor([37, 20])
     dt = dt * (torch.arange(37)[None, :] < lengths[:, None])[..., None]
     y_ref, s_ref = ssd_sequential(x, dt, A, B, C)
     dev = [t.float().cuda() for t in (x, dt, A, B, C)]
-    y, s = fused.ssd_scan(*dev, chunk=16, backend="mamba_ssm")
+    y, s = ssd_backend.ssd_scan(*dev, chunk=16, backend="mamba_ssm")
     # the Triton kernels multiply in TF32, so compare relative to the scale of the reference
     for got, want in ((y, y_ref), (s, s_ref)):
         err = (got.double().cpu() - want).norm() / want.norm()

@@ -405,9 +405,9 @@ def test_invalid_options_raise(overrides: dict[str, Any], match: str) -> None:
 
 
 def test_explicit_mamba_ssm_backend_without_the_extra_raises() -> None:
-    from models import fused
+    from models import ssd_backend
 
-    if fused._mamba_scan() is not None:
+    if ssd_backend._mamba_scan() is not None:
         pytest.skip("mamba_ssm is importable here")
     with pytest.raises(ModelError, match="streamsim\\[mamba\\]"):
         models.create("t2arec", n_items=5, config={"backend": "mamba_ssm"})

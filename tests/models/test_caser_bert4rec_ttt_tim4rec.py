@@ -1,4 +1,4 @@
-"""Issue 7 models (Caser, BERT4Rec, TTT4Rec, TTT-Linear recommender, TiM4Rec) at tiny sizes.
+"""Caser, BERT4Rec, TTT4Rec, the TTT-Linear recommender and TiM4Rec at tiny sizes.
 
 Generic checks (shape, finite, empty histories, padding invariance, loss + backward) plus the
 model-specific ones: BERT4Rec's mask token at inference, TTT4Rec's top-K entropy loss, TiM4Rec's
@@ -192,13 +192,13 @@ def test_ttt4rec_test_time_loss(variant: dict[str, Any]) -> None:
 
 def test_adapter_updates_only_the_test_time_parameters() -> None:
     """Continual TTA on TTT4Rec moves the q/k/v/o projections (ETA-Rec) and nothing else."""
-    from streamsim.adapt import Adapter
-    from streamsim.scenario import PolicySpec
+    from streamsim.adapt import Adapter, PolicySpec
 
     model = _build("ttt4rec")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     adapter = Adapter(model, PolicySpec(name="c", tta="continual", tta_lr=0.5))
-    adapter.adapt(_batch().without_targets())
+    with adapter.adapted(_batch().without_targets()):
+        pass
     adapted = {id(p) for p in model.test_time_parameters()}
     names = {n for n, p in model.named_parameters() if id(p) in adapted}
     assert names
@@ -290,7 +290,7 @@ def test_train_and_replay_on_toy_data(
 ) -> None:
     """The pipeline trains the model and replays it (TTT4Rec with continual test-time steps)."""
     from streamsim.pipeline import prepare, replay_policy
-    from tests.pipeline_helpers import POLICIES, setup, tiny_scenario
+    from tests.support.tiny_scenario import POLICIES, setup, tiny_scenario
 
     ws, con = setup(tmp_path)
     scenario = tiny_scenario(name, config)

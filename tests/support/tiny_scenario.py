@@ -6,19 +6,15 @@ import sys
 import time
 from pathlib import Path
 
+from streamsim.adapt import PolicySpec
+from streamsim.drift import DetectorSpec
 from streamsim.pipeline import prepare, replay_policy
-from streamsim.scenario import (
-    DataSpec,
-    DetectorSpec,
-    ModelSpec,
-    PolicySpec,
-    ReplaySpec,
-    Scenario,
-    SplitSpec,
-    TrainSpec,
-)
+from streamsim.replay import ReplaySpec
+from streamsim.scenario import DataSpec, Scenario
+from streamsim.splits import SplitSpec
 from streamsim.store import Workspace, has_dataset
-from tests.toy import store_toy
+from streamsim.train import ModelSpec, TrainSpec
+from tests.support.toy import store_toy
 
 TINY_T2AREC = (
     ("chunk", 8),

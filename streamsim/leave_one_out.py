@@ -7,7 +7,8 @@ test example, a user with one example only a training example). The test input t
 the validation item. Ranking is over every item of the dataset (padding excluded), history items
 are not masked, and ties count against the target (`streamsim.ranking`).
 
-This protocol ignores the global timeline (PROTOCOL.md P1): it exists to reproduce published
+This protocol ignores the global timeline (a user's test item may be older than another user's
+training items): it exists to reproduce published
 numbers, not to measure interest tracking (use `streamsim replay` for that).
 
 With test-time alignment (`tta`), each evaluation batch is handled as in T2ARec's Algorithm 1:
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,15 +28,15 @@ import numpy as np
 import torch
 
 from models.base import Recommender
-from streamsim.adapt import Adapter
+from streamsim.adapt import Adapter, PolicySpec
 from streamsim.errors import ModelError
-from streamsim.examples import Examples, stack_examples
 from streamsim.history import HistoryBuffer
+from streamsim.progress import Progress
 from streamsim.ranking import target_ranks
 from streamsim.resume import ResumeFile
-from streamsim.scenario import ModelSpec, PolicySpec, TrainSpec
 from streamsim.store import dataset_info, iter_events
-from streamsim.train import _fit, build_model, model_code_hash, model_config
+from streamsim.train import ModelSpec, TrainSpec, _fit, build_model, model_code_hash, model_config
+from streamsim.training_examples import Examples, stack_examples
 
 KS = (10, 50)
 
@@ -107,11 +107,11 @@ def full_ranking_metrics(
     for batch in examples.batches(batch_size, device=device):
         inputs = batch.without_targets()
         if adapter is not None:
-            adapter.adapt(inputs)
-        with torch.no_grad():
-            scores = model.score(inputs)
-        if adapter is not None:
-            adapter.after_scoring()
+            with adapter.adapted(inputs), torch.no_grad():  # Algorithm 1: adapt, score, restore
+                scores = model.score(inputs)
+        else:
+            with torch.no_grad():
+                scores = model.score(inputs)
         assert batch.targets is not None
         ranks = target_ranks(scores, batch.targets).to(torch.float64)
         for k in KS:
@@ -133,7 +133,7 @@ def evaluate_loo(
     tta: PolicySpec | None = None,
     eval_batch_size: int = 4096,
     device: str = "cpu",
-    progress: Callable[[dict[str, float]], None] | None = None,
+    progress: Progress | None = None,
     resume_dir: Path | None = None,
 ) -> dict[str, object]:
     """Train on the LOO training examples, early-stop on validation, report test metrics.

@@ -7,7 +7,9 @@
 
 mamba_ssm is never imported at package import time. Its import can fail in more ways than
 `ImportError` (a missing compiled extension, Triton without a driver), so any `Exception` from
-the import counts as "unavailable" (see design/FEASIBILITY.md §2).
+the import counts as "unavailable": on a CPU-only machine mamba-ssm installs (with
+`MAMBA_FORCE_BUILD`) but its import fails on the missing compiled `selective_scan_cuda`, and its
+fused scan refuses CPU tensors with a TypeError.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def _mamba_scan() -> Callable[..., Any] | None:
     """mamba_ssm's fused chunked scan, or None when it cannot be imported here."""
     try:
         from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
-    except Exception:  # noqa: BLE001 - any import failure means "not available" (FEASIBILITY §2)
+    except Exception:  # noqa: BLE001 - any import failure means "not available"
         return None
     return mamba_chunk_scan_combined
 

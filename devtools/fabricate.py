@@ -179,16 +179,29 @@ def fabricate_run(
             else np.zeros(n_batches),
             "backward_passes": np.full(n_batches, 1 if adapts else 0, dtype=np.int32),
             "filtered_share": pa.nulls(n_batches, pa.float64()),
-            "delta_next_mean": rng.normal(0.0, 1.0, n_batches)
-            if adapts
-            else pa.nulls(n_batches, pa.float64()),
-            "topk_entropy": rng.random(n_batches),
-            "coverage": rng.random(n_batches) * 0.1,
             "time_adapt": rng.random(n_batches) * 0.02 if adapts else np.zeros(n_batches),
             "time_score": rng.random(n_batches) * 0.01,
             "time_reveal": rng.random(n_batches) * 0.002,
             "time_detect": rng.random(n_batches) * 0.001,
+            "time_probe": np.zeros(n_batches),
             "tta_samples_saved": np.zeros(n_batches, dtype=np.int32),
+            "tta_skipped_steps": np.zeros(n_batches, dtype=np.int32),
+            "tta_reset": np.zeros(n_batches, dtype=bool),
+        }
+    )
+    # label-free signals, one row per (batch, signal): `run_signals`
+    signal_values = {
+        "topk_entropy": rng.random(n_batches),
+        "coverage": rng.random(n_batches) * 0.1,
+    }
+    if adapts:
+        signal_values["delta_next_mean"] = rng.normal(0.0, 1.0, n_batches)
+    signals = pa.table(
+        {
+            "run_id": [run_id] * (n_batches * len(signal_values)),
+            "batch_id": np.tile(np.arange(n_batches, dtype=np.int64), len(signal_values)),
+            "signal": np.repeat(list(signal_values), n_batches),
+            "value": np.concatenate(list(signal_values.values())),
         }
     )
     alarm_idx = [i for _, _, i in alarms]
@@ -224,6 +237,7 @@ def fabricate_run(
     for table, data in (
         ("run_events", events),
         ("run_batches", batches),
+        ("run_signals", signals),
         ("run_alarms", alarm_table),
     ):
         con.register("_fab", data)
@@ -252,7 +266,8 @@ def copy_run(
         " FROM run_events WHERE run_id = ?",
         [dst, ndcg_shift, src],
     )
-    con.execute(
-        "INSERT INTO run_batches SELECT * REPLACE (? AS run_id) FROM run_batches WHERE run_id = ?",
-        [dst, src],
-    )
+    for table in ("run_batches", "run_signals"):
+        con.execute(
+            f"INSERT INTO {table} SELECT * REPLACE (? AS run_id) FROM {table} WHERE run_id = ?",
+            [dst, src],
+        )

@@ -10,6 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from models.base import Recommender, SeqBatch
+from streamsim.records import StepResult
+from streamsim.replay import EventBatch
 from streamsim.rng import seeded
 from streamsim.store import write_dataset
 
@@ -96,3 +98,9 @@ def toy_events(
 def store_toy(con, name: str = "toy", **kwargs: int) -> None:  # type: ignore[no-untyped-def]
     events, users, items = toy_events(**kwargs)
     write_dataset(con, name, events=events, users=users, items=items, source="test", format="toy")
+
+
+def waves(result: StepResult) -> np.ndarray:
+    """(B,) each request's count of earlier requests of the same user in its micro-batch."""
+    ev = result.events
+    return EventBatch(result.batch.batch_id, ev.idx, ev.user_id, ev.item_id, ev.ts).waves

@@ -1,0 +1,47 @@
+"""CLI: `streamsim train` — one call to `streamsim.pipeline.prepare` (data, split, checkpoint)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from streamsim.commands import SetOption, console, scenario_overrides, workspace
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+
+
+def train(
+    ctx: typer.Context,
+    scenario: Annotated[str, typer.Option("--scenario", "-s", help="Scenario name or TOML path.")],
+    model: Annotated[str | None, typer.Option("--model", help="Override the model.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Override the seed.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Retrain even if cached.")] = False,
+    set_: SetOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Pretrain the scenario's model on its pretraining period (early stopping on validation)."""
+    from streamsim.commands.progress_view import progress_view
+    from streamsim.pipeline import prepare
+    from streamsim.scenario import check, load
+
+    sc = load(scenario, scenario_overrides(model=model, seed=seed, pairs=set_))
+    check(sc)
+    ws = workspace(ctx)
+    con = ws.connect()
+    with progress_view(console(stderr=as_json)) as progress:
+        ckpt = prepare(con, ws, sc, progress=progress, force=force).checkpoint
+    result = {
+        "checkpoint": str(ckpt.path),
+        "hash": ckpt.hash,
+        "model": ckpt.model_name,
+        "best": ckpt.manifest["best"],
+    }
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    console().print(f"checkpoint {ckpt.path}")
+    console().print(f"best epoch: {json.dumps(ckpt.manifest['best'], default=str)}")
