@@ -53,7 +53,7 @@ def loo_examples(con: duckdb.DuckDBPyConnection, dataset: str, *, max_len: int) 
     info = dataset_info(con, dataset)
     counts = np.zeros(info.n_users, dtype=np.int64)
     for user, count in con.execute(
-        "SELECT user_id, count(*) FROM events WHERE dataset = ? GROUP BY user_id", [dataset]
+        "SELECT user_id, count(*) FROM dataset_events(?) GROUP BY user_id", [dataset]
     ).fetchall():
         counts[user] = count
     n_examples = np.maximum(counts - 1, 0)  # examples per user

@@ -80,7 +80,7 @@ def _cut_time(con: duckdb.DuckDBPyConnection, dataset: str, by: str, value: floa
         return int(value)
     info = dataset_info(con, dataset)
     position = min(int(value * info.n_events), info.n_events - 1)
-    row = fetch_one(con, "SELECT ts FROM events WHERE dataset = ? AND idx = ?", [dataset, position])
+    row = fetch_one(con, "SELECT ts FROM dataset_events(?) WHERE idx = ?", [dataset, position])
     assert row is not None
     return int(row[0])
 
@@ -135,7 +135,7 @@ class KeptIds:
 def _period_where(period: IndexRange | None) -> tuple[str, list[int]]:
     if period is None:
         return "", []
-    return " AND idx >= ? AND idx < ?", [period.start, period.stop]
+    return " WHERE idx >= ? AND idx < ?", [period.start, period.stop]
 
 
 def kcore(
@@ -160,7 +160,7 @@ def kcore(
     cur = con.cursor()
     try:
         cur.execute(
-            "CREATE TEMP TABLE _k AS SELECT user_id, item_id FROM events WHERE dataset = ?" + where,
+            "CREATE TEMP TABLE _k AS SELECT user_id, item_id FROM dataset_events(?)" + where,
             [dataset, *params],
         )
         rounds = 0
@@ -213,9 +213,8 @@ def filter_events(
         cur.register("_ku", pa.table({"user_id": kept.users}))
         cur.register("_ki", pa.table({"item_id": kept.items}))
         return cur.sql(
-            "SELECT idx, user_id, item_id, ts, category, rating FROM events"
+            "SELECT idx, user_id, item_id, ts, category, rating FROM dataset_events($dataset)"
             " SEMI JOIN _ku USING (user_id) SEMI JOIN _ki USING (item_id)"
-            " WHERE dataset = $dataset"
             + where.replace("?", "$lo", 1).replace("?", "$hi", 1)
             + " ORDER BY idx",
             params={"dataset": dataset, **({"lo": params[0], "hi": params[1]} if params else {})},
@@ -236,11 +235,11 @@ def split_report(con: duckdb.DuckDBPyConnection, dataset: str, split: Split) -> 
     """
     row = fetch_one(
         con,
-        "WITH past AS (SELECT user_id, item_id FROM events WHERE dataset = $d AND idx < $cut),"
+        "WITH past AS (SELECT user_id, item_id FROM dataset_events($d) WHERE idx < $cut),"
         " pu AS (SELECT DISTINCT user_id FROM past), pi AS (SELECT DISTINCT item_id FROM past),"
         " r AS (SELECT e.user_id, e.item_id, pu.user_id IS NULL AS cu, pi.item_id IS NULL AS ci"
-        " FROM events e LEFT JOIN pu USING (user_id) LEFT JOIN pi USING (item_id)"
-        " WHERE e.dataset = $d AND e.idx >= $cut AND e.idx < $stop)"
+        " FROM dataset_events($d) e LEFT JOIN pu USING (user_id) LEFT JOIN pi USING (item_id)"
+        " WHERE e.idx >= $cut AND e.idx < $stop)"
         " SELECT count(*), count(*) FILTER (cu), count(*) FILTER (ci),"
         " count(*) FILTER (cu OR ci), count(DISTINCT user_id) FILTER (cu),"
         " count(DISTINCT item_id) FILTER (ci) FROM r",
@@ -298,7 +297,7 @@ def leave_one_out(con: duckdb.DuckDBPyConnection, dataset: str, *, max_len: int)
             f" list(item_id) OVER (w ROWS BETWEEN {int(max_len)} PRECEDING AND 1 PRECEDING)"
             " AS history,"
             f" list(ts) OVER (w ROWS BETWEEN {int(max_len)} PRECEDING AND 1 PRECEDING)"
-            " AS history_ts FROM events WHERE dataset = ?"
+            " AS history_ts FROM dataset_events(?)"
             " WINDOW w AS (PARTITION BY user_id ORDER BY idx)) WHERE k >= 1",
             [dataset],
         )
