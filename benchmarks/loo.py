@@ -17,6 +17,11 @@ continues to the same result (the file is refused if the code or settings change
 only prints the markdown table of what the file holds: mean ± sample standard deviation over
 the seeds present, the number of seeds, epochs run (best epoch), and seconds per seed (for a
 resumed run, the sum of its epochs' seconds across processes when larger than the last one's).
+`--doc PAGE` also writes that table into PAGE between the markers named after the results
+file (`<!-- loo-ml-100k-L200:begin -->` ... `:end -->`; see `benchmarks/doc_tables.py`):
+
+    python benchmarks/loo.py --dataset ml-100k --max-len 200 \
+        --results docs/benchmarks.d/loo-ml-100k-L200.jsonl --render --doc docs/results.md
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from doc_tables import report
 
 from streamsim import resume as resume_state
 from streamsim.ingest import ingest
@@ -64,6 +70,12 @@ def main() -> None:
     parser.add_argument("--results", type=Path, required=True, help="JSON lines, appended")
     parser.add_argument("--render", action="store_true", help="only print the table")
     parser.add_argument(
+        "--doc",
+        type=Path,
+        default=None,
+        help="also write the table into this page, between the markers named after --results",
+    )
+    parser.add_argument(
         "--resume-dir",
         type=Path,
         default=Path.home() / ".streamsim" / "loo-resume",
@@ -88,7 +100,10 @@ def main() -> None:
     }
     if not args.render:
         run(args, settings)
-    print(render(read_results(args.results, settings), settings))
+    table = render(read_results(args.results, settings), settings)
+    print(table)
+    if args.doc is not None:
+        report(args.doc, args.results.stem, table)
 
 
 def _epoch_line(label: str, info: dict[str, float]) -> None:

@@ -10,7 +10,12 @@ with the ETA-Rec sample filter. One JSON line per (model, policy) goes to `--res
 finishes; a rerun skips the rows already there (`--store` keeps the checkpoints across runs).
 `--render` prints the markdown table: overall NDCG@10 / HR@10 / MRR@10, NDCG@10 per quartile of
 the replay, the paired daily NDCG@10 difference against the model's `none` run with its
-moving-block bootstrap 95% CI, the filtered share, and events/s.
+moving-block bootstrap 95% CI, the filtered share, and events/s. `--doc PAGE` also writes that
+table into PAGE between the markers named after the results file
+(`<!-- replay-models-weekend-shift:begin -->` ... `:end -->`; see `benchmarks/doc_tables.py`):
+
+    python benchmarks/replay_models.py --scenario weekend-shift \
+        --results docs/benchmarks.d/replay-models-weekend-shift.jsonl --render --doc docs/results.md
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from doc_tables import report
 
 import models
 from streamsim.adapt import PolicySpec
@@ -69,13 +76,22 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--results", type=Path, required=True)
     parser.add_argument("--store", type=Path, default=None, help="workspace (default: temp dir)")
-    parser.add_argument("--render", action="store_true")
+    parser.add_argument("--render", action="store_true", help="only print the table")
+    parser.add_argument(
+        "--doc",
+        type=Path,
+        default=None,
+        help="also write the table into this page, between the markers named after --results",
+    )
     parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="real logs")
     args = parser.parse_args()
     if not args.render:
         with tempfile.TemporaryDirectory() as tmp:
             run(args, args.store or Path(tmp))
-    print(render(args.scenario, read(args.results, args.scenario)))
+    table = render(args.scenario, read(args.results, args.scenario))
+    print(table)
+    if args.doc is not None:
+        report(args.doc, args.results.stem, table)
 
 
 def run(args: argparse.Namespace, store: Path) -> None:

@@ -2,7 +2,8 @@
 
     python benchmarks/t2arec_loss_balance.py --data ../shared/data --dataset ml-100k --steps 800
     python benchmarks/t2arec_loss_balance.py --data ../shared/data --dataset amazon-beauty-5core
-    python benchmarks/t2arec_loss_balance.py --render docs/benchmarks.d/loss-balance
+    python benchmarks/t2arec_loss_balance.py --render docs/benchmarks.d/loss-balance \
+        --doc docs/results.md
 
 Trains T2ARec with its default configuration exactly as `streamsim evaluate --protocol loo`
 does (Adam, batch 256, lr 0.001, shuffled LOO training examples, the same seeds) and, every
@@ -15,8 +16,10 @@ among the batch's consecutive history events, and `adam_rec_rms` (how large an A
 L_rec gradient alone would get). Every `--valid-every` steps the validation NDCG@10 (no
 test-time alignment) is measured. `--config KEY=VALUE` overrides T2ARec options;
 `--reset-adam-at N` clears Adam's moments before step N (an intervention). Written to answer
-one question from docs/benchmarks.md: why L_state at μ2 = 1.0 stops T2ARec from learning on
-ML-100k but not on Amazon Beauty.
+one question from the leave-one-out results (docs/results.md): why L_state at μ2 = 1.0 stops
+T2ARec from learning on ML-100k but not on Amazon Beauty. `--render DIR` prints one table row
+per trace file in DIR; with `--doc PAGE` it also writes the table into PAGE between the markers
+named after DIR (`<!-- loss-balance:begin -->` ... `:end -->`; see `benchmarks/doc_tables.py`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from doc_tables import report
 
 from models.base import SeqBatch
 from models.t2arec import T2ARec
@@ -190,9 +194,18 @@ def main() -> None:
         "--reset-adam-at", type=int, default=None, help="clear Adam's moments before step N"
     )
     parser.add_argument("--render", type=Path, help="only print the table of DIR/*.jsonl")
+    parser.add_argument(
+        "--doc",
+        type=Path,
+        default=None,
+        help="with --render: also write the table into this page, between markers named after DIR",
+    )
     args = parser.parse_args()
     if args.render is not None:
-        print(render(sorted(args.render.glob("*.jsonl"))))
+        table = render(sorted(args.render.glob("*.jsonl")))
+        print(table)
+        if args.doc is not None:
+            report(args.doc, args.render.name, table)
         return
     if args.dataset is None:
         parser.error("--dataset is required (unless --render)")

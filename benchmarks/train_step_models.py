@@ -1,12 +1,14 @@
-"""Training-step time of Caser, BERT4Rec, TTT4Rec, TTT-Linear and TiM4Rec against SASRec.
+"""Training-step time of Caser, BERT4Rec, TTT4Rec, TTT-Linear rec and TiM4Rec against SASRec.
 
-One Adam step of `model.loss` (forward + backward + update) on a random batch of B = 256 histories
-(L = 50, lengths uniform in 1..50) over a catalogue of 12 000 items, one torch thread, CPU.
-Prints ms/step and the ratio to SASRec measured in the same run. The last row is Caser through
-RecBole's per-height conv2d loop (`horizontal_pool_ref`, the oracle) instead of the stacked
-conv1d path the model uses.
+Default configs; one Adam step of `model.loss` (forward + backward + update) on a random batch
+of B = 256 histories (L = 50, lengths uniform in 1..50) over a catalogue of 12 000 items, one
+torch thread, CPU. Prints ms/step and the ratio to SASRec measured in the same run. The last
+row is Caser through RecBole's per-height conv2d loop (`horizontal_pool_ref`, the oracle)
+instead of the stacked conv1d path the model uses.
 
     .venv/bin/python benchmarks/train_step_models.py
+
+Results and their reading: docs/performance.md ("Training-step time per model").
 """
 
 from __future__ import annotations
