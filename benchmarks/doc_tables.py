@@ -16,7 +16,18 @@ command, the machine, the reading) stays as written. The scripts that render tab
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+
+
+def add_doc_option(parser: argparse.ArgumentParser) -> None:
+    """The scripts' ``--doc PAGE`` option."""
+    parser.add_argument(
+        "--doc",
+        type=Path,
+        default=None,
+        help="also write the table into this page, between the markers named after --results",
+    )
 
 
 def write_block(page: Path, name: str, text: str) -> bool:

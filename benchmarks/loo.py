@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from doc_tables import report
+from doc_tables import add_doc_option, report
 
 from streamsim import resume as resume_state
 from streamsim.ingest import ingest
@@ -69,12 +69,7 @@ def main() -> None:
     parser.add_argument("--tta-models", default="t2arec", help="also evaluated with TTA")
     parser.add_argument("--results", type=Path, required=True, help="JSON lines, appended")
     parser.add_argument("--render", action="store_true", help="only print the table")
-    parser.add_argument(
-        "--doc",
-        type=Path,
-        default=None,
-        help="also write the table into this page, between the markers named after --results",
-    )
+    add_doc_option(parser)
     parser.add_argument(
         "--resume-dir",
         type=Path,

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from doc_tables import report
+from doc_tables import add_doc_option, report
 
 import models
 from streamsim.adapt import PolicySpec
@@ -77,12 +77,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, required=True)
     parser.add_argument("--store", type=Path, default=None, help="workspace (default: temp dir)")
     parser.add_argument("--render", action="store_true", help="only print the table")
-    parser.add_argument(
-        "--doc",
-        type=Path,
-        default=None,
-        help="also write the table into this page, between the markers named after --results",
-    )
+    add_doc_option(parser)
     parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="real logs")
     args = parser.parse_args()
     if not args.render:

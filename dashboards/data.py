@@ -74,16 +74,12 @@ def drifts_frame(
 
 def alarms_frame(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> pd.DataFrame:
     """Detector alarms of every run, with its display label in ``run``."""
-    labels = run_labels(con, run_ids)
-    parts = []
-    for run_id in sorted(set(run_ids)):
-        part = con.execute(
-            "SELECT detector, signal, idx, ts FROM run_alarms_of(?) ORDER BY idx", [run_id]
-        ).df()
-        part.insert(0, "run", labels[run_id])
-        parts.append(part)
-    columns = ["run", "detector", "signal", "idx", "ts"]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    return _per_run(
+        con,
+        sorted(set(run_ids)),
+        "SELECT detector, signal, idx, ts FROM run_alarms_of(?) ORDER BY idx",
+        ["detector", "signal", "idx", "ts"],
+    )
 
 
 def segment_frame(
@@ -222,18 +218,26 @@ def probe_frame(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> pd.Da
     """The forgetting probe's points of every run: ``run, batch_id, t_end, probe_ndcg10,
     forgetting_ndcg10, forgetting_se`` (one row per probe point; empty for runs without a
     probe)."""
+    return _per_run(
+        con,
+        run_ids,
+        "SELECT batch_id, t_end, probe_ndcg10, forgetting_ndcg10, forgetting_se"
+        " FROM run_batches_of(?) WHERE probe_ndcg10 IS NOT NULL ORDER BY batch_id",
+        ["batch_id", "t_end", "probe_ndcg10", "forgetting_ndcg10", "forgetting_se"],
+    )
+
+
+def _per_run(
+    con: duckdb.DuckDBPyConnection, run_ids: Sequence[str], query: str, columns: list[str]
+) -> pd.DataFrame:
+    """`query` (one ``?``: the run id) for every run, stacked, with the run's label in ``run``."""
     labels = run_labels(con, run_ids)
     parts = []
     for run_id in run_ids:
-        part = con.execute(
-            "SELECT batch_id, t_end, probe_ndcg10, forgetting_ndcg10, forgetting_se"
-            " FROM run_batches_of(?) WHERE probe_ndcg10 IS NOT NULL ORDER BY batch_id",
-            [run_id],
-        ).df()
+        part = con.execute(query, [run_id]).df()
         part.insert(0, "run", labels[run_id])
         parts.append(part)
-    columns = ["run", "batch_id", "t_end", "probe_ndcg10", "forgetting_ndcg10", "forgetting_se"]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["run", *columns])
 
 
 def throughput_frame(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> pd.DataFrame:

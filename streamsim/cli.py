@@ -72,7 +72,6 @@ def _root(
 def _register_commands() -> None:
     from streamsim.commands import (
         compare,
-        dashboard,
         datasets,
         evaluate,
         models,
@@ -82,7 +81,7 @@ def _register_commands() -> None:
         train,
     )
 
-    for module in (datasets, scenarios, models, train, evaluate, replay, runs, compare, dashboard):
+    for module in (datasets, scenarios, models, train, evaluate, replay, runs, compare):
         module.register(app)
 
 

@@ -11,8 +11,9 @@ the mean top-10 entropy of the scores). Scoring alarms against known change poin
 from __future__ import annotations
 
 import inspect
+from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from river import drift
@@ -86,14 +87,27 @@ class DetectorSpec:
 
 @dataclass
 class Watch:
-    """One detector instance watching one signal."""
+    """One detector instance watching one signal, with every value it was fed.
+
+    The detector's state is a function of those values (river's detectors are deterministic,
+    KSWIN seeded), so a resumed replay rebuilds it by feeding them to a fresh detector
+    (`Watch.rebuilt`) instead of unpickling river objects from a state file.
+    """
 
     spec: DetectorSpec
     detector: DriftDetector | BinaryDriftDetector
+    seed: int = 0
+    fed: array = field(default_factory=lambda: array("d"))
 
     @property
     def label(self) -> str:
         return f"{self.spec.name}({self.spec.signal})"
+
+    def rebuilt(self, values: Sequence[float]) -> Watch:
+        """A fresh watch of the same spec and seed that has been fed `values`."""
+        fresh = make_detector(self.spec, seed=self.seed)
+        feed(fresh, values, range(len(values)))
+        return fresh
 
 
 def make_detector(spec: DetectorSpec, *, seed: int = 0) -> Watch:
@@ -122,7 +136,7 @@ def make_detector(spec: DetectorSpec, *, seed: int = 0) -> Watch:
     if "seed" in inspect.signature(cls).parameters:
         params.setdefault("seed", seed)
     try:
-        return Watch(spec, cls(**params))
+        return Watch(spec, cls(**params), seed)
     except TypeError as exc:
         msg = f"detector {spec.name!r}: bad parameters {params}: {exc}"
         raise ScenarioError(msg) from None
@@ -132,6 +146,7 @@ def feed(watch: Watch, values: Sequence[float], positions: Sequence[int]) -> lis
     """Update with `values` in order; return the positions at which a drift was detected."""
     alarms = []
     det = watch.detector
+    watch.fed.extend(float(v) for v in values)
     for value, pos in zip(values, positions):
         if isinstance(det, BinaryDriftDetector):
             det.update(bool(value))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from models.base import SeqBatch
 
@@ -80,21 +81,22 @@ class HistoryBuffer:
             request_times=torch.from_numpy(np.asarray(request_times, dtype=np.int64).copy()),
         )
 
-    def state(self) -> dict[str, object]:
-        """Everything needed to resume (plain arrays and sets; picklable)."""
-        return {
-            "items": self.items,
-            "times": self.times,
-            "lengths": self.lengths,
-            "known": self.known,
-            "seen": self._seen,
-        }
+    def state(self) -> dict[str, Tensor]:
+        """Everything needed to resume, as tensors (safe to load: no pickled objects); the
+        consumed items as two parallel columns (user, item)."""
+        users = np.repeat(np.arange(len(self._seen)), [len(s) for s in self._seen])
+        items = np.fromiter((i for s in self._seen for i in s), dtype=np.int64, count=len(users))
+        arrays = {
+            "items": self.items, "times": self.times, "lengths": self.lengths,
+            "known": self.known, "seen_users": users, "seen_items": items,
+        }  # fmt: skip
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
 
-    def load_state(self, state: dict[str, object]) -> None:
-        self.items = np.asarray(state["items"])
-        self.times = np.asarray(state["times"])
-        self.lengths = np.asarray(state["lengths"])
-        self.known = np.asarray(state["known"])
-        seen = state["seen"]
-        assert isinstance(seen, list)
-        self._seen = seen
+    def load_state(self, state: dict[str, Tensor]) -> None:
+        self.items = state["items"].numpy().copy()
+        self.times = state["times"].numpy().copy()
+        self.lengths = state["lengths"].numpy().copy()
+        self.known = state["known"].numpy().copy()
+        self._seen = [set() for _ in range(len(self._seen))]
+        for user, item in zip(state["seen_users"].tolist(), state["seen_items"].tolist()):
+            self._seen[user].add(item)

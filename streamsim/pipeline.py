@@ -31,13 +31,13 @@ from typing import Any
 
 import duckdb
 
-from streamsim import __version__
 from streamsim import scenario as scenario_mod
 from streamsim.adapt import PolicySpec
 from streamsim.compare import Comparison, compare
 from streamsim.errors import ScenarioError, StorageError
 from streamsim.probe import SourceProbe, build_probe
 from streamsim.progress import Progress, ReplayBatch, ReplayFinished, ReplayStarted
+from streamsim.provenance import git_state, versions
 from streamsim.replay import ReplayEngine, micro_batches
 from streamsim.report import RunSummary, summarize
 from streamsim.runs import (
@@ -304,8 +304,8 @@ def replay_policy(
         con,
         engine,
         run_id,
-        scenario,
-        prepared,
+        scenario=scenario,
+        prepared=prepared,
         state_path=_state_path(workspace, run_id),
         progress=progress,
         chunk_batches=chunk_batches,
@@ -317,9 +317,9 @@ def drive(
     con: duckdb.DuckDBPyConnection,
     engine: ReplayEngine,
     run_id: str,
+    *,
     scenario: Scenario,
     prepared: Prepared,
-    *,
     state_path: Path,
     progress: Progress | None = None,
     chunk_batches: int = CHUNK_BATCHES,
@@ -374,12 +374,6 @@ def _write_dashboard(
 
 
 def _manifest(scenario: Scenario, policy: PolicySpec, prepared: Prepared) -> dict[str, Any]:
-    import platform
-
-    import numpy as np
-    import river
-    import torch
-
     return {
         "scenario": scenario.name,
         "scenario_path": str(scenario.path),
@@ -396,43 +390,6 @@ def _manifest(scenario: Scenario, policy: PolicySpec, prepared: Prepared) -> dic
         "data_fingerprint": prepared.info.fingerprint,
         "seed": scenario.seed,
         "exclude_seen": scenario.replay.exclude_seen,
-        **_git_state(),
-        "versions": {
-            "streamsim": __version__,
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-            "river": river.__version__,
-            "duckdb": duckdb.__version__,
-            "python": platform.python_version(),
-        },
+        **git_state(),
+        "versions": versions(),
     }
-
-
-def _git_state() -> dict[str, Any]:
-    """The source checkout's commit and whether it has uncommitted changes.
-
-    Both are None when streamsim does not run from a git checkout of itself (an installed wheel
-    inside some other repository must not report that repository's commit).
-    """
-    import subprocess
-
-    root = Path(__file__).resolve().parents[1]
-
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(
-                ["git", "-C", str(root), *args],
-                capture_output=True,
-                text=True,
-                timeout=5,
-                check=False,
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    top = git("rev-parse", "--show-toplevel")
-    if top is None or Path(top).resolve() != root:
-        return {"git_revision": None, "git_dirty": None}
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"git_revision": git("rev-parse", "HEAD"), "git_dirty": bool(status)}

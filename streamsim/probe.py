@@ -41,6 +41,14 @@ class ProbeScore:
     hit10: np.ndarray  # (N,) bool
     top1: np.ndarray  # (N,) int64: the top-ranked item of each probe request
 
+    def to_tensors(self) -> dict[str, torch.Tensor]:
+        """The scores as tensors (the engine's resume state holds no pickled objects)."""
+        return {k: torch.from_numpy(getattr(self, k).copy()) for k in ("ndcg10", "hit10", "top1")}
+
+    @classmethod
+    def from_tensors(cls, state: dict[str, torch.Tensor]) -> ProbeScore:
+        return cls(state["ndcg10"].numpy(), state["hit10"].numpy(), state["top1"].numpy())
+
     def summary(self, base: ProbeScore | None = None) -> dict[str, float]:
         """Means, and against `base` (θ₀) the forgetting with its paired standard error and the
         share of probe requests whose top-1 item changed (ASR's flip rate)."""

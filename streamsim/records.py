@@ -32,16 +32,19 @@ def _col(doc: str, sql: str | None = None) -> Any:
 class EventRecords:
     """Per-event records of one micro-batch, in batch (= replay) order: ``run_events`` rows."""
 
+    # the event
     idx: np.ndarray = _col("replay index of the event", "BIGINT")
     batch_id: np.ndarray = _col("micro-batch of the event", "BIGINT")
     ts: np.ndarray = _col("request time, epoch seconds", "BIGINT")
     user_id: np.ndarray = _col("user", "INTEGER")
     item_id: np.ndarray = _col("the target", "INTEGER")
+    # how the target ranked, from the scores before it was revealed
     rank: np.ndarray = _col("1-based position of the target in the full ranking", "BIGINT")
     hit10: np.ndarray = _col("rank <= 10", "BOOLEAN")
     hit50: np.ndarray = _col("rank <= 50", "BOOLEAN")
     ndcg10: np.ndarray = _col("NDCG@10 of the single target", "DOUBLE")
     rr10: np.ndarray = _col("reciprocal rank cut at 10 (MRR@10)", "DOUBLE")
+    # what kind of target it was, and what the model put first
     is_repeat: np.ndarray = _col("target already in the user's history", "BOOLEAN")
     is_cold: np.ndarray = _col("target unseen anywhere before the request", "BOOLEAN")
     top1: np.ndarray = _col("the top-1 recommended item", "INTEGER")

@@ -424,35 +424,39 @@ class ReplayEngine:
 
     # -- resume -----------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
+        """Everything a resumed replay needs, as tensors, numbers and plain containers only, so
+        that it loads with ``torch.load(weights_only=True)`` (no pickled objects): the weights
+        and optimizer states, a count model's counts, the histories, every detector's inputs
+        (detectors are rebuilt by feeding them again), the position and the probe's θ₀ level."""
+        base = self.probe_base
         return {
             "adapter": self.adapter.state(),
             "learner": self.learner.state() if self.learner is not None else None,
-            "model": None if self.model.trainable else self.model,
+            "counts": None if self.model.trainable else self.model.state_dict(),
             "history": self.history.state(),
-            "detectors": [w.detector for w in self.watches],
+            "detectors": [torch.tensor(w.fed, dtype=torch.float64) for w in self.watches],
             "next_idx": self.next_idx,
             "next_batch_id": self.next_batch_id,
             "n_replayed": self.n_replayed,
-            "probe_base": self.probe_base,
+            "probe_base": None if base is None else base.to_tensors(),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
         if not self.model.trainable:
-            self.model = state["model"]
-            self.adapter.model = self.model
+            self.model.load_state_dict(state["counts"])
         else:
             self.adapter.load_state(state["adapter"])
             if self.learner is not None and state.get("learner") is not None:
                 self.learner.load_state(state["learner"])
         self.history.load_state(state["history"])
-        for watch, det in zip(self.watches, state["detectors"]):
-            watch.detector = det
+        self.watches = [
+            w.rebuilt(values.tolist()) for w, values in zip(self.watches, state["detectors"])
+        ]
         self.next_idx = int(state["next_idx"])
         self.next_batch_id = int(state["next_batch_id"])
-        self.n_replayed = int(state.get("n_replayed", 0))
-        if "probe_base" not in state:  # saved before the probe existed: its θ₀ level is gone,
-            self.probe = None  # and scoring the resumed weights as θ₀ would fake a 0 baseline
-        self.probe_base = state.get("probe_base")
+        self.n_replayed = int(state["n_replayed"])
+        base = state["probe_base"]
+        self.probe_base = None if base is None else ProbeScore.from_tensors(base)
 
 
 def _catalogue(known: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:

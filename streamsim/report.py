@@ -3,7 +3,7 @@ forgetting, the adaptation's resets and the recommendations' health."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import duckdb
@@ -82,13 +82,8 @@ def summarize(con: duckdb.DuckDBPyConnection, run_id: str) -> RunSummary:
 
 
 def health(con: duckdb.DuckDBPyConnection, run_id: str) -> Health:
-    row = fetch_one(
-        con,
-        "SELECT avg(coverage), avg(rec_gini), avg(top1_entropy), avg(topk_entropy)"
-        " FROM run_batches_of(?)",
-        [run_id],
-    )
-    assert row is not None
+    means = ", ".join(f"avg({f.name})" for f in fields(Health))
+    (row,) = con.execute(f"SELECT {means} FROM run_batches_of(?)", [run_id]).fetchall()
     return Health(*(None if v is None else float(v) for v in row))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -203,8 +204,24 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_state(path: Path) -> dict[str, Any]:
-    state = torch.load(path, weights_only=False)
-    assert isinstance(state, dict)
+    """The engine state saved by `save_state`, loaded with ``weights_only=True``: tensors,
+    numbers and plain containers only, so a crafted file in a shared workspace cannot run code.
+    Anything else is refused with a `StorageError` naming the file."""
+    try:
+        state = torch.load(path, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        msg = (
+            f"{path}: not a resume state this streamsim can load safely ({first});"
+            " delete the file to start the run again"
+        )
+        raise StorageError(msg) from None
+    if not isinstance(state, dict) or "next_batch_id" not in state:
+        msg = (
+            f"{path}: expected a replay resume state (a table with 'next_batch_id');"
+            f" got {type(state).__name__}"
+        )
+        raise StorageError(msg)
     return state
 
 
@@ -220,9 +237,13 @@ def run_row(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
 
 
 def list_runs(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Every stored run, oldest first. A run still marked running is shown as 'interrupted':
+    DuckDB lets one process at a time open the workspace, so while this connection is open no
+    replay can be writing to it; such a run was killed (resume it with ``--resume``)."""
     cur = con.execute(
-        "SELECT run_id, scenario, dataset, model, policy, seed, status, n_events, events_per_s,"
-        " started FROM runs ORDER BY started"
+        "SELECT run_id, scenario, dataset, model, policy, seed,"
+        " CASE status WHEN 'running' THEN 'interrupted' ELSE status END AS status, n_events,"
+        " events_per_s, started FROM runs ORDER BY started"
     )
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row)) for row in cur.fetchall()]

@@ -136,25 +136,24 @@ _LEGACY_SIGNAL_COLUMNS = ("delta_next_mean", "topk_entropy", "coverage", "rec_gi
 
 # The read interface: every module outside the store's own (this one and `streamsim.runs`)
 # queries these table macros, never the base tables, so a schema change is made here once.
+_SLICES = {  # macro -> (base table, key column): the table's rows of one dataset or one run
+    "dataset_events": ("events", "dataset"),
+    "dataset_items": ("items", "dataset"),
+    "dataset_categories": ("categories", "dataset"),
+    "run_events_of": ("run_events", "run_id"),
+    "run_alarms_of": ("run_alarms", "run_id"),
+    "run_signals_of": ("run_signals", "run_id"),
+}
 READ_INTERFACE = (
-    """
-CREATE OR REPLACE {temp} MACRO dataset_events(ds) AS TABLE
-    SELECT * EXCLUDE (dataset) FROM events WHERE dataset = ds;
-CREATE OR REPLACE {temp} MACRO dataset_items(ds) AS TABLE
-    SELECT * EXCLUDE (dataset) FROM items WHERE dataset = ds;
-CREATE OR REPLACE {temp} MACRO dataset_categories(ds) AS TABLE
-    SELECT * EXCLUDE (dataset) FROM categories WHERE dataset = ds;
-CREATE OR REPLACE {temp} MACRO global_drifts(ds) AS TABLE
-    SELECT * EXCLUDE (dataset, user_id) FROM drifts WHERE dataset = ds AND user_id IS NULL;
-CREATE OR REPLACE {temp} MACRO run_events_of(r) AS TABLE
-    SELECT * EXCLUDE (run_id) FROM run_events WHERE run_id = r;
-CREATE OR REPLACE {temp} MACRO run_alarms_of(r) AS TABLE
-    SELECT * EXCLUDE (run_id) FROM run_alarms WHERE run_id = r;
-CREATE OR REPLACE {temp} MACRO run_signals_of(r) AS TABLE
-    SELECT * EXCLUDE (run_id) FROM run_signals WHERE run_id = r;
-"""
+    "".join(
+        f"CREATE OR REPLACE {{temp}} MACRO {macro}(k) AS TABLE"
+        f" SELECT * EXCLUDE ({key}) FROM {table} WHERE {key} = k;\n"
+        for macro, (table, key) in _SLICES.items()
+    )
+    + "CREATE OR REPLACE {temp} MACRO global_drifts(ds) AS TABLE SELECT * EXCLUDE (dataset,"
+    " user_id) FROM drifts WHERE dataset = ds AND user_id IS NULL;\n"
     # one row per micro-batch: the `run_batches` columns and one column per known signal
-    + "CREATE OR REPLACE {temp} MACRO run_batches_of(r) AS TABLE\n    SELECT b.* EXCLUDE (run_id), "
+    + "CREATE OR REPLACE {temp} MACRO run_batches_of(r) AS TABLE SELECT b.* EXCLUDE (run_id), "
     + ", ".join(
         f"(SELECT s.value FROM run_signals s WHERE s.run_id = r AND s.batch_id = b.batch_id"
         f" AND s.signal = '{name}') AS {name}"
@@ -199,15 +198,29 @@ class Workspace:
 
     def connect(self, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         """Open the workspace database (creating the directory and schema when writable)."""
+        if self.root.exists() and not self.root.is_dir():
+            msg = (
+                f"{self.root}: expected a workspace directory (--store / STREAMSIM_HOME); got a"
+                " file"
+            )
+            raise StorageError(msg)
         if read_only and not self.db_path.exists():
-            self.root.mkdir(parents=True, exist_ok=True)
             read_only = False
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            msg = f"{self.root}: cannot create the workspace directory: {exc.strerror}"
+            raise StorageError(msg) from None
         try:
             con = duckdb.connect(str(self.db_path), read_only=read_only)
-        except duckdb.IOException as exc:
+        except duckdb.Error as exc:
             if "lock" not in str(exc).lower():
-                raise
+                first = str(exc).strip().splitlines()[0]
+                msg = (
+                    f"{self.db_path}: not a streamsim workspace database DuckDB can open"
+                    f" ({first}); move it away or point --store at another directory"
+                )
+                raise StorageError(msg) from None
             holder = re.search(r"\(PID (\d+)\)", str(exc))
             who = f"process {holder.group(1)}" if holder else "another process"
             msg = (

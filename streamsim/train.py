@@ -17,7 +17,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -36,6 +35,7 @@ from streamsim import resume as resume_state
 from streamsim import rng as rng_streams
 from streamsim.errors import ModelError, ScenarioError
 from streamsim.progress import Progress, TrainEpoch, TrainStep
+from streamsim.provenance import versions
 from streamsim.ranking import rank_metrics, target_ranks
 from streamsim.resume import ResumeFile
 from streamsim.splits import Split
@@ -291,7 +291,7 @@ def train(
         "history": history,
         "best": best,
         "train_seconds": time.perf_counter() - started,
-        "versions": _versions(),
+        "versions": versions(),
     }
     directory.mkdir(parents=True, exist_ok=True)
     if model.trainable:
@@ -425,20 +425,6 @@ def _prefixed(metrics: dict[str, float]) -> dict[str, float]:
 
 def _nan_low(x: float) -> float:
     return -1.0 if x != x else x
-
-
-def _versions() -> dict[str, str]:
-    import duckdb as _duckdb
-    import river
-
-    return {
-        "streamsim": __version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "duckdb": _duckdb.__version__,
-        "river": river.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def _read_checkpoint(directory: Path) -> Checkpoint:

@@ -120,14 +120,14 @@ def _string_constants(path: Path) -> list[tuple[int, str]]:
 def test_sql_on_base_tables_only_in_the_store_rooms() -> None:
     """Outside store.py and runs.py, SQL reads the store's read interface (table macros such as
     ``run_events_of(?)``), never a base table, so a schema change is made in one place."""
-    offenders = []
-    for path in sorted([*PACKAGE.rglob("*.py"), *(ROOT / "dashboards").glob("*.py")]):
-        rel = str(path.relative_to(ROOT))
-        if rel in SQL_ROOMS:
-            continue
-        for line, text in _string_constants(path):
-            for match in _TABLE_USE.finditer(text):
-                offenders.append(f"{rel}:{line}: {match.group(0)}")
+    sources = sorted([*PACKAGE.rglob("*.py"), *(ROOT / "dashboards").glob("*.py")])
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line}: {match.group(0)}"
+        for path in sources
+        if str(path.relative_to(ROOT)) not in SQL_ROOMS
+        for line, text in _string_constants(path)
+        for match in _TABLE_USE.finditer(text)
+    ]
     assert offenders == []
 
 

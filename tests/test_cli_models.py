@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 import models
 from streamsim.cli import app
-from tests.support.tiny_scenario import setup
+from tests.support.tiny_scenario import setup, toy_store_and_scenario
 from tests.test_cli_replay import SCENARIO
 
 
@@ -29,10 +29,7 @@ def test_models_list(tmp_path: Path) -> None:
 
 
 def test_train_writes_a_cached_checkpoint(tmp_path: Path) -> None:
-    store = tmp_path / "ws"
-    setup(store)
-    scenario = tmp_path / "tiny.toml"
-    scenario.write_text(SCENARIO)
+    store, scenario = toy_store_and_scenario(tmp_path, SCENARIO)
     first = invoke(store, "train", "--scenario", str(scenario), "--json")
     assert first.exit_code == 0, first.output
     ckpt = json.loads(first.stdout[first.stdout.index("{") :])

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
 from streamsim.cli import app
-from tests.support.tiny_scenario import setup
+from tests.support.tiny_scenario import setup, toy_store_and_scenario
 
 SCENARIO = """
 name = "tiny-cli"
@@ -59,10 +59,7 @@ def invoke(store: Path, *args: str):  # type: ignore[no-untyped-def]
 
 
 def test_replay_runs_show_and_export(tmp_path: Path) -> None:
-    store = tmp_path / "ws"
-    setup(store)  # stores the toy dataset
-    scenario = tmp_path / "tiny.toml"
-    scenario.write_text(SCENARIO)
+    store, scenario = toy_store_and_scenario(tmp_path, SCENARIO)
     result = invoke(store, "replay", "--scenario", str(scenario), "--json", "--no-dashboard")
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout[result.stdout.index("{") :])
@@ -114,10 +111,7 @@ def test_unknown_run_is_one_clean_error(tmp_path: Path) -> None:
 
 def test_text_output_is_wide_and_prints_names_verbatim(tmp_path: Path) -> None:
     """Piped output is laid out wide, and bracketed names are not eaten as rich markup."""
-    store = tmp_path / "ws"
-    setup(store)
-    scenario = tmp_path / "tiny.toml"
-    scenario.write_text(SCENARIO)
+    store, scenario = toy_store_and_scenario(tmp_path, SCENARIO)
     result = invoke(store, "replay", "--scenario", str(scenario), "--no-dashboard")
     assert result.exit_code == 0, result.output
     assert "[none] adwin(rr10):" in result.stdout

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
+import duckdb
 import typer
 from rich.console import Console
 
@@ -30,6 +33,17 @@ def workspace(ctx: typer.Context) -> Workspace:
     """The workspace chosen by ``--store`` / ``$STREAMSIM_HOME`` for this invocation."""
     obj = ctx.find_root().obj
     return obj if isinstance(obj, Workspace) else Workspace.resolve(None)
+
+
+@contextmanager
+def reading(ctx: typer.Context) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection to the invocation's workspace, closed when the block ends (a
+    read-only command never blocks a writer for longer than it reads)."""
+    con = workspace(ctx).connect(read_only=True)
+    try:
+        yield con
+    finally:
+        con.close()
 
 
 def console(*, stderr: bool = False) -> Console:

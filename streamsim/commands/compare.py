@@ -1,9 +1,11 @@
-"""CLI: `streamsim compare` — paired statistics of runs over the same events, and their tables."""
+"""CLI: `streamsim compare` (paired statistics of runs over the same events, as tables) and
+`streamsim dashboard` (the same runs as one self-contained HTML page)."""
 
 from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,7 +13,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from streamsim.commands import console, workspace
+from streamsim.commands import console, reading, workspace
 from streamsim.compare import Comparison, compare
 
 OVERALL_KEYS = (
@@ -109,6 +111,7 @@ def render_comparison(comparison: Comparison, *, per_segment: bool = False) -> G
 
 def register(app: typer.Typer) -> None:
     app.command("compare")(compare_runs)
+    app.command("dashboard")(dashboard)
 
 
 def compare_runs(
@@ -129,14 +132,28 @@ def compare_runs(
 ) -> None:
     """Paired comparison of runs over the same events (block bootstrap CI, Wilcoxon,
     McNemar, Holm)."""
-    con = workspace(ctx).connect(read_only=True)
-    try:
+    with reading(ctx) as con:
         result = compare(
             con, runs, metric=metric, segment=segment, block=block, n_boot=n_boot, seed=seed
         )
-    finally:
-        con.close()
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=2, allow_nan=False))
         return
     console().print(render_comparison(result, per_segment=True))
+
+
+def dashboard(
+    ctx: typer.Context,
+    runs: Annotated[list[str], typer.Argument(help="Run ids; the first is the baseline.")],
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="HTML file (default: <workspace>/dashboards/)."),
+    ] = None,
+) -> None:
+    """Write one self-contained HTML dashboard (works offline) for the runs."""
+    from dashboards.page import default_path, write_dashboard
+
+    folder = workspace(ctx).subdir("dashboards")
+    with reading(ctx) as con:
+        written = write_dashboard(con, runs, output or default_path(folder, runs))
+    typer.echo(str(written))

@@ -97,7 +97,7 @@ def test_state_dict_round_trip(name: str) -> None:
     torch.save(model.state_dict(), buffer)
     buffer.seek(0)
     other = _build(name, 2)
-    other.load_state_dict(torch.load(buffer, weights_only=False))
+    other.load_state_dict(torch.load(buffer, weights_only=True))
     assert torch.equal(_scores(model, _batch()), _scores(other, _batch()))
 
 

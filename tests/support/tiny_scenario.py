@@ -53,6 +53,15 @@ def tiny_scenario(model: str = "t2arec", config: tuple = TINY_T2AREC) -> Scenari
     )
 
 
+def toy_store_and_scenario(tmp_path: Path, text: str) -> tuple[Path, Path]:
+    """(workspace root with the toy dataset, scenario file holding `text`) for CLI tests."""
+    store = tmp_path / "ws"
+    setup(store)
+    scenario = tmp_path / "tiny.toml"
+    scenario.write_text(text)
+    return store, scenario
+
+
 def setup(root: Path) -> tuple[Workspace, object]:
     ws = Workspace.resolve(root)
     con = ws.connect()
