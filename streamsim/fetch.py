@@ -20,6 +20,7 @@ or compared later.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import shutil
 import urllib.error
 import urllib.request
@@ -135,7 +136,11 @@ def download(url: str, target: Path, *, timeout: float = 60.0) -> Path:
     """
     part = target.with_name(target.name + ".part")
     have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url)
+    try:
+        request = urllib.request.Request(url)
+    except ValueError as exc:
+        msg = f"{url}: not a URL ({exc}); expected http(s)://host/path"
+        raise IngestError(msg) from None
     if have:
         request.add_header("Range", f"bytes={have}-")
     try:
@@ -150,7 +155,7 @@ def download(url: str, target: Path, *, timeout: float = 60.0) -> Path:
             return target
         msg = f"{url}: HTTP {exc.code} {exc.reason}; expected the dataset file"
         raise IngestError(msg) from exc
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
         msg = f"{url}: download failed ({exc}); run the command again to resume"
         raise IngestError(msg) from exc
     got = part.stat().st_size
@@ -165,9 +170,19 @@ def download(url: str, target: Path, *, timeout: float = 60.0) -> Path:
 
 
 def unpack(archive: Path, directory: Path) -> Path:
-    """Extract a zip archive into `directory` (replaced), after checking every member's CRC."""
+    """Extract a zip archive into `directory` (replaced), after checking every member's CRC.
+
+    A member whose name is absolute or climbs out with ``..`` is refused (not silently renamed,
+    as `zipfile` would): nothing is written outside `directory`.
+    """
     try:
         with zipfile.ZipFile(archive) as zf:
+            for member in zf.namelist():
+                parts = member.replace("\\", "/").split("/")
+                if member.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
+                    msg = f"{archive}: member {member!r} would unpack outside the archive's folder"
+                    msg += "; expected relative member names"
+                    raise IngestError(msg)
             bad = zf.testzip()
             if bad is not None:
                 msg = f"{archive}: corrupt archive (CRC error in member {bad!r}); fetch it again"

@@ -4,6 +4,10 @@ A directory written by `export_dataset` holds ``events.parquet`` (replay order),
 ``items``, ``categories``, ``regimes`` and ``drifts`` (the last two empty for real logs) and
 ``meta.json`` (the ``datasets`` row). `import_dataset` stores it again through
 `streamsim.store.write_dataset`, so the events fingerprint of the copy equals the original's.
+
+An imported directory is untrusted input: each file must have exactly its table's columns (cast to
+the store's types), and ``meta.json`` must be an object with the expected fields; anything else is
+an `IngestError` naming the file, before the store is touched.
 """
 
 from __future__ import annotations
@@ -16,22 +20,54 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from streamsim.errors import IngestError
-from streamsim.store import DatasetInfo, connect_memory, dataset_info, write_dataset
+from streamsim.errors import IngestError, StorageError
+from streamsim.store import (
+    EVENT_SCHEMA,
+    DatasetInfo,
+    connect_memory,
+    dataset_info,
+    quote_ident,
+    write_dataset,
+)
 
 FORMAT_VERSION = 1
 
-# file stem -> (table, columns in order)
-_TABLES: dict[str, tuple[str, str]] = {
-    "events": ("events", "idx, user_id, item_id, ts, category, rating"),
-    "users": ("users", "user_id, raw"),
-    "items": ("items", "item_id, raw, category, title, genres"),
-    "categories": ("categories", "category, raw"),
-    "regimes": ("event_regimes", "idx, regime"),
+_I32, _I64, _F64, _STR = pa.int32(), pa.int64(), pa.float64(), pa.string()
+
+# file stem -> (table, Arrow schema of the file: the table's columns minus ``dataset``, in order)
+_TABLES: dict[str, tuple[str, pa.Schema]] = {
+    "events": ("events", EVENT_SCHEMA),
+    "users": ("users", pa.schema([("user_id", _I32), ("raw", _STR)])),
+    "items": (
+        "items",
+        pa.schema(
+            [
+                ("item_id", _I32),
+                ("raw", _STR),
+                ("category", _I32),
+                ("title", _STR),
+                ("genres", _STR),
+            ]  # fmt: skip
+        ),
+    ),
+    "categories": ("categories", pa.schema([("category", _I32), ("raw", _STR)])),
+    "regimes": ("event_regimes", pa.schema([("idx", _I64), ("regime", _I32)])),
     "drifts": (
         "drifts",
-        "drift_id, kind, drift_type, scope, magnitude, user_id, start_ts, end_ts, start_idx,"
-        " end_idx",
+        pa.schema(
+            [
+                ("drift_id", _I32),
+                ("kind", _STR),
+                ("drift_type", _STR),
+                ("scope", _F64),
+                ("magnitude", _F64),
+                ("user_id", _I32),
+                ("start_ts", _I64),
+                ("end_ts", _I64),
+                ("start_idx", _I64),
+                ("end_idx", _I64),
+            ]  # fmt: skip
+        ),
     ),
 }
 _ORDER = {
@@ -51,15 +87,22 @@ def export_dataset(con: duckdb.DuckDBPyConnection, name: str, directory: str | P
     """
     info = dataset_info(con, name)
     out = Path(directory).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
-    for stem, (table, cols) in _TABLES.items():
-        data = con.sql(
-            f"SELECT {cols} FROM {table} WHERE dataset = $name ORDER BY {_ORDER[stem]}",
-            params={"name": name},
-        ).to_arrow_table()
-        pq.write_table(data, out / f"{stem}.parquet")
-    meta: dict[str, Any] = {"format_version": FORMAT_VERSION, **info.to_json()}
-    (out / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for stem, (table, schema) in _TABLES.items():
+            cols_sql = ", ".join(quote_ident(c) for c in schema.names)
+            table_sql, order_sql = quote_ident(table), quote_ident(_ORDER[stem])
+            data = con.sql(
+                f"SELECT {cols_sql} FROM {table_sql} WHERE dataset = $name ORDER BY {order_sql}",
+                params={"name": name},
+            ).to_arrow_table()
+            pq.write_table(data, out / f"{stem}.parquet")
+        meta: dict[str, Any] = {"format_version": FORMAT_VERSION, **info.to_json()}
+        (out / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    except (OSError, pa.ArrowException) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_line(exc)
+        msg = f"{out}: cannot write the export ({reason}); expected a writable directory"
+        raise StorageError(msg) from None
     return out
 
 
@@ -80,26 +123,9 @@ def import_dataset(
     if not meta_path.is_file():
         msg = f"{meta_path}: file not found; expected a directory written by 'datasets export'"
         raise IngestError(msg)
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        msg = f"{meta_path}: line {exc.lineno}: invalid JSON ({exc.msg})"
-        raise IngestError(msg) from exc
-    if meta.get("format_version") != FORMAT_VERSION:
-        got = meta.get("format_version")
-        msg = f"{meta_path}: format_version {got!r}; expected {FORMAT_VERSION}"
-        raise IngestError(msg)
-    tables: dict[str, pa.Table] = {}
-    for stem in _TABLES:
-        path = root / f"{stem}.parquet"
-        if not path.is_file():
-            msg = f"{path}: file not found; expected {stem} of the exported dataset"
-            raise IngestError(msg)
-        try:
-            tables[stem] = pq.read_table(path)
-        except (pa.ArrowException, OSError) as exc:
-            msg = f"{path}: not a readable Parquet file ({exc})"
-            raise IngestError(msg) from exc
+    meta = _read_meta(meta_path, need_name=name is None)
+    tables = {stem: _read_table(root / f"{stem}.parquet", stem, schema)
+              for stem, (_, schema) in _TABLES.items()}  # fmt: skip
 
     def store(target: duckdb.DuckDBPyConnection, replace_: bool) -> DatasetInfo:
         return write_dataset(
@@ -130,3 +156,58 @@ def import_dataset(
         )
         raise IngestError(msg)
     return store(con, replace)
+
+
+def _read_meta(path: Path, *, need_name: bool) -> dict[str, Any]:
+    """``meta.json`` as a dict, checked: an object with the fields the import uses."""
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        msg = f"{path}: line {exc.lineno}: invalid JSON ({exc.msg})"
+        raise IngestError(msg) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        msg = f"{path}: cannot read ({_first_line(exc)}); expected the JSON file written by"
+        msg += " 'datasets export'"
+        raise IngestError(msg) from None
+    if not isinstance(meta, dict):
+        msg = f"{path}: a JSON {type(meta).__name__}; expected an object"
+        raise IngestError(msg)
+    if meta.get("format_version") != FORMAT_VERSION:
+        got = meta.get("format_version")
+        msg = f"{path}: format_version {got!r}; expected {FORMAT_VERSION}"
+        raise IngestError(msg)
+    wanted = {"fingerprint": str, "params": dict} | ({"name": str} if need_name else {})
+    for key, kind in wanted.items():
+        if not isinstance(meta.get(key), kind):
+            got = type(meta.get(key)).__name__ if key in meta else "nothing"
+            msg = f"{path}: key {key!r} is {got}; expected a {kind.__name__}"
+            raise IngestError(msg)
+    return meta
+
+
+def _read_table(path: Path, stem: str, schema: pa.Schema) -> pa.Table:
+    """One exported table, with exactly `schema`'s columns, cast to its types."""
+    if not path.is_file():
+        msg = f"{path}: file not found; expected {stem} of the exported dataset"
+        raise IngestError(msg)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        msg = f"{path}: not a readable Parquet file ({_first_line(exc)})"
+        raise IngestError(msg) from None
+    missing = [n for n in schema.names if n not in table.column_names]
+    extra = [n for n in table.column_names if n not in schema.names]
+    if missing or extra:
+        msg = f"{path}: columns {table.column_names}; expected {schema.names}"
+        raise IngestError(msg)
+    try:
+        return table.select(schema.names).cast(schema)
+    except (pa.ArrowException, ValueError) as exc:
+        types = ", ".join(f"{f.name}: {f.type}" for f in schema)
+        msg = f"{path}: column types do not fit ({_first_line(exc)}); expected {types}"
+        raise IngestError(msg) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

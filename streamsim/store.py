@@ -42,6 +42,34 @@ from streamsim.errors import StorageError
 
 DEFAULT_HOME = Path("~/.streamsim")
 
+
+def quote_ident(name: str) -> str:
+    """`name` as a DuckDB quoted identifier: in double quotes, every ``"`` doubled.
+
+    The one way a name that is not written in the source may enter SQL text
+    (`tests/test_sql_guard.py` enforces it). A NUL character is refused: the SQL parser would end
+    the statement text there.
+
+    Examples
+    --------
+    >>> quote_ident('x" FROM t; COPY t TO \\'/tmp/x\\'; --')
+    '"x"" FROM t; COPY t TO \\'/tmp/x\\'; --"'
+    """
+    if "\x00" in name:
+        msg = f"identifier {name!r} contains a NUL character"
+        raise ValueError(msg)
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    """`text` as a SQL string literal: in single quotes, every ``'`` doubled (for SQL that
+    cannot take a bound parameter, such as a macro body)."""
+    if "\x00" in text:
+        msg = f"literal {text!r} contains a NUL character"
+        raise ValueError(msg)
+    return "'" + text.replace("'", "''") + "'"
+
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS datasets (
     name VARCHAR PRIMARY KEY,
@@ -156,7 +184,7 @@ READ_INTERFACE = (
     + "CREATE OR REPLACE {temp} MACRO run_batches_of(r) AS TABLE SELECT b.* EXCLUDE (run_id), "
     + ", ".join(
         f"(SELECT s.value FROM run_signals s WHERE s.run_id = r AND s.batch_id = b.batch_id"
-        f" AND s.signal = '{name}') AS {name}"
+        f" AND s.signal = {quote_literal(name)}) AS {quote_ident(name)}"
         for name in records.SIGNALS
     )
     + " FROM run_batches b WHERE b.run_id = r;\n"
@@ -271,11 +299,13 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
             continue
         for name in _LEGACY_SIGNAL_COLUMNS:
             if name in present:
+                column = quote_ident(name)
                 con.execute(
-                    f"INSERT INTO run_signals SELECT run_id, batch_id, '{name}', {name}"
-                    f" FROM run_batches WHERE {name} IS NOT NULL"
+                    f"INSERT INTO run_signals SELECT run_id, batch_id, ?, {column}"
+                    f" FROM run_batches WHERE {column} IS NOT NULL",
+                    [name],
                 )
-                con.execute(f"ALTER TABLE run_batches DROP COLUMN {name}")
+                con.execute(f"ALTER TABLE run_batches DROP COLUMN {column}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -566,3 +596,77 @@ def global_drift_starts(con: duckdb.DuckDBPyConnection, dataset: str) -> tuple[i
         [dataset],
     ).fetchall()
     return tuple(int(r[0]) for r in rows)
+
+
+# ------------------------------------------------------------------------------------------------
+# SQL quoting, opening a workspace with user errors reported as `StorageError`, and the dataset
+# queries of the `datasets` commands (the command layer runs no SQL of its own).
+
+
+def check_dataset_name(name: str) -> None:
+    """`StorageError` unless `name` is letters, digits, '-', '_' or '.' (the `write_dataset` rule).
+
+    Lets a command refuse a bad name before it parses a large file.
+    """
+    if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        msg = f"dataset name must be letters, digits, '-', '_' or '.', got {name!r}"
+        raise StorageError(msg)
+
+
+def open_workspace(ws: Workspace, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """`Workspace.connect`, with a workspace path that cannot be used reported as `StorageError`.
+
+    Covers a ``--store`` that is a file, a directory that cannot be created or written, and a
+    ``streamsim.duckdb`` that is a directory or not a DuckDB database.
+    """
+    if ws.root.exists() and not ws.root.is_dir():
+        msg = (
+            f"{ws.root}: not a directory; expected a workspace directory (--store, $STREAMSIM_HOME)"
+        )
+        raise StorageError(msg)
+    if ws.db_path.exists() and not ws.db_path.is_file():
+        msg = f"{ws.db_path}: not a file; expected the workspace's DuckDB database file"
+        raise StorageError(msg)
+    try:
+        return ws.connect(read_only=read_only)
+    except OSError as exc:
+        msg = (
+            f"{ws.root}: cannot open the workspace ({exc.strerror or exc});"
+            " expected a writable directory"
+        )
+        raise StorageError(msg) from None
+    except duckdb.Error as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = (
+            f"{ws.db_path}: cannot open the store ({first});"
+            " expected a DuckDB database written by streamsim"
+        )
+        raise StorageError(msg) from None
+
+
+def top_categories(con: duckdb.DuckDBPyConnection, name: str, *, top: int) -> list[tuple[str, int]]:
+    """The `top` categories of a dataset by event count: ``(raw name, events)``, most first."""
+    rows = con.execute(
+        "SELECT coalesce(c.raw, CAST(e.category AS VARCHAR)), count(*) AS n FROM events e"
+        " LEFT JOIN categories c ON c.dataset = e.dataset AND c.category = e.category"
+        " WHERE e.dataset = ? AND e.category IS NOT NULL GROUP BY 1 ORDER BY n DESC, 1 LIMIT ?",
+        [name, top],
+    ).fetchall()
+    return [(str(r[0]), int(r[1])) for r in rows]
+
+
+def count_categories(con: duckdb.DuckDBPyConnection, name: str) -> int:
+    row = fetch_one(con, "SELECT count(*) FROM categories WHERE dataset = ?", [name])
+    return int(row[0]) if row else 0
+
+
+def drop_dataset(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Remove dataset `name` and its tables in one transaction; `StorageError` if it is absent."""
+    dataset_info(con, name)  # StorageError listing the known names if absent
+    con.execute("BEGIN TRANSACTION")
+    try:
+        delete_dataset(con, name)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise

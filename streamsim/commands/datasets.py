@@ -12,11 +12,42 @@ import typer
 from rich.table import Table
 
 from streamsim.commands import console, workspace
-from streamsim.store import DatasetInfo, dataset_info, dataset_names, delete_dataset
+from streamsim.errors import IngestError
+from streamsim.store import (
+    DatasetInfo,
+    count_categories,
+    dataset_info,
+    dataset_names,
+    drop_dataset,
+    open_workspace,
+    top_categories,
+)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+ReplaceOption = Annotated[
+    bool, typer.Option("--replace", help="Overwrite a stored dataset of the same name.")
+]
 
 
 def _iso(ts: int) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    """Epoch seconds as a UTC date-time; a value no calendar date holds prints as a number."""
+    try:
+        return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError):
+        return f"epoch {ts} s (out of range)"
+
+
+def _date(ts: int) -> str:
+    text = _iso(ts)
+    return text[:10] if text[:1].isdigit() else text
+
+
+def _date_range(text: str) -> tuple[str, str]:
+    start, sep, end = text.partition("..")
+    if not sep or not start.strip() or not end.strip():
+        msg = f"--date-range {text!r}: expected FROM..TO, e.g. 1900-01-01..2100-01-01"
+        raise IngestError(msg)
+    return start.strip(), end.strip()
 
 
 def describe(con: duckdb.DuckDBPyConnection, name: str, *, top: int = 10) -> dict[str, Any]:
@@ -26,17 +57,10 @@ def describe(con: duckdb.DuckDBPyConnection, name: str, *, top: int = 10) -> dic
     out["first"] = _iso(info.t_min)
     out["last"] = _iso(info.t_max)
     out["density"] = info.n_events / max(1, info.n_users * info.n_items)
-    rows = con.execute(
-        "SELECT coalesce(c.raw, CAST(e.category AS VARCHAR)), count(*) AS n FROM events e"
-        " LEFT JOIN categories c ON c.dataset = e.dataset AND c.category = e.category"
-        " WHERE e.dataset = ? AND e.category IS NOT NULL GROUP BY 1 ORDER BY n DESC, 1 LIMIT ?",
-        [name, top],
-    ).fetchall()
-    out["top_categories"] = [{"category": r[0], "events": r[1]} for r in rows]
-    n_cat = con.execute("SELECT count(*) FROM categories WHERE dataset = ?", [name]).fetchall()[0][
-        0
+    out["top_categories"] = [
+        {"category": raw, "events": n} for raw, n in top_categories(con, name, top=top)
     ]
-    out["n_categories"] = n_cat
+    out["n_categories"] = count_categories(con, name)
     return out
 
 
@@ -47,8 +71,8 @@ def _summary_row(info: DatasetInfo) -> list[str]:
         f"{info.n_events:,}",
         f"{info.n_users:,}",
         f"{info.n_items:,}",
-        _iso(info.t_min)[:10],
-        _iso(info.t_max)[:10],
+        _date(info.t_min),
+        _date(info.t_max),
         info.fingerprint[:12],
     ]
 
@@ -66,21 +90,46 @@ def register(app: typer.Typer) -> None:
         format: Annotated[
             str, typer.Option("--format", help="Input format (default: detect from the path).")
         ] = "auto",
-        user_col: Annotated[str | None, typer.Option("--user-col")] = None,
-        item_col: Annotated[str | None, typer.Option("--item-col")] = None,
-        time_col: Annotated[str | None, typer.Option("--time-col")] = None,
-        category_col: Annotated[str | None, typer.Option("--category-col")] = None,
-        rating_col: Annotated[str | None, typer.Option("--rating-col")] = None,
+        user_col: Annotated[
+            str | None, typer.Option("--user-col", help="csv/parquet: the user id column.")
+        ] = None,
+        item_col: Annotated[
+            str | None, typer.Option("--item-col", help="csv/parquet: the item id column.")
+        ] = None,
+        time_col: Annotated[
+            str | None,
+            typer.Option("--time-col", help="csv/parquet: the timestamp column (epoch or ISO)."),
+        ] = None,
+        category_col: Annotated[
+            str | None,
+            typer.Option("--category-col", help="csv/parquet: the item category column, if any."),
+        ] = None,
+        rating_col: Annotated[
+            str | None, typer.Option("--rating-col", help="csv/parquet: the rating column, if any.")
+        ] = None,
         time_unit: Annotated[
-            str, typer.Option("--time-unit", help="auto | s | ms | iso (generic formats).")
+            str,
+            typer.Option(
+                "--time-unit",
+                help="How to read the timestamps (csv/parquet): auto (epoch s/ms/us/ns from the"
+                " magnitude, or ISO dates), s, ms, us, ns or iso.",
+            ),
         ] = "auto",
-        replace: Annotated[bool, typer.Option("--replace", help="Overwrite NAME.")] = False,
-        as_json: Annotated[bool, typer.Option("--json")] = False,
+        date_range: Annotated[
+            str,
+            typer.Option(
+                "--date-range",
+                help="FROM..TO: accepted event dates; a timestamp outside is an error.",
+            ),
+        ] = "1970-01-01..2100-01-01",
+        replace: ReplaceOption = False,
+        as_json: JsonOption = False,
     ) -> None:
         """Parse an interaction log and store it as dataset NAME."""
         from streamsim.ingest import ingest
 
-        con = workspace(ctx).connect()
+        dates = _date_range(date_range)
+        con = open_workspace(workspace(ctx))
         try:
             info = ingest(
                 con,
@@ -93,6 +142,7 @@ def register(app: typer.Typer) -> None:
                 category_col=category_col,
                 rating_col=rating_col,
                 time_unit=time_unit,
+                date_range=dates,
                 replace=replace,
             )
         finally:
@@ -100,11 +150,9 @@ def register(app: typer.Typer) -> None:
         _done(info, "ingested", as_json)
 
     @group.command("list")
-    def list_cmd(
-        ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False
-    ) -> None:
+    def list_cmd(ctx: typer.Context, as_json: JsonOption = False) -> None:
         """List the stored datasets."""
-        con = workspace(ctx).connect(read_only=True)
+        con = open_workspace(workspace(ctx), read_only=True)
         try:
             infos = [dataset_info(con, n) for n in dataset_names(con)]
         finally:
@@ -125,10 +173,10 @@ def register(app: typer.Typer) -> None:
     def show_cmd(
         ctx: typer.Context,
         name: Annotated[str, typer.Argument(help="Dataset name.")],
-        as_json: Annotated[bool, typer.Option("--json")] = False,
+        as_json: JsonOption = False,
     ) -> None:
         """Counts, time span, density and top categories of one dataset."""
-        con = workspace(ctx).connect(read_only=True)
+        con = open_workspace(workspace(ctx), read_only=True)
         try:
             out = describe(con, name)
         finally:
@@ -155,17 +203,17 @@ def register(app: typer.Typer) -> None:
     def fetch_cmd(
         ctx: typer.Context,
         name: Annotated[str, typer.Argument(help="Public dataset name (see docs/data.md).")],
-        replace: Annotated[bool, typer.Option("--replace")] = False,
+        replace: ReplaceOption = False,
         base_url: Annotated[
             str | None, typer.Option("--base-url", help="Mirror to download from instead.")
         ] = None,
-        as_json: Annotated[bool, typer.Option("--json")] = False,
+        as_json: JsonOption = False,
     ) -> None:
         """Download a public dataset (checksum-verified, resumable) and ingest it."""
         from streamsim.fetch import fetch
 
         ws = workspace(ctx)
-        con = ws.connect()
+        con = open_workspace(ws)
         try:
             info = fetch(con, name, workspace=ws, base_url=base_url, replace=replace)
         finally:
@@ -186,7 +234,7 @@ def register(app: typer.Typer) -> None:
         """Write a dataset as Parquet files + meta.json."""
         from streamsim.parquet_io import export_dataset
 
-        con = workspace(ctx).connect(read_only=True)
+        con = open_workspace(workspace(ctx), read_only=True)
         try:
             out = export_dataset(con, name, path)
         finally:
@@ -198,13 +246,13 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         path: Annotated[Path, typer.Argument(help="Directory written by 'datasets export'.")],
         name: Annotated[str | None, typer.Option("--name", help="Store under this name.")] = None,
-        replace: Annotated[bool, typer.Option("--replace")] = False,
-        as_json: Annotated[bool, typer.Option("--json")] = False,
+        replace: ReplaceOption = False,
+        as_json: JsonOption = False,
     ) -> None:
         """Store a dataset exported as Parquet."""
         from streamsim.parquet_io import import_dataset
 
-        con = workspace(ctx).connect()
+        con = open_workspace(workspace(ctx))
         try:
             info = import_dataset(con, path, name=name, replace=replace)
         finally:
@@ -216,16 +264,9 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context, name: Annotated[str, typer.Argument(help="Dataset name.")]
     ) -> None:
         """Remove a dataset and its mapping tables from the store."""
-        con = workspace(ctx).connect()
+        con = open_workspace(workspace(ctx))
         try:
-            dataset_info(con, name)  # StorageError listing the known names if absent
-            con.execute("BEGIN TRANSACTION")
-            try:
-                delete_dataset(con, name)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+            drop_dataset(con, name)
         finally:
             con.close()
         typer.echo(f"deleted {name}")
