@@ -228,16 +228,22 @@ class Workspace:
         """Open the workspace database (creating the directory and schema when writable)."""
         if self.root.exists() and not self.root.is_dir():
             msg = (
-                f"{self.root}: expected a workspace directory (--store / STREAMSIM_HOME); got a"
-                " file"
+                f"{self.root}: not a directory; expected a workspace directory (--store,"
+                " $STREAMSIM_HOME)"
             )
+            raise StorageError(msg)
+        if self.db_path.exists() and not self.db_path.is_file():
+            msg = f"{self.db_path}: not a file; expected the workspace's DuckDB database file"
             raise StorageError(msg)
         if read_only and not self.db_path.exists():
             read_only = False
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            msg = f"{self.root}: cannot create the workspace directory: {exc.strerror}"
+            msg = (
+                f"{self.root}: cannot open the workspace ({exc.strerror or exc}); expected a"
+                " writable directory"
+            )
             raise StorageError(msg) from None
         try:
             con = duckdb.connect(str(self.db_path), read_only=read_only)
@@ -245,8 +251,8 @@ class Workspace:
             if "lock" not in str(exc).lower():
                 first = str(exc).strip().splitlines()[0]
                 msg = (
-                    f"{self.db_path}: not a streamsim workspace database DuckDB can open"
-                    f" ({first}); move it away or point --store at another directory"
+                    f"{self.db_path}: cannot open the store ({first}); expected a DuckDB"
+                    " database written by streamsim"
                 )
                 raise StorageError(msg) from None
             holder = re.search(r"\(PID (\d+)\)", str(exc))
@@ -614,34 +620,9 @@ def check_dataset_name(name: str) -> None:
 
 
 def open_workspace(ws: Workspace, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """`Workspace.connect`, with a workspace path that cannot be used reported as `StorageError`.
-
-    Covers a ``--store`` that is a file, a directory that cannot be created or written, and a
-    ``streamsim.duckdb`` that is a directory or not a DuckDB database.
-    """
-    if ws.root.exists() and not ws.root.is_dir():
-        msg = (
-            f"{ws.root}: not a directory; expected a workspace directory (--store, $STREAMSIM_HOME)"
-        )
-        raise StorageError(msg)
-    if ws.db_path.exists() and not ws.db_path.is_file():
-        msg = f"{ws.db_path}: not a file; expected the workspace's DuckDB database file"
-        raise StorageError(msg)
-    try:
-        return ws.connect(read_only=read_only)
-    except OSError as exc:
-        msg = (
-            f"{ws.root}: cannot open the workspace ({exc.strerror or exc});"
-            " expected a writable directory"
-        )
-        raise StorageError(msg) from None
-    except duckdb.Error as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        msg = (
-            f"{ws.db_path}: cannot open the store ({first});"
-            " expected a DuckDB database written by streamsim"
-        )
-        raise StorageError(msg) from None
+    """`Workspace.connect`: a workspace path that cannot be used (a ``--store`` that is a file, a
+    directory that cannot be created, a database file DuckDB cannot open) is a `StorageError`."""
+    return ws.connect(read_only=read_only)
 
 
 def top_categories(con: duckdb.DuckDBPyConnection, name: str, *, top: int) -> list[tuple[str, int]]:

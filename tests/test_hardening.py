@@ -147,12 +147,14 @@ def test_flags_out_of_range_and_a_missing_device(tmp_path: Path) -> None:
 def test_a_store_that_is_a_file_or_a_corrupt_database(tmp_path: Path) -> None:
     a_file = tmp_path / "not-a-dir"
     a_file.write_text("x")
-    assert "expected a workspace directory" in one_error_line(invoke(a_file, "runs", "list"))
+    assert "not a directory; expected a workspace directory" in one_error_line(
+        invoke(a_file, "runs", "list")
+    )
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
     (corrupt / "streamsim.duckdb").write_bytes(b"this is not a database" * 100)
     line = one_error_line(invoke(corrupt, "runs", "list"))
-    assert "not a streamsim workspace database" in line
+    assert "cannot open the store" in line
     assert (corrupt / "streamsim.duckdb").read_bytes() == b"this is not a database" * 100
 
 
