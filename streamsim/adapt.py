@@ -4,9 +4,21 @@ A policy (`PolicySpec`, one ``[[adaptation.policies]]`` entry) has two independe
 
 - test-time adaptation ``none | reset | continual`` on the *inputs* of a micro-batch, before it is
   scored: `tta_steps` plain-SGD steps (lr `tta_lr`, no momentum, no weight decay, as T2ARec's
-  Algorithm 1) on the model's label-free `test_time_loss`, in eval mode (no dropout). ``reset``
-  is Algorithm 1 itself: the weights and the optimizer are restored after the batch is scored;
-  ``continual`` carries both forward. This is the `Adapter` here.
+  Algorithm 1) in eval mode (no dropout). ``reset`` is Algorithm 1 itself: the weights and the
+  optimizer are restored after the batch is scored; ``continual`` carries both forward. This is
+  the `Adapter` here. What a step descends is the policy's `tta_step`:
+
+  - ``model``: the model's own label-free `test_time_loss` (T2ARec: its time-interval and
+    interest-state alignment losses; TTT4Rec: ETA-Rec's top-K entropy);
+  - ``placebo``: a control, a random direction (owned generator, seeded per micro-batch) scaled
+    to the norm the ``model`` step would have had on that batch: same size, no signal;
+  - ``entropy``: Tent-style, the mean top-K entropy of the batch's score distributions over
+    the known catalogue (label-free, any model);
+  - ``selfsup``: next-item cross-entropy on the batch's own input histories (each history's last
+    item predicted from the ones before it): every target is an input, none is a request's
+    target (label-free with respect to what is scored, any model);
+  - ``oracle``: cross-entropy on the batch's true targets *before* they are scored. It reads
+    what it is then scored on: a diagnostic ceiling, never a policy a user could deploy.
 - an online supervised update after the reveal (``online = true``): `streamsim.online`. It moves
   the *base* weights that ``reset`` restores to.
 
@@ -48,6 +60,8 @@ from models.base import Recommender, SeqBatch
 from streamsim import config
 from streamsim.errors import ModelError, ScenarioError
 from streamsim.filters import EtaFilter, EtaFilterSpec
+from streamsim.ranking import topk_entropy
+from streamsim.rng import batch_seed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,6 +70,9 @@ class PolicySpec:
 
     name: str  # display name, unique within the scenario ('none', 'reset', 'continual', ...)
     tta: Literal["none", "reset", "continual"] = "none"
+    # what a test-time step descends (module docstring): the model's own loss or a control
+    tta_step: Literal["model", "placebo", "entropy", "selfsup", "oracle"] = "model"
+    entropy_k: int = 10  # top-K of the ``entropy`` step
     tta_lr: float = 0.005  # T2ARec Algorithm 1: plain SGD, alpha = 0.005
     tta_steps: int = 1  # M
     online: bool = False  # supervised update on revealed events after scoring
@@ -88,8 +105,26 @@ class PolicySpec:
                 msg = f"{fw}: a sample filter needs test-time adaptation; policy has tta = 'none'"
                 raise ScenarioError(msg)
             spec = replace(spec, sample_filter=EtaFilterSpec.from_table(table["sample_filter"], fw))
+        if spec.tta_step != "model" and spec.tta == "none":
+            msg = (
+                f"{where} key 'tta_step': {spec.tta_step!r} is a test-time step; expected tta ="
+                " 'reset' or 'continual', got tta = 'none'"
+            )
+            raise ScenarioError(msg)
+        config.at_least_zero(spec.entropy_k, f"{where} key 'entropy_k'", strict=True)
         spec._check_modifiers(where)
         return spec
+
+    @property
+    def diagnostic(self) -> bool:
+        """Whether the policy reads what it is scored on (the oracle step): a ceiling to read
+        results against, never a deployable method."""
+        return self.tta != "none" and self.tta_step == "oracle"
+
+    @property
+    def needs_test_time_loss(self) -> bool:
+        """The ``model`` step and the ``placebo`` (sized by it) need the model's own loss."""
+        return self.tta != "none" and self.tta_step in ("model", "placebo")
 
     def _check_modifiers(self, where: str) -> None:
         """Periodic / drift-triggered reset and anchoring modify continual adaptation only."""
@@ -120,6 +155,8 @@ class AdaptStats:
     filtered_share: float | None = None  # share of requests a sample filter left out
     samples_saved: int = 0  # per-request gradient contributions skipped: left-out x steps
     skipped_steps: int = 0  # steps not taken because the loss or a gradient was not finite
+    step_norm: float | None = None  # ||θ_after − θ_before|| over the test-time parameters
+    step_rel: float | None = None  # ... divided by ||θ_before||
 
 
 @dataclass
@@ -132,6 +169,9 @@ class TestTimeStep:
 
     stats: AdaptStats
     restored: bool = False
+    # (B, V) scores of the inputs with the weights before the step (when asked for: what the
+    # step changed is measured against them), None otherwise
+    scores_before: Tensor | None = None
 
 
 def collect_params(model: Recommender) -> tuple[list[torch.nn.Parameter], list[str]]:
@@ -150,10 +190,12 @@ def collect_params(model: Recommender) -> tuple[list[torch.nn.Parameter], list[s
 
 def check_model(model: Recommender, policy: PolicySpec) -> None:
     """Refuse policies the model cannot run, with the reason."""
-    if policy.tta != "none" and not model.has_test_time_loss:
+    if policy.needs_test_time_loss and not model.has_test_time_loss:
         msg = (
-            f"policy {policy.name!r} uses test-time adaptation ({policy.tta}) but model"
-            f" {model.name!r} has no test-time loss; use tta = 'none' (online updates still work)"
+            f"policy {policy.name!r} uses test-time adaptation ({policy.tta}, step"
+            f" {policy.tta_step!r}) but model {model.name!r} has no test-time loss; use"
+            " tta = 'none' (online updates still work) or a model-agnostic tta_step"
+            " ('entropy', 'selfsup')"
         )
         raise ModelError(msg)
     if (policy.tta != "none" or policy.online) and not model.trainable:
@@ -172,9 +214,16 @@ class Adapter:
     """
 
     def __init__(
-        self, model: Recommender, policy: PolicySpec, *, drift_starts: Sequence[int] = ()
+        self,
+        model: Recommender,
+        policy: PolicySpec,
+        *,
+        drift_starts: Sequence[int] = (),
+        seed: int = 0,
     ) -> None:
         check_model(model, policy)
+        self.seed = seed  # the placebo's random directions: one owned stream per micro-batch
+        self._calls = 0  # micro-batches adapted on (the placebo's stream without a batch id)
         self.model = model
         self.policy = policy
         flt = policy.sample_filter  # ETA-Rec filtering of the test-time step (None: off)
@@ -201,20 +250,38 @@ class Adapter:
         outside: Tensor | None = None,
         batch_id: int | None = None,
         span: tuple[int, int] | None = None,
+        targets: Tensor | None = None,
+        measure: bool = False,
     ) -> Iterator[TestTimeStep]:
         """Adapt on the batch's inputs (never its targets); score inside the block.
 
-        `outside` marks items outside the catalogue (scored -inf by the sample filter);
-        `batch_id` (for ``reset_every``) and `span`, the batch's first and last replay index
-        (for ``reset_at_drifts``), are absent in leave-one-out evaluation.
+        `outside` marks items outside the catalogue (scored -inf by the sample filter and the
+        entropy step); `batch_id` (for ``reset_every`` and the placebo's stream) and `span`, the
+        batch's first and last replay index (for ``reset_at_drifts``), are absent in
+        leave-one-out evaluation. `targets` are the requests' targets, taken by the diagnostic
+        ``oracle`` step only. `measure` keeps the scores before the step (`scores_before`).
         """
         assert inputs.targets is None, "test-time adaptation must never see targets"
+        oracle = self.policy.diagnostic
+        if (targets is not None) != oracle:
+            msg = (
+                f"policy {self.policy.name!r}: the oracle step, and only it, takes the batch's"
+                f" targets; got targets {'' if targets is not None else 'not '}given"
+            )
+            raise ValueError(msg)
         restored = False
         if self.policy.reset_at_drifts and span is not None and self._holds_drift(*span):
             self.restore_pretrained()  # oracle: the batch holds a ground-truth drift start
             restored = True
         base = self._base_weights()
-        step = TestTimeStep(self._steps(inputs, outside), restored)
+        before = None
+        if measure and self.tta_opt is not None:
+            with torch.no_grad():
+                before = self.model.score(inputs).clone()
+        stream = batch_id if batch_id is not None else self._calls
+        self._calls += 1
+        stats = self._steps(inputs, outside, targets, stream)
+        step = TestTimeStep(stats, restored, before)
         try:
             yield step
         finally:
@@ -259,13 +326,15 @@ class Adapter:
         lo = int(np.searchsorted(self.drift_starts, first, side="left"))
         return lo < len(self.drift_starts) and int(self.drift_starts[lo]) <= last
 
-    def _steps(self, inputs: SeqBatch, outside: Tensor | None) -> AdaptStats:
-        """`tta_steps` SGD steps on the test-time loss of the (filtered) inputs."""
+    def _steps(
+        self, inputs: SeqBatch, outside: Tensor | None, targets: Tensor | None, stream: int
+    ) -> AdaptStats:
+        """`tta_steps` steps of the policy's step rule on the (filtered) inputs."""
         start = time.perf_counter()
         if self.tta_opt is None:
             return AdaptStats(None, None, 0, 0.0)
         self.model.eval()  # deterministic (no dropout) during the step and the scoring
-        filtered, saved, step_inputs = None, 0, inputs
+        filtered, saved, keep = None, 0, None
         if self.filter is not None:
             with torch.no_grad():
                 scores = self.model.score(inputs).clone()
@@ -274,15 +343,19 @@ class Adapter:
             keep = self.filter.select(scores)
             filtered = 1.0 - float(keep.double().mean())
             saved = int((~keep).sum()) * self.policy.tta_steps
-            if not bool(keep.all()):
-                step_inputs = inputs.subset(keep.nonzero()[:, 0])
+            if bool(keep.all()):
+                keep = None
+        step_inputs = inputs if keep is None else inputs.subset(keep.nonzero()[:, 0])
+        step_targets = targets if keep is None or targets is None else targets[keep]
         before = None
         if step_inputs is not inputs:  # the recorded losses are of the whole batch, filtered or not
             with torch.no_grad():
-                before = float(self.model.test_time_loss(inputs))
+                before = float(self._loss(inputs, outside, targets))
+        theta = [p.detach().clone() for p in self.tta_params]
+        gen = torch.Generator().manual_seed(batch_seed(self.seed, stream))
         backward, skipped = 0, 0
         for _ in range(self.policy.tta_steps):
-            loss = self.model.test_time_loss(step_inputs)
+            loss = self._loss(step_inputs, outside, step_targets)
             if before is None:
                 before = float(loss.detach())
             self.tta_opt.zero_grad(set_to_none=True)
@@ -294,14 +367,52 @@ class Adapter:
             if not finite_grads(self.tta_params):
                 skipped += 1
                 continue
-            self.tta_opt.step()
+            if self.policy.tta_step == "placebo":
+                self._random_step_like_sgd(gen)
+            else:
+                self.tta_opt.step()
             if self.policy.anchor is not None:
                 self._pull_towards_pretrained(self.policy.anchor)
         self.tta_opt.zero_grad(set_to_none=True)
         with torch.no_grad():
-            after = float(self.model.test_time_loss(inputs))
+            after = float(self._loss(inputs, outside, targets))
+        norm, size = _distance(self.tta_params, theta), _norm(theta)
         seconds = time.perf_counter() - start
-        return AdaptStats(before, after, backward, seconds, filtered, saved, skipped)
+        return AdaptStats(
+            before, after, backward, seconds, filtered, saved, skipped, norm,
+            norm / size if size > 0 else None,
+        )  # fmt: skip
+
+    def _loss(self, inputs: SeqBatch, outside: Tensor | None, targets: Tensor | None) -> Tensor:
+        """The loss the policy's step descends on `inputs` (the placebo: the model's own loss,
+        whose gradient sizes the random step)."""
+        rule = self.policy.tta_step
+        if rule in ("model", "placebo"):
+            return self.model.test_time_loss(inputs)
+        if rule == "entropy":
+            scores = self.model.score(inputs)
+            if outside is not None:
+                scores = scores.masked_fill(outside, float("-inf"))
+            k = min(self.policy.entropy_k, scores.shape[1])
+            return topk_entropy(scores, k).mean()
+        if rule == "selfsup":
+            shifted = next_item_inputs(inputs)
+            if shifted is None:  # no history of two events: nothing to learn from
+                return torch.zeros((), requires_grad=True)
+            return self.model.loss(shifted)
+        assert targets is not None  # the oracle (checked in `adapted`)
+        return self.model.loss(replace(inputs, targets=targets))
+
+    def _random_step_like_sgd(self, gen: torch.Generator) -> None:
+        """The placebo: move the test-time parameters along a random direction by exactly the
+        norm plain SGD would have moved them (lr × ||gradient||)."""
+        grads = [p.grad for p in self.tta_params if p.grad is not None]
+        size = self.policy.tta_lr * _norm(grads)
+        directions = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in self.tta_params]
+        scale = size / max(_norm(directions), 1e-30)
+        with torch.no_grad():
+            for param, d in zip(self.tta_params, directions, strict=True):
+                param.add_(d, alpha=scale)
 
     def _pull_towards_pretrained(self, alpha: float) -> None:
         with torch.no_grad():
@@ -332,6 +443,34 @@ class Adapter:
             self.filter.load_state(state["filter"])  # type: ignore[arg-type]
         if self.tta_opt is not None and state["tta_opt"] is not None:
             self.tta_opt.load_state_dict(state["tta_opt"])  # type: ignore[arg-type]
+
+
+def next_item_inputs(inputs: SeqBatch) -> SeqBatch | None:
+    """Self-supervised examples from a batch's input histories: each history of two events or
+    more, its last item as the target and the rest as the input (request time: the last
+    event's). None when no history is long enough."""
+    rows = (inputs.lengths >= 2).nonzero()[:, 0]
+    if rows.numel() == 0:
+        return None
+    b = inputs.subset(rows)
+    last = b.lengths - 1  # (B,) position of each history's last event
+    at = torch.arange(len(rows))
+    items, times = b.items.clone(), b.times.clone()
+    target, request_time = items[at, last].clone(), times[at, last].clone()
+    items[at, last], times[at, last] = 0, 0
+    return SeqBatch(
+        items=items, times=times, lengths=last, request_times=request_time, targets=target
+    )
+
+
+def _norm(tensors: Sequence[Tensor]) -> float:
+    """Euclidean norm over a list of tensors (float64)."""
+    total = sum(float((t.detach().to(torch.float64) ** 2).sum()) for t in tensors)
+    return float(total**0.5)
+
+
+def _distance(params: Sequence[Tensor], values: Sequence[Tensor]) -> float:
+    return _norm([p.detach() - v for p, v in zip(params, values, strict=True)])
 
 
 def finite_grads(params: list[torch.nn.Parameter]) -> bool:

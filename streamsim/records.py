@@ -71,6 +71,13 @@ class BatchResult:
     tta_samples_saved: int = _col("per-request gradient terms the filter skipped", "INTEGER")
     tta_skipped_steps: int = _col("steps not taken: non-finite loss or gradient", "INTEGER")
     tta_reset: bool = _col("theta_0 restored this batch: periodic, on alarm or oracle")
+    # how far the test-time step moved the weights and what it changed (NULL: no step taken;
+    # the effects are measured on each user's first request of the batch, the one adapted on)
+    tta_step_norm: float | None = _col("||theta_after - theta_before|| of the step(s)")
+    tta_step_rel: float | None = _col("... divided by ||theta_before||")
+    tta_top10_changed: float | None = _col("share of top-10 lists the step changed")
+    tta_rank_changed: float | None = _col("share of target ranks the step changed")
+    tta_hit10_flips: int | None = _col("targets that entered or left the top 10", "INTEGER")
     param_distance: float = _col("||theta - theta_0|| after the batch")
     backward_passes: int = _col("backward passes: test-time and online", "INTEGER")
     # the forgetting probe after the batch (NULL between probe points)

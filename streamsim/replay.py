@@ -38,7 +38,6 @@ adaptation use a micro-batch's events only after the whole micro-batch was score
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Iterator
@@ -59,6 +58,7 @@ from streamsim.online import OnlineLearner
 from streamsim.probe import ProbeScore, SourceProbe
 from streamsim.ranking import gini, marginal_entropy, rank_metrics, target_ranks, topk_entropy
 from streamsim.records import Alarm, BatchResult, EventRecords, StepResult
+from streamsim.rng import batch_seed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,6 +76,9 @@ class ReplaySpec:
     # per batch, the test-time loss and mean Δ_{n+1} for detectors and the dashboard (one extra
     # forward pass; false: skip it, e.g. to time bare inference)
     label_free_signals: bool = True
+    # per batch of an adapting policy, what its step changed: the inputs scored once more with
+    # the weights before the step (one extra forward pass; false: skip it)
+    step_effects: bool = True
     # forgetting probe (`streamsim.probe`): this many validation-window requests re-scored with
     # the current weights every `probe_every` (fraction of the replayed events); 0 disables it
     probe_events: int = 1000
@@ -163,12 +166,6 @@ def micro_batches(
         yield take(size_of_next() or len(buf[0]))
 
 
-def batch_seed(seed: int, batch_id: int) -> int:
-    """A per-batch seed that depends only on (seed, batch id): resumable and deterministic."""
-    digest = hashlib.sha256(f"{seed}:{batch_id}".encode()).digest()
-    return int.from_bytes(digest[:7], "little")
-
-
 class ReplayEngine:
     """The state of one replay (model, adapter, histories, detectors) and its per-batch step.
 
@@ -194,7 +191,7 @@ class ReplayEngine:
         self.spec = spec
         self.seed = seed
         # test-time adaptation (with the policy's sample filter and resets) and online learning
-        self.adapter = Adapter(model, policy, drift_starts=drift_starts)
+        self.adapter = Adapter(model, policy, drift_starts=drift_starts, seed=seed)
         self.learner = (
             OnlineLearner(model, lr=policy.online_lr, steps=policy.online_steps)
             if policy.online
@@ -256,16 +253,19 @@ class ReplayEngine:
             outside=torch.from_numpy(~self.history.known),
             batch_id=eb.batch_id,
             span=(int(eb.idx[0]), int(eb.idx[-1])),
+            # the diagnostic oracle reads the first requests' targets before they are scored
+            targets=targets[first] if self.policy.diagnostic else None,
+            measure=self.spec.step_effects,
         ) as tts:
             seconds["adapt"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             signals = self._label_free_signals(inputs, tts.stats)  # with the adapted weights
             seconds["detect"] += time.perf_counter() - t0
-            scores, is_repeat, wave_inputs = self._score_in_waves(eb, inputs, first, seconds)
+            scores, is_repeat, wave_inputs = self._score_in_waves(
+                eb, inputs, first, seconds, before=tts.scores_before
+            )
             t0 = time.perf_counter()
-            scores[:, torch.from_numpy(outside)] = float("-inf")
-            for item, pos in first_seen.items():  # new in the batch: known from the next request
-                scores[: pos + 1, item] = float("-inf")
+            _mask_catalogue(scores, outside, first_seen)
             ranks = target_ranks(scores, targets)
             metrics = rank_metrics(ranks)
             top10 = scores.topk(min(10, scores.shape[1]), dim=1).indices
@@ -279,6 +279,7 @@ class ReplayEngine:
             signals["rec_gini"] = gini(rec_counts)
             signals["top1_entropy"] = marginal_entropy(top10[:, 0])
         seconds["score"] += time.perf_counter() - t0
+        effects = _step_effects(tts.scores_before, scores, first, outside, first_seen, targets)
         adapt = tts.stats
         # 4. reveal: the last wave's histories, the catalogue, count models, online update
         t0 = time.perf_counter()
@@ -332,6 +333,11 @@ class ReplayEngine:
             tta_samples_saved=adapt.samples_saved,
             tta_skipped_steps=adapt.skipped_steps,
             tta_reset=tts.restored or restored,
+            tta_step_norm=adapt.step_norm,
+            tta_step_rel=adapt.step_rel,
+            tta_top10_changed=effects[0],
+            tta_rank_changed=effects[1],
+            tta_hit10_flips=effects[2],
             param_distance=self.adapter.param_distance(),
             backward_passes=backward,
             probe_ndcg10=probe.get("ndcg10"),
@@ -348,12 +354,19 @@ class ReplayEngine:
         return StepResult(events=events, batch=batch, signals=signals, alarms=tuple(alarms))
 
     def _score_in_waves(
-        self, eb: EventBatch, inputs: SeqBatch, first: np.ndarray, seconds: dict[str, float]
+        self,
+        eb: EventBatch,
+        inputs: SeqBatch,
+        first: np.ndarray,
+        seconds: dict[str, float],
+        *,
+        before: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, np.ndarray, list[tuple[np.ndarray, SeqBatch]]]:
         """Scores of every request, wave by wave: a user's k-th request of the batch is scored
         after their (k-1)-th was scored and revealed to the histories. Returns the (B, V) scores
         (catalogue masking is the caller's), which targets repeat a history item, and each
-        wave's rows and inputs."""
+        wave's rows and inputs. `before` (the first wave's scores before a test-time step) gets
+        the same ``exclude_seen`` mask as the first wave, in place."""
         users, waves = eb.users, eb.waves
         last_wave = int(waves.max())
         scores = torch.empty(0)
@@ -372,6 +385,8 @@ class ReplayEngine:
             if self.spec.exclude_seen:
                 for r, user in enumerate(users[rows].tolist()):
                     part[r, self.history.seen_items(user)] = float("-inf")
+                    if wave == 0 and before is not None:
+                        before[r, self.history.seen_items(user)] = float("-inf")
             if wave == 0:
                 scores = part.new_empty(len(eb), part.shape[1])
             scores[torch.from_numpy(rows)] = part
@@ -457,6 +472,42 @@ class ReplayEngine:
         self.n_replayed = int(state["n_replayed"])
         base = state["probe_base"]
         self.probe_base = None if base is None else ProbeScore.from_tensors(base)
+
+
+def _mask_catalogue(scores: torch.Tensor, outside: np.ndarray, first_seen: dict[int, int]) -> None:
+    """-inf, in place, for items no request of the batch knows and, for an item first revealed
+    inside the batch, for the requests up to and including that one (`_catalogue`)."""
+    scores[:, torch.from_numpy(outside)] = float("-inf")
+    for item, pos in first_seen.items():  # new in the batch: known from the next request on
+        scores[: pos + 1, item] = float("-inf")
+
+
+def _step_effects(
+    before: torch.Tensor | None,
+    after: torch.Tensor,
+    first: np.ndarray,
+    outside: np.ndarray,
+    first_seen: dict[int, int],
+    targets: torch.Tensor,
+) -> tuple[float | None, float | None, int | None]:
+    """What the test-time step changed on the requests it was taken on (each user's first of
+    the batch): the share of top-10 lists that differ, the share of target ranks that moved,
+    and the number of targets that entered or left the top 10. (None, None, None) without the
+    scores before the step."""
+    if before is None:
+        return None, None, None
+    rows = torch.from_numpy(first)
+    full = after.new_full(after.shape, float("-inf"))  # `before` in batch rows, for the mask
+    full[rows] = before
+    _mask_catalogue(full, outside, first_seen)
+    pre, post = full[rows], after[rows]
+    k = min(10, after.shape[1])
+    top_pre, top_post = pre.topk(k, dim=1).indices, post.topk(k, dim=1).indices
+    changed = float((top_pre != top_post).any(dim=1).double().mean())
+    rank_pre, rank_post = target_ranks(pre, targets[rows]), target_ranks(post, targets[rows])
+    moved = float((rank_pre != rank_post).double().mean())
+    flips = int(((rank_pre <= 10) != (rank_post <= 10)).sum())
+    return changed, moved, flips
 
 
 def _catalogue(known: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:

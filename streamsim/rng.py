@@ -13,6 +13,7 @@ device generator through a resume file (`streamsim.resume`); on CPU there is non
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -52,3 +53,9 @@ def set_device_state(state: Tensor | None, device: str | torch.device) -> None:
     index = cuda_index(device)
     if state is not None and index is not None:
         torch.cuda.set_rng_state(state, index)
+
+
+def batch_seed(seed: int, batch_id: int) -> int:
+    """A per-batch seed that depends only on (seed, batch id): resumable and deterministic."""
+    digest = hashlib.sha256(f"{seed}:{batch_id}".encode()).digest()
+    return int.from_bytes(digest[:7], "little")
