@@ -194,6 +194,7 @@ def batch_frames(
             " avg(coalesce(tta_loss, tta_loss_before)) AS tta_loss_before,"
             " avg(tta_loss_after) AS tta_loss_after, arg_max(param_distance, batch_id)"
             " AS param_distance, max(cum) AS backward_passes_cum, avg(rec_gini) AS rec_gini,"
+            " avg(tta_step_rel) AS tta_step_rel, avg(tta_top10_changed) AS tta_top10_changed,"
             " avg(top1_entropy) AS top1_entropy FROM b"
             " GROUP BY bucket ORDER BY bucket",
             [max_points, run_id],

@@ -352,11 +352,11 @@ def tta_figure(
     *,
     title: str = "Test-time adaptation health",
 ) -> go.Figure:
-    """Test-time loss before/after, Δ_{n+1} distribution, ‖θ−θ0‖, backward passes and, when
-    the runs have a forgetting probe, its forgetting over time (a third, full-width row).
+    """Test-time loss before/after, Δ_{n+1} distribution, ‖θ−θ0‖, the size of the test-time
+    step and, when the runs have a forgetting probe, its forgetting over time (a full-width row).
 
     `batches` columns: ``run, t_start, t_end, n_batches, n_events, tta_loss_before,
-    tta_loss_after, param_distance, backward_passes_cum`` and optionally ``rec_gini,
+    tta_loss_after, param_distance, tta_step_rel, tta_top10_changed`` and optionally ``rec_gini,
     top1_entropy`` (drawn as a third row when present; one row per bucket of micro-batches);
     `deltas`: ``run, delta_next_mean`` (per micro-batch values, possibly subsampled);
     `probes`: ``run, batch_id, t_end, probe_ndcg10, forgetting_ndcg10, forgetting_se``
@@ -370,7 +370,7 @@ def tta_figure(
         "test-time loss before (solid) / after (dotted) the step",
         "Δ_{n+1} per micro-batch (distribution)",
         "‖θ − θ0‖ after the micro-batch",
-        "backward passes (cumulative)",
+        "test-time step ‖Δθ‖/‖θ‖ per micro-batch (log; none: no step)",
     ]
     grid: list[list[dict[str, Any] | None]] = [[{}, {}], [{}, {}]]
     if diversity:
@@ -401,7 +401,7 @@ def tta_figure(
             ("tta_loss_before", 1, 1, "solid", "loss before"),
             ("tta_loss_after", 1, 1, "dot", "loss after"),
             ("param_distance", 2, 1, "solid", "‖θ−θ0‖"),
-            ("backward_passes_cum", 2, 2, "solid", "backward passes"),
+            ("tta_step_rel", 2, 2, "solid", "‖Δθ‖/‖θ‖"),
             *((("rec_gini", 3, 1, "solid", "Gini"), ("top1_entropy", 3, 2, "solid", "nats"))
               if diversity else ()),
         )  # fmt: skip
@@ -474,7 +474,7 @@ def tta_figure(
     fig.update_yaxes(title_text="micro-batches", row=1, col=2)
     fig.update_xaxes(title_text="mean Δ_{n+1}", row=1, col=2)
     fig.update_yaxes(title_text="‖θ−θ0‖", row=2, col=1)
-    fig.update_yaxes(title_text="passes", row=2, col=2)
+    fig.update_yaxes(title_text="‖Δθ‖/‖θ‖", type="log", row=2, col=2)
     fig.update_xaxes(title_text="time (UTC)", row=2, col=1)
     fig.update_xaxes(title_text="time (UTC)", row=2, col=2)
     height = 620

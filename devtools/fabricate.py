@@ -187,6 +187,12 @@ def fabricate_run(
             "tta_samples_saved": np.zeros(n_batches, dtype=np.int32),
             "tta_skipped_steps": np.zeros(n_batches, dtype=np.int32),
             "tta_reset": np.zeros(n_batches, dtype=bool),
+            "tta_step_norm": rng.random(n_batches) * 1e-3
+            if adapts
+            else pa.nulls(n_batches, pa.float64()),
+            "tta_step_rel": rng.random(n_batches) * 1e-5
+            if adapts
+            else pa.nulls(n_batches, pa.float64()),
         }
     )
     # label-free signals, one row per (batch, signal): `run_signals`

@@ -39,7 +39,7 @@ from streamsim.probe import SourceProbe, build_probe
 from streamsim.progress import Progress, ReplayBatch, ReplayFinished, ReplayStarted
 from streamsim.provenance import git_state, versions
 from streamsim.replay import ReplayEngine, micro_batches
-from streamsim.report import RunSummary, summarize
+from streamsim.report import RunSummary, reading, summarize
 from streamsim.runs import (
     create_run,
     find_run,
@@ -88,9 +88,15 @@ class ScenarioResult:
     comparison: Comparison | None  # None with a single policy
     dashboard: Path | None  # the HTML dashboard, when one was written
 
+    @property
+    def reading(self) -> list[str]:
+        """One plain-language sentence per policy against the first (`report.reading`)."""
+        return reading(self.summaries, self.comparison)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "scenario": self.scenario.name,
+            "reading": self.reading,
             "split_report": self.prepared.cold,
             "checkpoint": str(self.prepared.checkpoint.path),
             "runs": [s.to_json() for s in self.summaries],
@@ -380,6 +386,7 @@ def _manifest(scenario: Scenario, policy: PolicySpec, prepared: Prepared) -> dic
         "scenario_hash": scenario.content_hash,
         "run_key": run_key(scenario, policy),
         "policy": asdict(policy),
+        "diagnostic": policy.diagnostic,
         "replay": asdict(scenario.replay),
         "detectors": [asdict(d) for d in scenario.detectors],
         "split": {k: asdict(getattr(prepared.split, k)) for k in ("pretrain", "valid", "replay")},

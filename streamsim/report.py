@@ -3,11 +3,13 @@ forgetting, the adaptation's resets and the recommendations' health."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import duckdb
 
+from streamsim.compare import Comparison
 from streamsim.detection import DetectorReport, detector_report
 from streamsim.metrics import overall
 from streamsim.runs import run_info
@@ -41,6 +43,21 @@ class Health:
 
 
 @dataclass(frozen=True)
+class StepSize:
+    """How far a run's test-time steps moved the weights and what they changed, as means over
+    the micro-batches with a step (`n_batches` = 0: the policy takes no test-time step, every
+    other field None). A step that changes nothing is reported with its size, never as
+    missing: ``step_rel`` 3e-6 with 0 flips is a measured null."""
+
+    n_batches: int
+    step_norm: float | None  # mean ||θ_after − θ_before||
+    step_rel: float | None  # mean of that / ||θ_before||
+    top10_changed: float | None  # mean share of top-10 lists the step changed
+    rank_changed: float | None  # mean share of target ranks it moved
+    hit10_flips: int | None  # targets that entered or left the top 10, summed
+
+
+@dataclass(frozen=True)
 class RunSummary:
     run_id: str
     policy: str
@@ -54,6 +71,8 @@ class RunSummary:
     tta_resets: int  # periodic, drift-triggered or oracle restores of θ₀ (continual policies)
     tta_skipped_steps: int  # test-time steps not taken: non-finite loss or gradient
     health: Health
+    step: StepSize
+    diagnostic: bool  # the policy reads what it is scored on (the oracle): a ceiling only
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -78,6 +97,8 @@ def summarize(con: duckdb.DuckDBPyConnection, run_id: str) -> RunSummary:
         tta_resets=_count(con, "count(*) FILTER (WHERE tta_reset)", run_id),
         tta_skipped_steps=_count(con, "coalesce(sum(tta_skipped_steps), 0)", run_id),
         health=health(con, run_id),
+        step=step_size(con, run_id),
+        diagnostic=bool(info["manifest"].get("diagnostic", False)),
     )
 
 
@@ -85,6 +106,63 @@ def health(con: duckdb.DuckDBPyConnection, run_id: str) -> Health:
     means = ", ".join(f"avg({f.name})" for f in fields(Health))
     (row,) = con.execute(f"SELECT {means} FROM run_batches_of(?)", [run_id]).fetchall()
     return Health(*(None if v is None else float(v) for v in row))
+
+
+def step_size(con: duckdb.DuckDBPyConnection, run_id: str) -> StepSize:
+    (row,) = con.execute(
+        "SELECT count(tta_step_norm), avg(tta_step_norm), avg(tta_step_rel),"
+        " avg(tta_top10_changed), avg(tta_rank_changed), sum(tta_hit10_flips)"
+        " FROM run_batches_of(?)",
+        [run_id],
+    ).fetchall()
+    n, norm, rel, top10, ranks, flips = row
+
+    def number(v: float | None) -> float | None:
+        return None if v is None else float(v)
+
+    return StepSize(
+        n_batches=int(n),
+        step_norm=number(norm),
+        step_rel=number(rel),
+        top10_changed=number(top10),
+        rank_changed=number(ranks),
+        hit10_flips=None if flips is None else int(flips),
+    )
+
+
+def reading(summaries: Sequence[RunSummary], comparison: Comparison | None) -> list[str]:
+    """One plain-language sentence per compared run: its NDCG@10 difference from the baseline
+    (the first run) with the 95% CI, what the verdict means, and the size of its steps, so that
+    a null is read next to the step that produced it."""
+    if comparison is None or len(summaries) < 2:
+        return []
+    base = summaries[0]
+    by_id = {s.run_id: s for s in summaries}
+    lines = []
+    for pair in comparison.pairs:
+        s = by_id[pair.run_id]
+        label = f"{s.model}/{s.policy}"
+        diff = (
+            f"{label}: {pair.mean_diff:+.4f} {comparison.metric} vs {base.policy}"
+            f" [95% CI {pair.ci_low:+.4f}, {pair.ci_high:+.4f}]"
+        )
+        if pair.verdict == "no significant difference":
+            verdict = "no detectable difference"
+        else:
+            verdict = f"{pair.verdict} than {base.policy}"
+        step = s.step
+        if step.n_batches == 0:
+            how = "it takes no test-time step"
+        elif step.step_rel is not None and step.top10_changed is not None:
+            how = (
+                f"its steps moved the weights by {step.step_rel:.1e} of their norm and changed"
+                f" {step.top10_changed:.1%} of top-10 lists ({step.hit10_flips} hit@10 flips)"
+            )
+        else:
+            how = f"its steps moved the weights by {step.step_rel or 0.0:.1e} of their norm"
+        note = " (diagnostic ceiling: it reads the targets it is scored on)" if s.diagnostic else ""
+        lines.append(f"{diff}: {verdict}; {how}{note}.")
+    return lines
 
 
 def _count(con: duckdb.DuckDBPyConnection, aggregate: str, run_id: str) -> int:

@@ -121,6 +121,14 @@ def test_text_output_is_wide_and_prints_names_verbatim(tmp_path: Path) -> None:
     assert "NDCG@10 by quartile" in result.stdout  # the header is not folded
     assert "replay period: " in result.stdout
     assert "unseen before the cut:" in result.stdout
+    # the step size stands next to every adaptation result, and the output reads the comparison
+    assert "step ‖Δθ‖/‖θ‖" in result.stdout
+    assert "Δ NDCG@10 vs none [95% CI]" in result.stdout
+    reading = [line for line in result.stdout.splitlines() if line.startswith("reading: ")]
+    assert len(reading) == 1
+    assert reading[0].startswith("reading: t2arec/reset: ")
+    assert "of their norm" in reading[0]
+    assert any(v in reading[0] for v in ("no detectable difference", "better than", "worse than"))
 
 
 def test_set_overrides_scenario_values_through_the_loader(tmp_path: Path) -> None:

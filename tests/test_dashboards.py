@@ -139,8 +139,8 @@ def test_drift_mix_tta_throughput_figures() -> None:
     health, deltas = data.batch_frames(con, ["r1", "r2"], max_points=5)
     assert len(health[health["run"] == "reset"]) == 5
     fig = figures.tta_figure(health, deltas)
-    # reset: loss before, after, distance, passes, Δ histogram; none: distance, passes
-    assert len(fig.data) == 5 + 2
+    # reset: loss before, after, distance, step size, Δ histogram; none (no step): distance
+    assert len(fig.data) == 5 + 1
     assert fig.layout.xaxis2.title.text == "mean Δ_{n+1}"
     tp = data.throughput_frame(con, ["r1", "r2"])
     fig = figures.throughput_figure(tp)

@@ -76,6 +76,20 @@ def runs_show(
         )
     if summary.tta_skipped_steps:
         out.print(skipped_line(info["policy"], summary.tta_skipped_steps))
+    st = summary.step
+    if st.n_batches:
+        effects = (
+            ""
+            if st.top10_changed is None
+            else f", {st.top10_changed:.1%} of top-10 lists and {st.rank_changed:.1%} of target"
+            f" ranks changed, {st.hit10_flips} hit@10 flips"
+        )
+        out.print(
+            f"{'step size':>14}: ||Δθ||/||θ|| {st.step_rel:.2e} (||Δθ|| {st.step_norm:.2e}) per"
+            f" micro-batch over {st.n_batches} steps{effects}"
+        )
+    if summary.diagnostic:
+        out.print(f"{'diagnostic':>14}: the oracle step reads the targets it is scored on")
     if summary.tta_resets:
         n = summary.tta_resets
         out.print(f"{'tta resets':>14}: {n} (periodic, drift-triggered or oracle)")
