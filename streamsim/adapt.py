@@ -73,7 +73,9 @@ class PolicySpec:
     # what a test-time step descends (module docstring): the model's own loss or a control
     tta_step: Literal["model", "placebo", "entropy", "selfsup", "oracle"] = "model"
     entropy_k: int = 10  # top-K of the ``entropy`` step
-    tta_lr: float = 0.005  # T2ARec Algorithm 1: plain SGD, alpha = 0.005
+    # T2ARec Algorithm 1: plain SGD, alpha = 0.005; "auto": chosen on the validation window
+    # (`streamsim.tuning`) for this policy's step rule and steps, before the replay
+    tta_lr: float | Literal["auto"] = 0.005
     tta_steps: int = 1  # M
     online: bool = False  # supervised update on revealed events after scoring
     online_lr: float = 1e-3
@@ -97,8 +99,10 @@ class PolicySpec:
     def from_table(cls, table: Any, where: str) -> PolicySpec:
         spec = cls(**config.bind(cls, table, where, skip=("sample_filter",)))
         config.check_name(spec.name, f"{where} key 'name'")
-        for key in ("tta_lr", "tta_steps", "online_lr", "online_steps"):
+        for key in ("tta_steps", "online_lr", "online_steps"):
             config.at_least_zero(getattr(spec, key), f"{where} key {key!r}")
+        if spec.tta_lr != "auto":
+            config.at_least_zero(spec.tta_lr, f"{where} key 'tta_lr'")
         if table.get("sample_filter") is not None:  # None: from a resolved default policy
             fw = f"{where}.sample_filter"
             if spec.tta == "none":
@@ -235,12 +239,22 @@ class Adapter:
         self.tta_opt = self._new_tta_optimizer()
         self.drift_starts = np.asarray(sorted(drift_starts), dtype=np.int64)
 
+    @property
+    def lr(self) -> float:
+        """The test-time learning rate (an ``auto`` rate is resolved before the adapter)."""
+        lr = self.policy.tta_lr
+        if isinstance(lr, str):
+            msg = (
+                f"policy {self.policy.name!r}: tta_lr = 'auto' must be resolved on the validation"
+                " window first (streamsim.tuning.resolve_auto)"
+            )
+            raise ValueError(msg)
+        return lr
+
     def _new_tta_optimizer(self) -> torch.optim.Optimizer | None:
         if self.policy.tta == "none":
             return None
-        return torch.optim.SGD(
-            self.tta_params, lr=self.policy.tta_lr, momentum=0.0, weight_decay=0.0
-        )
+        return torch.optim.SGD(self.tta_params, lr=self.lr, momentum=0.0, weight_decay=0.0)
 
     @contextmanager
     def adapted(
@@ -407,7 +421,7 @@ class Adapter:
         """The placebo: move the test-time parameters along a random direction by exactly the
         norm plain SGD would have moved them (lr × ||gradient||)."""
         grads = [p.grad for p in self.tta_params if p.grad is not None]
-        size = self.policy.tta_lr * _norm(grads)
+        size = self.lr * _norm(grads)
         directions = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in self.tta_params]
         scale = size / max(_norm(directions), 1e-30)
         with torch.no_grad():

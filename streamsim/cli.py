@@ -79,9 +79,10 @@ def _register_commands() -> None:
         runs,
         scenarios,
         train,
+        tune,
     )
 
-    for module in (datasets, scenarios, models, train, evaluate, replay, runs, compare):
+    for module in (datasets, scenarios, models, train, tune, evaluate, replay, runs, compare):
         module.register(app)
 
 

@@ -60,6 +60,7 @@ from streamsim.store import (
     iter_events,
 )
 from streamsim.train import Checkpoint, load_checkpoint, train
+from streamsim.tuning import Cell, resolve_auto
 
 CHUNK_BATCHES = 10  # micro-batches per committed chunk (what a killed replay can lose)
 
@@ -277,7 +278,8 @@ def replay_policy(
         if progress is not None:
             progress(ReplayFinished(policy.name, found[0], reused=True))
         return found[0]
-    engine = build_engine(con, scenario, policy, prepared)
+    chosen, cell = resolve_auto(con, workspace, scenario, prepared, policy)
+    engine = build_engine(con, scenario, chosen, prepared)
     tie = scenario.replay.tie_shuffle_seed
     run_id = found[0] if found is not None else None
     state_path = _state_path(workspace, run_id) if run_id is not None else None
@@ -300,7 +302,7 @@ def replay_policy(
                 checkpoint_hash=prepared.checkpoint.hash,
                 policy=policy.name,
                 seed=scenario.seed,
-                manifest=_manifest(scenario, policy, prepared),
+                manifest=_manifest(scenario, chosen, prepared, key=key, tuned=cell),
             )
         split = prepared.split
         engine.warm_up(
@@ -379,12 +381,21 @@ def _write_dashboard(
     return Path(write_dashboard(con, list(run_ids), path))
 
 
-def _manifest(scenario: Scenario, policy: PolicySpec, prepared: Prepared) -> dict[str, Any]:
+def _manifest(
+    scenario: Scenario,
+    policy: PolicySpec,
+    prepared: Prepared,
+    *,
+    key: str,
+    tuned: Cell | None = None,
+) -> dict[str, Any]:
     return {
+        # the rate an ``auto`` policy got on the validation window, with that cell of the sweep
+        "tta_lr_auto": asdict(tuned) if tuned is not None else None,
         "scenario": scenario.name,
         "scenario_path": str(scenario.path),
         "scenario_hash": scenario.content_hash,
-        "run_key": run_key(scenario, policy),
+        "run_key": key,
         "policy": asdict(policy),
         "diagnostic": policy.diagnostic,
         "replay": asdict(scenario.replay),
