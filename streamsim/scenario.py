@@ -240,8 +240,20 @@ def _jsonable(obj: Any, *, with_meta: bool = True) -> Any:
 def _apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any], path: Path) -> None:
     for key, value in overrides.items():
         if key == "policies":
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                msg = (
+                    f"{path}: override 'policies': expected a list of policy names; got"
+                    f" {value!r}"
+                )
+                raise ScenarioError(msg)
             wanted = list(value)
-            current = raw.get("adaptation", {}).get("policies")
+            adaptation = raw.get("adaptation", {})
+            if not isinstance(adaptation, dict):
+                msg = f"{path}: [adaptation]: expected a table; got {adaptation!r}"
+                raise ScenarioError(msg)
+            current = adaptation.get("policies")
             if current is None:
                 current = [_jsonable(p) for p in DEFAULT_POLICIES]
             by_name = {p.get("name"): p for p in current if isinstance(p, dict)}
@@ -255,6 +267,9 @@ def _apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any], path: Pa
             raw.setdefault("adaptation", {})["policies"] = [by_name[n] for n in wanted]
             continue
         parts = key.split(".")
+        if not all(parts):
+            msg = f"{path}: override {key!r}: expected a dotted key such as train.patience"
+            raise ScenarioError(msg)
         node = raw
         for part in parts[:-1]:
             nxt = node.setdefault(part, {})

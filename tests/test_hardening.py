@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,25 @@ def test_non_finite_numbers_are_refused(tmp_path: Path, value: str) -> None:
     path.write_text(f'[data]\ndataset = "d"\n[train]\nlr = {value}\n')
     with pytest.raises(ScenarioError, match=r"\[train\] key 'lr': expected a finite number"):
         scenario.load(path)
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("policies=3", "override 'policies': expected a list of policy names; got 3"),
+        ('policies=[1, "x"]', "expected a list of policy names"),
+        ("train.lr=nan", r"\[train\] key 'lr': expected a number; got 'nan'"),
+        ("train..lr=1", "expected a dotted key"),
+        ("train=3", r"\[train\]: expected a table; got 3"),
+        ("replay.batch_events=0", r"\[replay\] key 'batch_events': expected a value > 0"),
+    ],
+)
+def test_bad_overrides_are_one_line(tmp_path: Path, override: str, match: str) -> None:
+    line = one_error_line(
+        invoke(tmp_path / "ws", "replay", "-s", "weekend-shift", "--set", override)
+    )
+    assert re.search(match, line), line
+    assert not (tmp_path / "ws" / "streamsim.duckdb").exists()  # refused before any write
 
 
 class _RunsCode:
