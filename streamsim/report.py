@@ -73,6 +73,15 @@ class RunSummary:
     health: Health
     step: StepSize
     diagnostic: bool  # the policy reads what it is scored on (the oracle): a ceiling only
+    tta: str  # none | reset | continual
+    tta_step: str  # what the test-time step descends (model, placebo, entropy, ...)
+    online: bool  # supervised updates on revealed events
+
+    @property
+    def label_free(self) -> bool:
+        """A test-time adaptation that reads no label: a deployable method (not the placebo,
+        not the oracle, no online learning from revealed targets)."""
+        return self.tta != "none" and self.tta_step in ("model", "entropy", "selfsup")
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -83,6 +92,7 @@ class RunSummary:
 
 def summarize(con: duckdb.DuckDBPyConnection, run_id: str) -> RunSummary:
     info = run_info(con, run_id)
+    policy = info["manifest"].get("policy", {})
     q = quartiles(con, run_id, metric="ndcg10")
     return RunSummary(
         run_id=run_id,
@@ -99,6 +109,9 @@ def summarize(con: duckdb.DuckDBPyConnection, run_id: str) -> RunSummary:
         health=health(con, run_id),
         step=step_size(con, run_id),
         diagnostic=bool(info["manifest"].get("diagnostic", False)),
+        tta=str(policy.get("tta", "none")),
+        tta_step=str(policy.get("tta_step", "model")),
+        online=bool(policy.get("online", False)),
     )
 
 
@@ -162,7 +175,27 @@ def reading(summaries: Sequence[RunSummary], comparison: Comparison | None) -> l
             how = f"its steps moved the weights by {step.step_rel or 0.0:.1e} of their norm"
         note = " (diagnostic ceiling: it reads the targets it is scored on)" if s.diagnostic else ""
         lines.append(f"{diff}: {verdict}; {how}{note}.")
+    if base.tta == "none" and not base.online:
+        lines.append(_conclusion(summaries, comparison))
     return lines
+
+
+def _conclusion(summaries: Sequence[RunSummary], comparison: Comparison) -> str:
+    """Whether any label-free test-time adaptation beat the frozen baseline."""
+    by_id = {s.run_id: s for s in summaries}
+    methods = [(by_id[p.run_id], p) for p in comparison.pairs if by_id[p.run_id].label_free]
+    if not methods:
+        return "No label-free test-time adaptation was compared here."
+    helped = [f"{s.policy} ({p.mean_diff:+.4f})" for s, p in methods if p.verdict == "better"]
+    if helped:
+        return f"Label-free test-time adaptation helped here: {', '.join(helped)}."
+    hurt = [s.policy for s, p in methods if p.verdict == "worse"]
+    tail = f"; it hurt under {', '.join(hurt)}" if hurt else ""
+    return (
+        "No label-free test-time adaptation helped here: none of "
+        f"{', '.join(s.policy for s, _ in methods)} is detectably better than"
+        f" {summaries[0].policy}{tail}."
+    )
 
 
 def _count(con: duckdb.DuckDBPyConnection, aggregate: str, run_id: str) -> int:

@@ -125,8 +125,9 @@ def test_text_output_is_wide_and_prints_names_verbatim(tmp_path: Path) -> None:
     assert "step ‖Δθ‖/‖θ‖" in result.stdout
     assert "Δ NDCG@10 vs none [95% CI]" in result.stdout
     reading = [line for line in result.stdout.splitlines() if line.startswith("reading: ")]
-    assert len(reading) == 1
+    assert len(reading) == 2
     assert reading[0].startswith("reading: t2arec/reset: ")
+    assert "label-free test-time adaptation" in reading[1]  # the answer to the question
     assert "of their norm" in reading[0]
     assert any(v in reading[0] for v in ("no detectable difference", "better than", "worse than"))
 
