@@ -106,6 +106,8 @@ class _Source:
     dialect: Dialect | None = None  # delimited file: the line of row ``rn`` is found on demand
     rows: bool = False  # Parquet: rows have numbers, not lines
     id_path: Path | None = None  # the file holding the ids, when not `path` (user-lines)
+    columns: tuple[tuple[str, str], ...] = ()  # generic formats: (role, column) read
+    ignored: tuple[str, ...] = ()  # generic formats: the columns not read
 
     def where(self, rn: int, line: int | None) -> str:
         if line is not None:
@@ -320,6 +322,61 @@ def _problem(
     )
 
 
+# ----------------------------------------------------------------------------- header names
+
+# Header names each role is recognised by when its flag is not given, compared without case,
+# spaces, '_', '-' and '.' ("userId", "user_id" and "User ID" are one name).
+ROLE_NAMES: dict[str, tuple[str, ...]] = {
+    "user": ("user", "user_id", "userid", "uid", "customer_id", "reviewer_id", "visitor_id",
+             "member_id", "session_id"),
+    "item": ("item", "item_id", "itemid", "iid", "movie_id", "movieid", "asin", "product_id",
+             "business_id", "article_id", "track_id", "song_id", "book_id", "isbn", "sku"),
+    "time": ("timestamp", "time", "ts", "datetime", "date", "date_time", "event_time",
+             "unix_time", "unix_timestamp", "unixreviewtime", "created_at"),
+    "category": ("category", "category_id", "cat", "cat_id", "genre", "genres", "class"),
+    "rating": ("rating", "score", "stars", "overall"),
+}  # fmt: skip
+_FLAGS = {role: f"--{role}-col" for role in ROLE_NAMES}
+
+
+def _norm(name: str) -> str:
+    return "".join(ch for ch in name.casefold() if ch not in " _-.")
+
+
+def recognise_columns(path: Path, header: list[str], given: Columns) -> tuple[Columns, list[str]]:
+    """Fill the roles `given` leaves open from the header names; the columns left unused.
+
+    A role whose flag is missing takes the one header column whose name is one of its
+    `ROLE_NAMES`. Two such columns is an error (the flag must choose), as is a user, item or time
+    column that none matches; an optional role (category, rating) stays empty then.
+    """
+    chosen = {r: getattr(given, r) for r in ROLE_NAMES}
+    taken = {n for n in chosen.values() if n is not None}
+    for role, aliases in ROLE_NAMES.items():
+        if chosen[role] is not None:
+            continue
+        wanted = {_norm(a) for a in aliases}
+        hits = [h for h in header if _norm(h) in wanted and h not in taken]
+        if len(hits) > 1:
+            msg = (
+                f"{path}: columns {hits} all look like the {role} column; pass"
+                f" {_FLAGS[role]} NAME to choose one"
+            )
+            raise IngestError(msg)
+        if not hits and role in ("user", "item", "time"):
+            msg = (
+                f"{path}: no column looks like the {role} column (expected a name such as"
+                f" {', '.join(aliases[:4])}); the file has columns {header}; pass {_FLAGS[role]}"
+                " NAME"
+            )
+            raise IngestError(msg)
+        if hits:
+            chosen[role] = hits[0]
+            taken.add(hits[0])
+    ignored = [h for h in header if h not in taken]
+    return _with(given, **chosen), ignored
+
+
 # ----------------------------------------------------------------------------- column lookup
 
 
@@ -418,23 +475,17 @@ def _fixed(
 # ----------------------------------------------------------------------------- format readers
 
 
-def _generic(cur: duckdb.DuckDBPyConnection, path: Path, fmt: str, cols: Columns) -> _Source:
+def _generic(cur: duckdb.DuckDBPyConnection, path: Path, fmt: str, given: Columns) -> _Source:
+    """A CSV or Parquet log; the columns the flags leave open are recognised by name."""
     _need(path)
-    missing = [
-        n for n, v in (("user", cols.user), ("item", cols.item), ("time", cols.time)) if v is None
-    ]
-    if missing:
-        msg = (
-            f"{path}: format {fmt!r} needs --user-col, --item-col and --time-col; missing {missing}"
-        )
-        raise IngestError(msg)
-    assert cols.user is not None
-    assert cols.item is not None
-    assert cols.time is not None
     if fmt == "parquet":
         header = _parquet_header(cur, path)
     else:
         dialect, header = read_header(path, delim=None)
+    cols, ignored = recognise_columns(path, header, given)
+    assert cols.user is not None
+    assert cols.item is not None
+    assert cols.time is not None
     positions = _Cols(
         _position(path, header, cols.user, "user"),
         _position(path, header, cols.item, "item"),
@@ -442,7 +493,11 @@ def _generic(cur: duckdb.DuckDBPyConnection, path: Path, fmt: str, cols: Columns
         _position(path, header, cols.category, "category") if cols.category else None,
         _position(path, header, cols.rating, "rating") if cols.rating else None,
     )
-    source = _Source(path, cols.user, cols.item, cols.time, cols.time_unit, cols.rating or "")
+    read = tuple((r, c) for r in ROLE_NAMES if (c := getattr(cols, r)) is not None)
+    source = _Source(
+        path, cols.user, cols.item, cols.time, cols.time_unit, cols.rating or "",
+        columns=read, ignored=tuple(ignored),
+    )  # fmt: skip
     if fmt == "parquet":
         _parquet_src(cur, path, header, positions)
         return _with(source, rows=True)
@@ -844,7 +899,10 @@ def ingest(
     format
         One of `FORMATS`, or ``"auto"`` to detect it from the file names.
     user_col, item_col, time_col, category_col, rating_col
-        Column names for the generic ``csv`` / ``parquet`` formats.
+        Column names for the generic ``csv`` / ``parquet`` formats. A role left None is
+        recognised from the header names (`ROLE_NAMES`: ``user_id``, ``userId``, ``movieId``,
+        ``asin``, ``timestamp``, ``genre``...); the columns read and those ignored are stored in
+        ``params["columns"]`` and ``params["ignored_columns"]``.
     time_unit
         Generic formats: ``auto`` (numbers are epoch values whose unit is read from their
         magnitude: below 1e11 seconds, below 1e14 ms, below 1e17 µs, else ns; text is an ISO date
@@ -896,7 +954,7 @@ def ingest(
         tables = _build(cur)
     finally:
         cur.close()
-    params = {
+    params: dict[str, Any] = {
         "format": fmt,
         "user_col": user_col,
         "item_col": item_col,
@@ -906,6 +964,8 @@ def ingest(
         "time_unit": time_unit,
         "time_read_as": read_as,
         "date_range": list(date_range) if tuple(date_range) != DEFAULT_DATE_RANGE else None,
+        "columns": dict(source.columns) or None,
+        "ignored_columns": list(source.ignored) if source.columns else None,
     }
     return write_dataset(
         con,

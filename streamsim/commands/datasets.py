@@ -91,10 +91,12 @@ def register(app: typer.Typer) -> None:
             str, typer.Option("--format", help="Input format (default: detect from the path).")
         ] = "auto",
         user_col: Annotated[
-            str | None, typer.Option("--user-col", help="csv/parquet: the user id column.")
+            str | None,
+            typer.Option("--user-col", help="csv/parquet: the user id column (default: by name)."),
         ] = None,
         item_col: Annotated[
-            str | None, typer.Option("--item-col", help="csv/parquet: the item id column.")
+            str | None,
+            typer.Option("--item-col", help="csv/parquet: the item id column (default: by name)."),
         ] = None,
         time_col: Annotated[
             str | None,
@@ -125,7 +127,14 @@ def register(app: typer.Typer) -> None:
         replace: ReplaceOption = False,
         as_json: JsonOption = False,
     ) -> None:
-        """Parse an interaction log and store it as dataset NAME."""
+        """Parse an interaction log and store it as dataset NAME.
+
+        csv/parquet: a column flag left out is filled from the header names.
+
+        Recognised: user/user_id/userId, item/item_id/movieId/asin, timestamp/time/ts/date.
+
+        Also category/genre and rating/score; the columns read and those ignored are printed.
+        """
         from streamsim.ingest import ingest
 
         dates = _date_range(date_range)
@@ -272,6 +281,15 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"deleted {name}")
 
 
+_READ_AS = {
+    "s": "epoch seconds",
+    "ms": "epoch milliseconds",
+    "us": "epoch microseconds",
+    "ns": "epoch nanoseconds",
+    "iso": "ISO dates",
+}
+
+
 def _done(info: DatasetInfo, verb: str, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(info.to_json(), indent=2))
@@ -281,3 +299,15 @@ def _done(info: DatasetInfo, verb: str, as_json: bool) -> None:
         f" {info.n_items:,} items, {_iso(info.t_min)} .. {_iso(info.t_max)} UTC"
         f" (format {info.format}, fingerprint {info.fingerprint[:12]})"
     )
+    read_as = _READ_AS.get(str(info.params.get("time_read_as")))
+    columns = info.params.get("columns")
+    if isinstance(columns, dict):
+        roles = ("user", "item", "time", "category", "rating")
+        read = ", ".join(f"{r}={columns[r]!r}" for r in roles if r in columns)
+        ignored = info.params.get("ignored_columns") or []
+        typer.echo(
+            f"columns: {read}; timestamps read as {read_as};"
+            f" ignored: {', '.join(repr(c) for c in ignored) if ignored else 'none'}"
+        )
+    elif read_as is not None:
+        typer.echo(f"timestamps read as {read_as}")
