@@ -25,6 +25,7 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,7 @@ from streamsim.store import (
     iter_events,
 )
 from streamsim.train import Checkpoint, load_checkpoint, train
-from streamsim.tuning import Cell, resolve_auto
+from streamsim.tuning import LRS, STEPS, Cell, Source, Sweep, resolve_auto, sweep
 
 CHUNK_BATCHES = 10  # micro-batches per committed chunk (what a killed replay can lose)
 
@@ -76,6 +77,11 @@ class Prepared:
     # forgetting probes built for this scenario's replays, shared by its policies (same split,
     # seed and spacing give the same probe); filled by `build_engine`
     probes: dict[tuple[Any, ...], SourceProbe | None] = field(default_factory=dict)
+
+    @property
+    def source(self) -> Source:
+        """What a validation-window sweep replays (`streamsim.tuning`)."""
+        return Source(self.info, self.split, self.checkpoint)
 
 
 @dataclass(frozen=True)
@@ -137,6 +143,36 @@ def run_scenario(
     comparison = compare(con, list(run_ids)) if len(run_ids) > 1 else None
     path = _write_dashboard(con, workspace, run_ids, scenario.name) if dashboard else None
     return ScenarioResult(scenario, prepared, run_ids, summaries, comparison, path)
+
+
+def tune(
+    con: duckdb.DuckDBPyConnection,
+    workspace: Workspace,
+    scenario: Scenario,
+    *,
+    rules: Sequence[str],
+    lrs: Sequence[float] = LRS,
+    steps: Sequence[int] = STEPS,
+) -> tuple[Prepared, tuple[Sweep, ...]]:
+    """`streamsim tune`: the scenario's data and checkpoint, then one validation-window sweep
+    per test-time step rule (`streamsim.tuning`)."""
+    scenario_mod.check(scenario)
+    import models
+
+    cls = models.get(scenario.model.name).cls
+    needs_loss = [r for r in rules if r in ("model", "placebo")]
+    if needs_loss and not cls.has_test_time_loss:
+        msg = (
+            f"step rules {needs_loss} need the model's own test-time loss; model"
+            f" {scenario.model.name!r} has none (try 'entropy' or 'selfsup')"
+        )
+        raise ScenarioError(msg)
+    prepared = prepare(con, workspace, scenario)
+    sweeps = tuple(
+        sweep(con, workspace, scenario, prepared.source, rule=r, lrs=lrs, steps=steps)
+        for r in rules
+    )
+    return prepared, sweeps
 
 
 def ensure_data(con: duckdb.DuckDBPyConnection, scenario: Scenario) -> DatasetInfo:
@@ -278,7 +314,7 @@ def replay_policy(
         if progress is not None:
             progress(ReplayFinished(policy.name, found[0], reused=True))
         return found[0]
-    chosen, cell = resolve_auto(con, workspace, scenario, prepared, policy)
+    chosen, cell = resolve_auto(con, workspace, scenario, prepared.source, policy)
     engine = build_engine(con, scenario, chosen, prepared)
     tie = scenario.replay.tie_shuffle_seed
     run_id = found[0] if found is not None else None

@@ -25,7 +25,7 @@ import torch
 from streamsim import records
 from streamsim.errors import StorageError
 from streamsim.records import EventRecords, StepResult
-from streamsim.store import fetch_one
+from streamsim.store import fetch_one, quote_ident
 
 RUN_TABLES = ("run_events", "run_batches", "run_signals", "run_alarms")
 
@@ -168,7 +168,7 @@ def write_results(con: duckdb.DuckDBPyConnection, run_id: str, results: list[Ste
         ):
             if data.num_rows:
                 con.register("_rows", data)
-                cols = ", ".join(data.column_names)
+                cols = ", ".join(quote_ident(c) for c in data.column_names)
                 con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _rows")
                 con.unregister("_rows")
         con.execute(

@@ -486,7 +486,7 @@ def _conform_events(events: pa.Table) -> pa.Table:
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, name: str, data: pa.Table) -> None:
     """Insert an Arrow table into `table`, adding the ``dataset`` column."""
-    cols = ", ".join(data.column_names)
+    cols = ", ".join(quote_ident(c) for c in data.column_names)
     con.register("_incoming", data)
     try:
         query = f"INSERT INTO {table} (dataset, {cols}) SELECT ?, {cols} FROM _incoming"

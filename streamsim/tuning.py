@@ -30,12 +30,22 @@ import numpy as np
 from streamsim.adapt import PolicySpec
 from streamsim.errors import ScenarioError
 from streamsim.replay import ReplayEngine, micro_batches
-from streamsim.store import Workspace, iter_events
-from streamsim.train import load_checkpoint
+from streamsim.splits import Split
+from streamsim.store import DatasetInfo, Workspace, iter_events
+from streamsim.train import Checkpoint, load_checkpoint
 
 if TYPE_CHECKING:
-    from streamsim.pipeline import Prepared
     from streamsim.scenario import Scenario
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a sweep replays: the dataset, its split (the validation window is replayed) and the
+    pretrained checkpoint."""
+
+    info: DatasetInfo
+    split: Split
+    checkpoint: Checkpoint
 
 LRS = tuple(0.005 * 10.0**k for k in range(5))  # 0.005 × {1, 10, 10², 10³, 10⁴}
 STEPS = (1, 5)
@@ -90,7 +100,7 @@ def sweep(
     con: duckdb.DuckDBPyConnection,
     workspace: Workspace,
     scenario: Scenario,
-    prepared: Prepared,
+    source: Source,
     *,
     rule: str,
     lrs: Sequence[float] = LRS,
@@ -98,11 +108,11 @@ def sweep(
     entropy_k: int = 10,
 ) -> Sweep:
     """The validation-window sweep of one step rule (stored; reused when it exists)."""
-    key = _key(scenario, prepared, rule, lrs, steps, entropy_k)
+    key = _key(scenario, source, rule, lrs, steps, entropy_k)
     path = workspace.subdir("tuning") / f"{scenario.name}-{rule}-{key}.json"
     if path.exists():
         return Sweep.from_json(json.loads(path.read_text()))
-    frozen = _window_ndcg(con, scenario, prepared, PolicySpec(name="none"))[0]
+    frozen = _window_ndcg(con, scenario, source, PolicySpec(name="none"))[0]
     cells = []
     for m in steps:
         for lr in lrs:
@@ -110,7 +120,7 @@ def sweep(
                 name=f"tune-{rule}", tta="reset", tta_lr=lr, tta_steps=m, tta_step=rule,  # type: ignore[arg-type]
                 entropy_k=entropy_k,
             )  # fmt: skip
-            ndcg, step_rel, skipped = _window_ndcg(con, scenario, prepared, policy)
+            ndcg, step_rel, skipped = _window_ndcg(con, scenario, source, policy)
             d = ndcg - frozen
             se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.nan
             cells.append(
@@ -125,7 +135,7 @@ def resolve_auto(
     con: duckdb.DuckDBPyConnection,
     workspace: Workspace,
     scenario: Scenario,
-    prepared: Prepared,
+    source: Source,
     policy: PolicySpec,
 ) -> tuple[PolicySpec, Cell | None]:
     """The policy with ``tta_lr = "auto"`` replaced by the rate chosen on the validation window
@@ -133,7 +143,7 @@ def resolve_auto(
     if policy.tta_lr != "auto":
         return policy, None
     result = sweep(
-        con, workspace, scenario, prepared, rule=policy.tta_step, steps=(policy.tta_steps,),
+        con, workspace, scenario, source, rule=policy.tta_step, steps=(policy.tta_steps,),
         entropy_k=policy.entropy_k,
     )  # fmt: skip
     best = result.best(policy.tta_steps)
@@ -141,14 +151,14 @@ def resolve_auto(
 
 
 def _window_ndcg(
-    con: duckdb.DuckDBPyConnection, scenario: Scenario, prepared: Prepared, policy: PolicySpec
+    con: duckdb.DuckDBPyConnection, scenario: Scenario, source: Source, policy: PolicySpec
 ) -> tuple[np.ndarray, float | None, int]:
     """Per-event NDCG@10 of `policy` replayed over the validation window (in memory: nothing
     is stored), its mean step size and its skipped steps."""
-    info, window = prepared.info, prepared.split.valid
+    info, window = source.info, source.split.valid
     spec = replace(scenario.replay, probe_events=0, label_free_signals=False, step_effects=False)
     engine = ReplayEngine(
-        load_checkpoint(prepared.checkpoint), policy, spec, (), n_users=info.n_users,
+        load_checkpoint(source.checkpoint), policy, spec, (), n_users=info.n_users,
         n_items=info.n_items, seed=scenario.seed,
     )  # fmt: skip
     tie = spec.tie_shuffle_seed
@@ -169,16 +179,16 @@ def _window_ndcg(
 
 def _key(
     scenario: Scenario,
-    prepared: Prepared,
+    source: Source,
     rule: str,
     lrs: Sequence[float],
     steps: Sequence[int],
     entropy_k: int,
 ) -> str:
     body = {
-        "checkpoint": prepared.checkpoint.hash,
-        "data": prepared.info.fingerprint,
-        "window": asdict(prepared.split.valid),
+        "checkpoint": source.checkpoint.hash,
+        "data": source.info.fingerprint,
+        "window": asdict(source.split.valid),
         "replay": asdict(scenario.replay),
         "seed": scenario.seed,
         "rule": rule,
@@ -187,34 +197,3 @@ def _key(
         "entropy_k": entropy_k,
     }
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def tune(
-    con: duckdb.DuckDBPyConnection,
-    workspace: Workspace,
-    scenario: Scenario,
-    *,
-    rules: Sequence[str],
-    lrs: Sequence[float] = LRS,
-    steps: Sequence[int] = STEPS,
-) -> tuple[Prepared, tuple[Sweep, ...]]:
-    """`streamsim tune`: the scenario's data and checkpoint, then one sweep per step rule."""
-    from streamsim.pipeline import prepare
-    from streamsim.scenario import check
-
-    check(scenario)
-    import models
-
-    cls = models.get(scenario.model.name).cls
-    needs_loss = [r for r in rules if r in ("model", "placebo")]
-    if needs_loss and not cls.has_test_time_loss:
-        msg = (
-            f"step rules {needs_loss} need the model's own test-time loss; model"
-            f" {scenario.model.name!r} has none (try 'entropy' or 'selfsup')"
-        )
-        raise ScenarioError(msg)
-    prepared = prepare(con, workspace, scenario)
-    sweeps = tuple(
-        sweep(con, workspace, scenario, prepared, rule=r, lrs=lrs, steps=steps) for r in rules
-    )
-    return prepared, sweeps

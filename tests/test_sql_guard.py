@@ -46,8 +46,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("streamsim", "models", "dashboards")
 INGEST_MODULES = {
@@ -58,16 +56,7 @@ INGEST_MODULES = {
     "streamsim/commands/datasets.py",
 }
 # (file, function): why the Arrow column names it formats into SQL are fixed by code
-FIXED_COLUMN_SITES = {
-    ("streamsim/store.py", "_insert"): "callers pass tables of fixed schemas: ingest builds them"
-    " with fixed SQL aliases, synthetic data in code, and parquet_io casts imported files to"
-    " _TABLES first (the names still deserve quote_ident: one-line change)",
-    ("streamsim/runs.py", "write_results"): "the tables are built in the function from literal"
-    " column names",
-}
-# streamsim/runs.py loads engine state with weights_only=False; it is being replaced on main.
-# Until that lands this one call makes `test_torch_load_is_weights_only` an expected failure.
-PENDING_PICKLE_LOAD = ("streamsim/runs.py", "torch.load(path, weights_only=False)")
+FIXED_COLUMN_SITES: dict[tuple[str, str], str] = {}  # none left: every name is quoted
 
 _SQL_WORD = re.compile(
     r"(?<![A-Za-z_])(SELECT|FROM|WHERE|JOIN|INSERT|INTO|UPDATE|DELETE|CREATE|DROP|ALTER|COPY"
@@ -366,10 +355,7 @@ def test_no_sql_text_built_from_data_derived_names() -> None:
 
 def test_torch_load_is_weights_only() -> None:
     found = [v for v in package_violations() if v.rule == 5]
-    unexpected = [v for v in found if (v.path, v.source) != PENDING_PICKLE_LOAD]
-    assert unexpected == [], "\n".join(map(str, unexpected))
-    if found:
-        pytest.xfail(f"{PENDING_PICKLE_LOAD[0]}: {PENDING_PICKLE_LOAD[1]} (being replaced)")
+    assert found == [], "\n".join(map(str, found))
 
 
 def test_fixed_column_sites_exist() -> None:
@@ -428,8 +414,7 @@ def test_guard_catches_column_names_from_data_and_allows_quoting() -> None:
     quoted = OLD_INSERT.replace('", ".join(data.column_names)',
                                 '", ".join(quote_ident(c) for c in data.column_names)')  # fmt: skip
     assert check_source("streamsim/x.py", quoted) == []
-    assert check_source("streamsim/store.py", OLD_INSERT) == []  # the listed exception
-    assert check_source("streamsim/store.py", OLD_INSERT.replace("_insert", "_other")) != []
+    assert check_source("streamsim/store.py", OLD_INSERT) != []  # no exception is listed
 
 
 def test_guard_rules_on_small_cases() -> None:

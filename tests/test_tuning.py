@@ -27,7 +27,7 @@ def test_the_sweep_reads_only_the_validation_window(tmp_path: Path) -> None:
     ws, con = setup(tmp_path / "ws")
     sc = tiny_scenario()
     prepared = prepare(con, ws, sc)  # type: ignore[arg-type]
-    clean = sweep(con, ws, sc, prepared, rule="entropy", lrs=LRS, steps=(1,))  # type: ignore[arg-type]
+    clean = sweep(con, ws, sc, prepared.source, rule="entropy", lrs=LRS, steps=(1,))  # type: ignore[arg-type]
     assert [c.lr for c in clean.cells] == list(LRS)
     assert clean.n_events == len(prepared.split.valid)
     # the same data with the replay period scrambled: the same sweep, to the last digit
@@ -47,7 +47,7 @@ def test_the_sweep_reads_only_the_validation_window(tmp_path: Path) -> None:
     )  # fmt: skip
     prepared2 = prepare(con2, ws2, sc)  # type: ignore[arg-type]
     assert prepared2.split.valid == prepared.split.valid
-    poisoned = sweep(con2, ws2, sc, prepared2, rule="entropy", lrs=LRS, steps=(1,))  # type: ignore[arg-type]
+    poisoned = sweep(con2, ws2, sc, prepared2.source, rule="entropy", lrs=LRS, steps=(1,))  # type: ignore[arg-type]
     assert poisoned.frozen_ndcg10 == clean.frozen_ndcg10
     assert [c.ndcg10 for c in poisoned.cells] == [c.ndcg10 for c in clean.cells]
 
@@ -59,7 +59,7 @@ def test_auto_takes_the_best_rate_of_the_sweep_and_records_it(tmp_path: Path) ->
     auto = PolicySpec(name="reset-entropy-auto", tta="reset", tta_lr="auto", tta_step="entropy")
     run_id = replay_policy(con, ws, sc, auto, prepared)  # type: ignore[arg-type]
     manifest = run_info(con, run_id)["manifest"]
-    stored = sweep(con, ws, sc, prepared, rule="entropy", steps=(1,))  # type: ignore[arg-type]
+    stored = sweep(con, ws, sc, prepared.source, rule="entropy", steps=(1,))  # type: ignore[arg-type]
     best = stored.best(1)
     assert manifest["policy"]["tta_lr"] == best.lr
     assert manifest["tta_lr_auto"]["lr"] == best.lr

@@ -38,9 +38,9 @@ def tune(
     """Sweep reset test-time adaptation over learning rates and steps on the validation window
     (never the replay period); the rate a policy with tta_lr = "auto" gets is the best here."""
     from streamsim.errors import StreamsimError
+    from streamsim.pipeline import tune as run_tune
     from streamsim.scenario import load
     from streamsim.tuning import STEPS
-    from streamsim.tuning import tune as run_tune
 
     rules = list(rule or RULES)
     unknown = [r for r in rules if r not in RULES]
