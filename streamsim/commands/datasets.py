@@ -80,205 +80,207 @@ def _summary_row(info: DatasetInfo) -> list[str]:
 def register(app: typer.Typer) -> None:
     """Add ``ingest`` and the ``datasets`` group to the root app."""
     group = typer.Typer(help="List, inspect, fetch, export, import and delete stored datasets.")
+
+    app.command("ingest")(ingest)
+    group.command("list")(datasets_list)
+    group.command("show")(datasets_show)
+    group.command("fetch")(datasets_fetch)
+    group.command("export")(datasets_export)
+    group.command("import")(datasets_import)
+    group.command("delete")(datasets_delete)
     app.add_typer(group, name="datasets")
 
-    @app.command("ingest")
-    def ingest_cmd(
-        ctx: typer.Context,
-        path: Annotated[Path, typer.Argument(help="Log file or directory of a known format.")],
-        name: Annotated[str, typer.Option("--name", help="Dataset name in the store.")],
-        format: Annotated[
-            str, typer.Option("--format", help="Input format (default: detect from the path).")
-        ] = "auto",
-        user_col: Annotated[
-            str | None,
-            typer.Option("--user-col", help="csv/parquet: the user id column (default: by name)."),
-        ] = None,
-        item_col: Annotated[
-            str | None,
-            typer.Option("--item-col", help="csv/parquet: the item id column (default: by name)."),
-        ] = None,
-        time_col: Annotated[
-            str | None,
-            typer.Option("--time-col", help="csv/parquet: the timestamp column (epoch or ISO)."),
-        ] = None,
-        category_col: Annotated[
-            str | None,
-            typer.Option("--category-col", help="csv/parquet: the item category column, if any."),
-        ] = None,
-        rating_col: Annotated[
-            str | None, typer.Option("--rating-col", help="csv/parquet: the rating column, if any.")
-        ] = None,
-        time_unit: Annotated[
-            str,
-            typer.Option(
-                "--time-unit",
-                help="How to read the timestamps (csv/parquet): auto (epoch s/ms/us/ns from the"
-                " magnitude, or ISO dates), s, ms, us, ns or iso.",
-            ),
-        ] = "auto",
-        date_range: Annotated[
-            str,
-            typer.Option(
-                "--date-range",
-                help="FROM..TO: accepted event dates; a timestamp outside is an error.",
-            ),
-        ] = "1970-01-01..2100-01-01",
-        replace: ReplaceOption = False,
-        as_json: JsonOption = False,
-    ) -> None:
-        """Parse an interaction log and store it as dataset NAME.
 
-        csv/parquet: a column flag left out is filled from the header names.
+def ingest(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="Log file or directory of a known format.")],
+    name: Annotated[str, typer.Option("--name", help="Dataset name in the store.")],
+    format: Annotated[
+        str, typer.Option("--format", help="Input format (default: detect from the path).")
+    ] = "auto",
+    user_col: Annotated[
+        str | None,
+        typer.Option("--user-col", help="csv/parquet: the user id column (default: by name)."),
+    ] = None,
+    item_col: Annotated[
+        str | None,
+        typer.Option("--item-col", help="csv/parquet: the item id column (default: by name)."),
+    ] = None,
+    time_col: Annotated[
+        str | None,
+        typer.Option("--time-col", help="csv/parquet: the timestamp column (epoch or ISO)."),
+    ] = None,
+    category_col: Annotated[
+        str | None,
+        typer.Option("--category-col", help="csv/parquet: the item category column, if any."),
+    ] = None,
+    rating_col: Annotated[
+        str | None, typer.Option("--rating-col", help="csv/parquet: the rating column, if any.")
+    ] = None,
+    time_unit: Annotated[
+        str,
+        typer.Option(
+            "--time-unit",
+            help="How to read the timestamps (csv/parquet): auto (epoch s/ms/us/ns from the"
+            " magnitude, or ISO dates), s, ms, us, ns or iso.",
+        ),
+    ] = "auto",
+    date_range: Annotated[
+        str,
+        typer.Option(
+            "--date-range",
+            help="FROM..TO: accepted event dates; a timestamp outside is an error.",
+        ),
+    ] = "1970-01-01..2100-01-01",
+    replace: ReplaceOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Parse an interaction log and store it as dataset NAME.
 
-        Recognised: user/user_id/userId, item/item_id/movieId/asin, timestamp/time/ts/date.
+    csv/parquet: a column flag left out is filled from the header names.
 
-        Also category/genre and rating/score; the columns read and those ignored are printed.
-        """
-        from streamsim.ingest import ingest
+    Recognised: user/user_id/userId, item/item_id/movieId/asin, timestamp/time/ts/date.
 
-        dates = _date_range(date_range)
-        con = open_workspace(workspace(ctx))
-        try:
-            info = ingest(
-                con,
-                path,
-                name=name,
-                format=format,
-                user_col=user_col,
-                item_col=item_col,
-                time_col=time_col,
-                category_col=category_col,
-                rating_col=rating_col,
-                time_unit=time_unit,
-                date_range=dates,
-                replace=replace,
-            )
-        finally:
-            con.close()
-        _done(info, "ingested", as_json)
+    Also category/genre and rating/score; the columns read and those ignored are printed.
+    """
+    from streamsim.ingest import ingest
 
-    @group.command("list")
-    def list_cmd(ctx: typer.Context, as_json: JsonOption = False) -> None:
-        """List the stored datasets."""
-        con = open_workspace(workspace(ctx), read_only=True)
-        try:
-            infos = [dataset_info(con, n) for n in dataset_names(con)]
-        finally:
-            con.close()
-        if as_json:
-            typer.echo(json.dumps([i.to_json() for i in infos], indent=2))
-            return
-        table = Table(title=f"datasets in {workspace(ctx).root}")
-        for col in ("name", "format", "events", "users", "items", "first", "last", "fingerprint"):
-            table.add_column(
-                col, justify="right" if col in ("events", "users", "items") else "left"
-            )
-        for info in infos:
-            table.add_row(*_summary_row(info))
-        console().print(table)
+    dates = _date_range(date_range)
+    con = open_workspace(workspace(ctx))
+    try:
+        info = ingest(
+            con,
+            path,
+            name=name,
+            format=format,
+            user_col=user_col,
+            item_col=item_col,
+            time_col=time_col,
+            category_col=category_col,
+            rating_col=rating_col,
+            time_unit=time_unit,
+            date_range=dates,
+            replace=replace,
+        )
+    finally:
+        con.close()
+    _done(info, "ingested", as_json)
 
-    @group.command("show")
-    def show_cmd(
-        ctx: typer.Context,
-        name: Annotated[str, typer.Argument(help="Dataset name.")],
-        as_json: JsonOption = False,
-    ) -> None:
-        """Counts, time span, density and top categories of one dataset."""
-        con = open_workspace(workspace(ctx), read_only=True)
-        try:
-            out = describe(con, name)
-        finally:
-            con.close()
-        if as_json:
-            typer.echo(json.dumps(out, indent=2))
-            return
-        table = Table(title=f"dataset {name}", show_header=False)
-        table.add_column("key")
-        table.add_column("value")
-        for key in ("source", "format", "fingerprint", "created"):
-            table.add_row(key, str(out[key]))
-        table.add_row("events", f"{out['n_events']:,}")
-        table.add_row("users", f"{out['n_users']:,}")
-        table.add_row("items", f"{out['n_items']:,}")
-        table.add_row("categories", f"{out['n_categories']:,}")
-        table.add_row("time span", f"{out['first']} .. {out['last']} UTC")
-        table.add_row("density", f"{out['density']:.6f}")
-        for entry in out["top_categories"]:
-            table.add_row(f"category {entry['category']}", f"{entry['events']:,} events")
-        console().print(table)
+def datasets_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """List the stored datasets."""
+    con = open_workspace(workspace(ctx), read_only=True)
+    try:
+        infos = [dataset_info(con, n) for n in dataset_names(con)]
+    finally:
+        con.close()
+    if as_json:
+        typer.echo(json.dumps([i.to_json() for i in infos], indent=2))
+        return
+    table = Table(title=f"datasets in {workspace(ctx).root}")
+    for col in ("name", "format", "events", "users", "items", "first", "last", "fingerprint"):
+        table.add_column(
+            col, justify="right" if col in ("events", "users", "items") else "left"
+        )
+    for info in infos:
+        table.add_row(*_summary_row(info))
+    console().print(table)
 
-    @group.command("fetch")
-    def fetch_cmd(
-        ctx: typer.Context,
-        name: Annotated[str, typer.Argument(help="Public dataset name (see docs/data.md).")],
-        replace: ReplaceOption = False,
-        base_url: Annotated[
-            str | None, typer.Option("--base-url", help="Mirror to download from instead.")
-        ] = None,
-        as_json: JsonOption = False,
-    ) -> None:
-        """Download a public dataset (checksum-verified, resumable) and ingest it."""
-        from streamsim.fetch import fetch
+def datasets_show(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Counts, time span, density and top categories of one dataset."""
+    con = open_workspace(workspace(ctx), read_only=True)
+    try:
+        out = describe(con, name)
+    finally:
+        con.close()
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+        return
+    table = Table(title=f"dataset {name}", show_header=False)
+    table.add_column("key")
+    table.add_column("value")
+    for key in ("source", "format", "fingerprint", "created"):
+        table.add_row(key, str(out[key]))
+    table.add_row("events", f"{out['n_events']:,}")
+    table.add_row("users", f"{out['n_users']:,}")
+    table.add_row("items", f"{out['n_items']:,}")
+    table.add_row("categories", f"{out['n_categories']:,}")
+    table.add_row("time span", f"{out['first']} .. {out['last']} UTC")
+    table.add_row("density", f"{out['density']:.6f}")
+    for entry in out["top_categories"]:
+        table.add_row(f"category {entry['category']}", f"{entry['events']:,} events")
+    console().print(table)
 
-        ws = workspace(ctx)
-        con = open_workspace(ws)
-        try:
-            info = fetch(con, name, workspace=ws, base_url=base_url, replace=replace)
-        finally:
-            con.close()
-        _done(info, "fetched", as_json)
-        if not as_json and not info.params.get("checksum_pinned", True):
-            typer.echo(
-                f"sha256 {info.params['sha256']} (checksum not pinned in the registry;"
-                " verify it and pin it in streamsim/fetch.py)"
-            )
+def datasets_fetch(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Public dataset name (see docs/data.md).")],
+    replace: ReplaceOption = False,
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="Mirror to download from instead.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Download a public dataset (checksum-verified, resumable) and ingest it."""
+    from streamsim.fetch import fetch
 
-    @group.command("export")
-    def export_cmd(
-        ctx: typer.Context,
-        name: Annotated[str, typer.Argument(help="Dataset name.")],
-        path: Annotated[Path, typer.Argument(help="Directory to write the Parquet files to.")],
-    ) -> None:
-        """Write a dataset as Parquet files + meta.json."""
-        from streamsim.parquet_io import export_dataset
+    ws = workspace(ctx)
+    con = open_workspace(ws)
+    try:
+        info = fetch(con, name, workspace=ws, base_url=base_url, replace=replace)
+    finally:
+        con.close()
+    _done(info, "fetched", as_json)
+    if not as_json and not info.params.get("checksum_pinned", True):
+        typer.echo(
+            f"sha256 {info.params['sha256']} (checksum not pinned in the registry;"
+            " verify it and pin it in streamsim/fetch.py)"
+        )
 
-        con = open_workspace(workspace(ctx), read_only=True)
-        try:
-            out = export_dataset(con, name, path)
-        finally:
-            con.close()
-        typer.echo(f"exported {name} to {out}")
+def datasets_export(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    path: Annotated[Path, typer.Argument(help="Directory to write the Parquet files to.")],
+) -> None:
+    """Write a dataset as Parquet files + meta.json."""
+    from streamsim.parquet_io import export_dataset
 
-    @group.command("import")
-    def import_cmd(
-        ctx: typer.Context,
-        path: Annotated[Path, typer.Argument(help="Directory written by 'datasets export'.")],
-        name: Annotated[str | None, typer.Option("--name", help="Store under this name.")] = None,
-        replace: ReplaceOption = False,
-        as_json: JsonOption = False,
-    ) -> None:
-        """Store a dataset exported as Parquet."""
-        from streamsim.parquet_io import import_dataset
+    con = open_workspace(workspace(ctx), read_only=True)
+    try:
+        out = export_dataset(con, name, path)
+    finally:
+        con.close()
+    typer.echo(f"exported {name} to {out}")
 
-        con = open_workspace(workspace(ctx))
-        try:
-            info = import_dataset(con, path, name=name, replace=replace)
-        finally:
-            con.close()
-        _done(info, "imported", as_json)
+def datasets_import(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="Directory written by 'datasets export'.")],
+    name: Annotated[str | None, typer.Option("--name", help="Store under this name.")] = None,
+    replace: ReplaceOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Store a dataset exported as Parquet."""
+    from streamsim.parquet_io import import_dataset
 
-    @group.command("delete")
-    def delete_cmd(
-        ctx: typer.Context, name: Annotated[str, typer.Argument(help="Dataset name.")]
-    ) -> None:
-        """Remove a dataset and its mapping tables from the store."""
-        con = open_workspace(workspace(ctx))
-        try:
-            drop_dataset(con, name)
-        finally:
-            con.close()
-        typer.echo(f"deleted {name}")
+    con = open_workspace(workspace(ctx))
+    try:
+        info = import_dataset(con, path, name=name, replace=replace)
+    finally:
+        con.close()
+    _done(info, "imported", as_json)
+
+def datasets_delete(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="Dataset name.")]
+) -> None:
+    """Remove a dataset and its mapping tables from the store."""
+    con = open_workspace(workspace(ctx))
+    try:
+        drop_dataset(con, name)
+    finally:
+        con.close()
+    typer.echo(f"deleted {name}")
 
 
 _READ_AS = {
