@@ -17,37 +17,7 @@ from streamsim import runs, scenario
 from streamsim.cli import app
 from streamsim.errors import ScenarioError, StorageError
 from tests.support.tiny_scenario import toy_store_and_scenario
-
-TINY = """
-name = "tiny-hard"
-description = "toy data, tiny T2ARec"
-seed = 1
-[data]
-dataset = "toy"
-[split]
-valid_start = 0.5
-replay_start = 0.6
-[model]
-name = "t2arec"
-[model.config]
-max_len = 8
-d_model = 16
-d_state = 8
-chunk = 8
-time_block = 8
-[train]
-epochs = 1
-batch_size = 64
-[[adaptation.policies]]
-name = "none"
-[[adaptation.policies]]
-name = "reset"
-tta = "reset"
-tta_lr = 0.01
-[replay]
-batch_events = 64
-probe_events = 50
-"""
+from tests.test_cli_replay import SCENARIO
 
 
 def invoke(store: Path, *args: str):  # type: ignore[no-untyped-def]
@@ -179,7 +149,7 @@ def test_a_store_that_is_a_file_or_a_corrupt_database(tmp_path: Path) -> None:
 
 
 def test_an_output_path_that_is_a_directory_is_one_line(tmp_path: Path) -> None:
-    store, sc = toy_store_and_scenario(tmp_path, TINY)
+    store, sc = toy_store_and_scenario(tmp_path, SCENARIO)
     done = invoke(store, "replay", "-s", str(sc), "-p", "none", "--no-dashboard", "--json")
     assert done.exit_code == 0, done.output
     run_id = json.loads(done.stdout[done.stdout.index("{") :])["runs"][0]["run_id"]
@@ -194,7 +164,7 @@ def test_an_output_path_that_is_a_directory_is_one_line(tmp_path: Path) -> None:
 def test_resume_finds_runs_whatever_the_policy_filter(tmp_path: Path) -> None:
     """`--resume -p reset` after a full replay keeps the finished run (same run key), and a
     full `--resume` after `-p none` replays only the missing policy."""
-    store, sc = toy_store_and_scenario(tmp_path, TINY)
+    store, sc = toy_store_and_scenario(tmp_path, SCENARIO)
 
     def replay(*extra: str) -> dict[str, str]:
         out = invoke(store, "replay", "-s", str(sc), "--no-dashboard", "--json", *extra)
@@ -219,7 +189,7 @@ def test_resume_finds_runs_whatever_the_policy_filter(tmp_path: Path) -> None:
 def test_a_killed_run_is_listed_as_interrupted(tmp_path: Path) -> None:
     from streamsim.store import Workspace
 
-    store, _ = toy_store_and_scenario(tmp_path, TINY)
+    store, _ = toy_store_and_scenario(tmp_path, SCENARIO)
     con = Workspace.resolve(store).connect()
     runs.create_run(
         con, run_id="k-1", dataset="toy", scenario="s", scenario_hash="h", data_fingerprint="f",

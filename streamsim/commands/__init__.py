@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
@@ -20,6 +20,13 @@ from rich.console import Console
 from streamsim.errors import StreamsimError
 from streamsim.store import Workspace
 
+# the options of the commands that load a scenario
+ScenarioOption = Annotated[
+    str, typer.Option("--scenario", "-s", help="Scenario name or TOML path.")
+]
+ModelOption = Annotated[str | None, typer.Option("--model", help="Override the model.")]
+SeedOption = Annotated[int | None, typer.Option("--seed", help="Override the seed.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 # `--set KEY=VALUE` of the commands that load a scenario (`parse_pairs` reads it)
 SetOption = Annotated[
     list[str] | None,
@@ -27,6 +34,14 @@ SetOption = Annotated[
         "--set", help="Override a scenario value KEY=VALUE (repeatable), e.g. train.patience=6"
     ),
 ]
+
+
+def add_group(app: typer.Typer, name: str, help: str, **commands: Callable[..., None]) -> None:
+    """A command group ``streamsim NAME SUB`` with one subcommand per keyword (``list=fn``)."""
+    group = typer.Typer(help=help, no_args_is_help=True)
+    for sub, fn in commands.items():
+        group.command(sub)(fn)
+    app.add_typer(group, name=name)
 
 
 def workspace(ctx: typer.Context) -> Workspace:

@@ -13,7 +13,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from streamsim.commands import console, reading, workspace
+from streamsim.commands import JsonOption, console, reading, workspace
 from streamsim.compare import Comparison, compare
 
 OVERALL_KEYS = (
@@ -128,7 +128,7 @@ def compare_runs(
     ] = 7,
     n_boot: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap generator.")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Paired comparison of runs over the same events (block bootstrap CI, Wilcoxon,
     McNemar, Holm)."""

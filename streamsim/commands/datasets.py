@@ -11,7 +11,7 @@ import duckdb
 import typer
 from rich.table import Table
 
-from streamsim.commands import console, workspace
+from streamsim.commands import add_group, console, workspace
 from streamsim.errors import IngestError
 from streamsim.store import (
     DatasetInfo,
@@ -79,16 +79,12 @@ def _summary_row(info: DatasetInfo) -> list[str]:
 
 def register(app: typer.Typer) -> None:
     """Add ``ingest`` and the ``datasets`` group to the root app."""
-    group = typer.Typer(help="List, inspect, fetch, export, import and delete stored datasets.")
-
     app.command("ingest")(ingest)
-    group.command("list")(datasets_list)
-    group.command("show")(datasets_show)
-    group.command("fetch")(datasets_fetch)
-    group.command("export")(datasets_export)
-    group.command("import")(datasets_import)
-    group.command("delete")(datasets_delete)
-    app.add_typer(group, name="datasets")
+    add_group(
+        app, "datasets", "List, inspect, fetch, export, import and delete stored datasets.",
+        list=datasets_list, show=datasets_show, fetch=datasets_fetch, export=datasets_export,
+        **{"import": datasets_import}, delete=datasets_delete,
+    )  # fmt: skip
 
 
 def ingest(

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from streamsim.commands import console, parse_pairs, workspace
+from streamsim.commands import JsonOption, console, parse_pairs, workspace
 
 
 def register(app: typer.Typer) -> None:
@@ -49,7 +49,7 @@ def evaluate(
             help="Save the training state here after every epoch; rerun to continue a killed run.",
         ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Leave-one-out evaluation with full ranking (RecBole protocol), with and without TTA."""
     import numpy as np

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 from rich.table import Table
 
-from streamsim.commands import console
+from streamsim.commands import JsonOption, add_group, console
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="Registered models.", no_args_is_help=True)
-    group.command("list")(models_list)
-    app.add_typer(group, name="models")
+    add_group(app, "models", "Registered models.", list=models_list)
 
 
 def models_list(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """List the registered models and whether they have a test-time loss."""
     import models

@@ -8,7 +8,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from streamsim.commands import SetOption, console, scenario_overrides, workspace
+from streamsim.commands import (
+    ModelOption,
+    ScenarioOption,
+    SeedOption,
+    SetOption,
+    console,
+    scenario_overrides,
+    workspace,
+)
 from streamsim.compare import Comparison
 from streamsim.detection import DetectorReport
 from streamsim.report import Forgetting, RunSummary
@@ -20,13 +28,13 @@ def register(app: typer.Typer) -> None:
 
 def replay(
     ctx: typer.Context,
-    scenario: Annotated[str, typer.Option("--scenario", "-s", help="Scenario name or TOML path.")],
+    scenario: ScenarioOption,
     policy: Annotated[
         list[str] | None,
         typer.Option("--policy", "-p", help="Replay only these policies (repeatable)."),
     ] = None,
-    model: Annotated[str | None, typer.Option("--model", help="Override the model.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Override the seed.")] = None,
+    model: ModelOption = None,
+    seed: SeedOption = None,
     max_events: Annotated[
         int | None,
         typer.Option("--max-events", min=1, help="Replay only the first N events."),

@@ -9,20 +9,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from streamsim.commands import console, workspace
+from streamsim.commands import JsonOption, add_group, console, workspace
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="Stored replay runs.", no_args_is_help=True)
-    group.command("list")(runs_list)
-    group.command("show")(runs_show)
-    group.command("export")(runs_export)
-    app.add_typer(group, name="runs")
+    add_group(
+        app, "runs", "Stored replay runs.", list=runs_list, show=runs_show, export=runs_export
+    )
 
 
 def runs_list(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """List stored runs (a run that was killed shows as 'interrupted': rerun with --resume)."""
     from streamsim.runs import list_runs
@@ -46,7 +44,7 @@ def runs_list(
 def runs_show(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(help="Run id (see `streamsim runs list`).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Show a run: its manifest, overall metrics, quartiles and detectors."""
     from streamsim.commands.replay import detector_line, forgetting_cell, skipped_line

@@ -7,16 +7,18 @@ from typing import Annotated
 
 import typer
 
+from streamsim.commands import JsonOption, add_group
+
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="Shipped and user scenario files.", no_args_is_help=True)
-    group.command("list")(scenarios_list)
-    group.command("show")(scenarios_show)
-    app.add_typer(group, name="scenarios")
+    add_group(
+        app, "scenarios", "Shipped and user scenario files.", list=scenarios_list,
+        show=scenarios_show,
+    )  # fmt: skip
 
 
 def scenarios_list(
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """List the bundled scenarios (name and one-line description)."""
     from streamsim.scenario import list_bundled
@@ -32,7 +34,7 @@ def scenarios_list(
 
 def scenarios_show(
     name_or_path: Annotated[str, typer.Argument(help="Bundled scenario name or a TOML path.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Show a scenario's resolved values, defaults included."""
     from streamsim.scenario import load, to_dict

@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from streamsim.commands import SetOption, console, scenario_overrides, workspace
+from streamsim.commands import (
+    JsonOption,
+    ModelOption,
+    ScenarioOption,
+    SeedOption,
+    SetOption,
+    console,
+    scenario_overrides,
+    workspace,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -16,12 +25,12 @@ def register(app: typer.Typer) -> None:
 
 def train(
     ctx: typer.Context,
-    scenario: Annotated[str, typer.Option("--scenario", "-s", help="Scenario name or TOML path.")],
-    model: Annotated[str | None, typer.Option("--model", help="Override the model.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Override the seed.")] = None,
+    scenario: ScenarioOption,
+    model: ModelOption = None,
+    seed: SeedOption = None,
     force: Annotated[bool, typer.Option("--force", help="Retrain even if cached.")] = False,
     set_: SetOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Pretrain the scenario's model on its pretraining period (early stopping on validation)."""
     from streamsim.commands.progress_view import progress_view

@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from streamsim.commands import SetOption, console, scenario_overrides, workspace
+from streamsim.commands import (
+    JsonOption,
+    ModelOption,
+    ScenarioOption,
+    SeedOption,
+    SetOption,
+    console,
+    scenario_overrides,
+    workspace,
+)
 
 RULES = ("model", "placebo", "entropy", "selfsup", "oracle")
 
@@ -19,7 +28,7 @@ def register(app: typer.Typer) -> None:
 
 def tune(
     ctx: typer.Context,
-    scenario: Annotated[str, typer.Option("--scenario", "-s", help="Scenario name or TOML path.")],
+    scenario: ScenarioOption,
     rule: Annotated[
         list[str] | None,
         typer.Option(
@@ -30,10 +39,10 @@ def tune(
         list[int] | None,
         typer.Option("--steps", min=1, help="Steps per micro-batch (repeatable; default 1, 5)."),
     ] = None,
-    model: Annotated[str | None, typer.Option("--model", help="Override the model.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Override the seed.")] = None,
+    model: ModelOption = None,
+    seed: SeedOption = None,
     set_: SetOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Sweep reset test-time adaptation over learning rates and steps on the validation window
     (never the replay period); the rate a policy with tta_lr = "auto" gets is the best here."""
