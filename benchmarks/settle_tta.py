@@ -1,0 +1,235 @@
+"""Does test-time adaptation help? The experiment that settles it, seed by seed, resumable.
+
+For each seed (the scenario's `seed`: it draws the synthetic stream and seeds pretraining) and
+each model variant, one `run_scenario` replays these policies of the scenario's data and split:
+
+    none                                         the frozen model
+    {reset, continual} x {model, placebo,        model: the model's own test-time loss (T2ARec:
+                          entropy, selfsup,      alignment); placebo: a random step of the model
+                          oracle}                step's size; entropy (Tent); selfsup (next item
+                                                 on the batch's own histories); oracle: a
+                                                 diagnostic ceiling that reads the targets
+
+Learning rates are chosen on the validation window (`tta_lr = "auto"`, `streamsim.tuning`); the
+placebo takes the rate chosen for the model step, so it moves the weights exactly as far. Every
+adapting policy is compared with `none` and with its schedule's placebo on the same events
+(`streamsim.compare`: per-day differences with a moving-block bootstrap CI, per-user
+differences), and one JSON line per (scenario, variant, seed, policy) is appended to --results.
+
+The decision rule, written before any run: a method helps only if method − placebo > 0 with the
+95% CI over seeds excluding 0 (one-sample t over the per-seed mean per-day differences, Holm
+across the methods of a schedule) and the same sign on most seeds. Everything else is reported
+as a null, next to its step size.
+
+    python benchmarks/settle_tta.py --scenario weekend-shift --seeds 0-4 \
+        --results docs/benchmarks.d/settle-weekend-shift.jsonl
+    python benchmarks/settle_tta.py --scenario weekend-shift --results ... --render [--doc PAGE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import stats
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from doc_tables import add_doc_option, report  # noqa: E402
+
+from streamsim.compare import compare  # noqa: E402
+from streamsim.pipeline import prepare, run_scenario  # noqa: E402
+from streamsim.runs import run_info  # noqa: E402
+from streamsim.scenario import load  # noqa: E402
+from streamsim.stats import holm_adjust  # noqa: E402
+from streamsim.store import Workspace  # noqa: E402
+from streamsim.tuning import sweep  # noqa: E402
+
+# model variants: registry name and config overrides
+VARIANTS: dict[str, dict[str, Any]] = {
+    "t2arec": {"name": "t2arec"},
+    "t2arec-literal": {
+        "name": "t2arec",
+        "config": {
+            "mu_state_train": 1.0, "state_loss": "dilution", "state_delta": "live",
+            "state_target": "live", "time_scale": "fixed",
+        },
+    },  # fmt: skip
+    "ttt4rec": {"name": "ttt4rec"},
+}
+RULES = ("model", "placebo", "entropy", "selfsup", "oracle")
+SCHEDULES = ("reset", "continual")
+
+
+def seeds_of(text: str) -> list[int]:
+    lo, _, hi = text.partition("-")
+    return list(range(int(lo), int(hi or lo) + 1))
+
+
+def policies(model_lr: float) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [{"name": "none"}]
+    for schedule in SCHEDULES:
+        for rule in RULES:
+            lr: float | str = model_lr if rule == "placebo" else "auto"
+            out.append(
+                {"name": f"{schedule}-{rule}", "tta": schedule, "tta_step": rule, "tta_lr": lr}
+            )
+    return out
+
+
+def run_one(args: argparse.Namespace, variant: str, seed: int, store: Path) -> list[dict[str, Any]]:
+    spec = VARIANTS[variant]
+    overrides: dict[str, Any] = {"seed": seed, "model.name": spec["name"]}
+    for key, value in spec.get("config", {}).items():
+        overrides[f"model.config.{key}"] = value
+    for pair in args.set or []:
+        key, _, raw = pair.partition("=")
+        overrides[key] = json.loads(raw)
+    ws = Workspace.resolve(store)
+    con = ws.connect()
+    base = load(args.scenario, {**overrides, "policies": ["none"]})
+    prepared = prepare(con, ws, base)
+    model_lr = sweep(con, ws, base, prepared.source, rule="model", steps=(1,)).best(1).lr
+    scenario = load(args.scenario, {**overrides, "adaptation.policies": policies(model_lr)})
+    started = time.perf_counter()
+    result = run_scenario(con, ws, scenario, dashboard=False)
+    by_policy = {s.policy: s for s in result.summaries}
+    vs_none = {p.label: p for p in result.comparison.pairs} if result.comparison else {}
+    rows = []
+    for schedule in SCHEDULES:
+        ids = [by_policy[f"{schedule}-{r}"].run_id for r in RULES]  # placebo first below
+        placebo = ids[1]
+        vs_placebo = {p.run_id: p for p in compare(con, [placebo, *ids[:1], *ids[2:]]).pairs}
+        for rule, run_id in zip(RULES, ids):
+            s = by_policy[f"{schedule}-{rule}"]
+            n, p = vs_none[s.policy], vs_placebo.get(run_id)
+            rows.append(
+                {
+                    "scenario": scenario.name, "variant": variant, "seed": seed,
+                    "policy": s.policy, "schedule": schedule, "rule": rule,
+                    "tta_lr": run_info(con, run_id)["manifest"]["policy"]["tta_lr"],
+                    "ndcg10": s.metrics["ndcg@10"],
+                    "none_ndcg10": by_policy["none"].metrics["ndcg@10"],
+                    "vs_none": [n.mean_diff, n.ci_low, n.ci_high],
+                    "vs_none_users": [n.user_mean_diff, n.user_ci_low, n.user_ci_high],
+                    "vs_placebo": None if p is None else [p.mean_diff, p.ci_low, p.ci_high],
+                    "vs_placebo_users": None
+                    if p is None
+                    else [p.user_mean_diff, p.user_ci_low, p.user_ci_high],
+                    "step_rel": s.step.step_rel, "top10_changed": s.step.top10_changed,
+                    "hit10_flips": s.step.hit10_flips, "forgetting": s.forgetting.last,
+                    "n_events": s.n_events,
+                }  # fmt: skip
+            )
+    for row in rows:
+        row["seconds"] = time.perf_counter() - started
+        row["threads"] = torch.get_num_threads()
+    return rows
+
+
+def done_keys(path: Path) -> set[tuple[str, int]]:
+    if not path.exists():
+        return set()
+    return {(r["variant"], r["seed"]) for r in map(json.loads, path.read_text().splitlines())}
+
+
+def render(path: Path) -> str:
+    """Pooled over seeds, per variant × schedule × rule: mean NDCG@10 difference vs none and vs
+    the placebo (t-interval over the per-seed means, Holm across the schedule's rules), the sign
+    count, the step size, and the decision."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    lines = [
+        "| variant | schedule | step rule | seeds | NDCG@10 | Δ vs none [95% CI] |"
+        " Δ vs placebo [95% CI] | placebo sign (+/seeds) | Holm p | ‖Δθ‖/‖θ‖ | top-10 changed |"
+        " decision |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for variant in sorted({r["variant"] for r in rows}):
+        for schedule in SCHEDULES:
+            cells = []
+            for rule in RULES:
+                got = [
+                    r for r in rows
+                    if r["variant"] == variant and r["schedule"] == schedule and r["rule"] == rule
+                ]  # fmt: skip
+                if got:
+                    cells.append((rule, got))
+            pvals = [_t(np.array([g["vs_placebo"][0] for g in got]))[2]
+                     if rule != "placebo" else math.nan for rule, got in cells]  # fmt: skip
+            holm = holm_adjust(pvals)
+            for (rule, got), p_holm in zip(cells, holm):
+                n_seeds = len(got)
+                none_d = np.array([g["vs_none"][0] for g in got])
+                lo_n, hi_n, _ = _t(none_d)
+                cell_pl, sign, decision = "-", "-", "control"
+                if rule != "placebo":
+                    pl = np.array([g["vs_placebo"][0] for g in got])
+                    lo, hi, _ = _t(pl)
+                    cell_pl = f"{pl.mean():+.4f} [{lo:+.4f}, {hi:+.4f}]"
+                    pos = int((pl > 0).sum())
+                    sign = f"{pos}/{n_seeds}"
+                    helps = lo > 0 and p_holm < 0.05 and pos > n_seeds / 2
+                    decision = "helps" if helps else "null"
+                    if rule == "oracle":
+                        decision += " (diagnostic ceiling)"
+                step = [g["step_rel"] for g in got if g["step_rel"] is not None]
+                top10 = [g["top10_changed"] for g in got if g["top10_changed"] is not None]
+                lines.append(
+                    f"| {variant} | {schedule} | {rule} | {n_seeds} |"
+                    f" {np.mean([g['ndcg10'] for g in got]):.4f} |"
+                    f" {none_d.mean():+.4f} [{lo_n:+.4f}, {hi_n:+.4f}] | {cell_pl} | {sign} |"
+                    f" {'-' if math.isnan(p_holm) else f'{p_holm:.3g}'} |"
+                    f" {np.mean(step) if step else float('nan'):.1e} |"
+                    f" {np.mean(top10) if top10 else float('nan'):.1%} | {decision} |"
+                )
+    return "\n".join(lines)
+
+
+def _t(values: np.ndarray) -> tuple[float, float, float]:
+    """95% t-interval of the mean and the two-sided one-sample t-test p-value (NaN: < 2)."""
+    if len(values) < 2:
+        return math.nan, math.nan, math.nan
+    mean, se = float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))
+    half = float(stats.t.ppf(0.975, len(values) - 1)) * se
+    p = float(stats.ttest_1samp(values, 0.0).pvalue) if se > 0 else 1.0
+    return mean - half, mean + half, p
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scenario", required=True)
+    parser.add_argument("--seeds", default="0-4")
+    parser.add_argument("--variants", default="t2arec,t2arec-literal,ttt4rec")
+    parser.add_argument("--results", type=Path, required=True, help="JSON lines, appended")
+    parser.add_argument("--store", type=Path, default=Path.home() / ".streamsim-settle")
+    parser.add_argument("--set", action="append", help="scenario override KEY=JSON")
+    parser.add_argument("--render", action="store_true", help="only print the table")
+    add_doc_option(parser)
+    args = parser.parse_args()
+    if not args.render:
+        done = done_keys(args.results)
+        for seed in seeds_of(args.seeds):  # seed-major: every variant once before the next seed
+            for variant in args.variants.split(","):
+                if (variant, seed) in done:
+                    continue
+                rows = run_one(args, variant, seed, args.store / f"{args.scenario}-seed{seed}")
+                with args.results.open("a") as fh:
+                    for row in rows:
+                        fh.write(json.dumps(row) + "\n")
+                print(f"{args.scenario} {variant} seed {seed}: {len(rows)} rows", flush=True)
+    table = render(args.results)
+    print(table)
+    if args.doc is not None:
+        report(args.doc, args.results.stem, table)
+
+
+if __name__ == "__main__":
+    main()
