@@ -16,7 +16,7 @@ from typing import Any
 
 import duckdb
 
-from streamsim import __version__
+from streamsim import __version__, health
 from streamsim.errors import ScenarioError, StorageError
 from streamsim.probe import SourceProbe, build_probe
 from streamsim.replay import BatchResult, ReplayEngine, micro_batches
@@ -238,6 +238,9 @@ def _manifest(scenario: Scenario, policy: PolicySpec, prepared: Prepared) -> dic
         "checkpoint": str(prepared.checkpoint.path),
         "model": prepared.checkpoint.model_name,
         "model_config": prepared.checkpoint.config,
+        "training_health": health.manifest_entry(
+            prepared.checkpoint.manifest.get("best", {}), prepared.checkpoint.model_name
+        ),
         "data_fingerprint": prepared.info.fingerprint,
         "seed": scenario.seed,
         "exclude_seen": scenario.replay.exclude_seen,

@@ -32,7 +32,7 @@ from safetensors.torch import load_model, save_model
 
 import models
 from models.base import Recommender, sum_terms
-from streamsim import __version__
+from streamsim import __version__, health
 from streamsim import resume as resume_state
 from streamsim import rng as rng_streams
 from streamsim.errors import ModelError
@@ -250,6 +250,7 @@ def train(
         "n_valid_examples": len(valid_ex),
         "history": history,
         "best": best,
+        "health_warning": health.warning_line(best, model_spec.name),  # kept epoch; None: fine
         "train_seconds": time.perf_counter() - started,
         "versions": _versions(),
     }
@@ -281,6 +282,9 @@ def _fit(
         msg = "the pretraining period yields no training examples (every user has one event)"
         raise ModelError(msg)
     rng = np.random.default_rng(seed)
+    monitor = health.Monitor(
+        model, train_ex, valid_ex, batch_size=spec.eval_batch_size, device=device
+    )
     opt = torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     history: list[dict[str, float]] = []
     best_score, best_state, since_best = -1.0, None, 0
@@ -337,6 +341,7 @@ def _fit(
                 **_term_means(term_sums, n),
                 "seconds": time.perf_counter() - t0,
                 **_prefixed(valid),
+                **monitor.check(model, valid),  # streamsim.health: collapse, popularity level
             }
             history.append(record)
             if progress is not None:

@@ -61,6 +61,7 @@ def train(
     """Pretrain the scenario's model on its pretraining period (early stopping on validation)."""
     from rich.progress import BarColumn, Progress, TextColumn
 
+    from streamsim import health
     from streamsim.pipeline import ensure_data
     from streamsim.scenario import load
     from streamsim.splits import resolve_split
@@ -94,6 +95,9 @@ def train(
                     f"epoch {int(p['epoch'])}: train loss {p['train_loss']:.4f}{terms}, valid"
                     f" ndcg@10 {p['valid.ndcg@10']:.4f}, hr@10 {p['valid.hr@10']:.4f}"
                 )
+                for line in (health.summary_line(p), health.warning_line(p, sc.model.name)):
+                    if line is not None:
+                        bar.console.print(f"  {line}", markup=False)
             else:
                 bar.update(
                     task,
@@ -118,12 +122,18 @@ def train(
         "hash": ckpt.hash,
         "model": ckpt.model_name,
         "best": ckpt.manifest["best"],
+        "training_health": health.manifest_entry(ckpt.manifest["best"], ckpt.model_name),
     }
+    warning = health.warning_line(ckpt.manifest["best"], ckpt.model_name)
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
+        if warning is not None:
+            typer.echo(warning, err=True)
     else:
         console().print(f"checkpoint {ckpt.path}")
         console().print(f"best epoch: {json.dumps(ckpt.manifest['best'], default=str)}")
+        if warning is not None:
+            console().print(warning, markup=False, style="bold yellow")
 
 
 def evaluate(

@@ -47,6 +47,7 @@ def replay(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Replay a scenario: data, pretraining (cached), then one run per adaptation policy."""
+    from streamsim import health
     from streamsim.commands.compare import render_comparison
     from streamsim.compare import compare
     from streamsim.pipeline import prepare, replay_policy
@@ -106,6 +107,8 @@ def replay(
                 replay_policy(con, ws, sc, pol, prepared, resume=resume, progress=on_batch)
             )
     summaries = [summarize(con, run_id) for run_id in run_ids]
+    best = prepared.checkpoint.manifest.get("best", {})
+    health_warning = health.warning_line(best, prepared.checkpoint.model_name)
     comparison = compare(con, run_ids) if len(run_ids) > 1 else None
     path = _write_dashboard(con, ws, run_ids, sc.name) if dashboard and run_ids else None
     if as_json:
@@ -115,10 +118,15 @@ def replay(
             "runs": summaries,
             "comparison": comparison.to_json() if comparison else None,
             "dashboard": str(path) if path else None,
+            "training_health": health.manifest_entry(best, prepared.checkpoint.model_name),
         }
         typer.echo(json.dumps(payload, default=str, indent=2))
+        if health_warning is not None:
+            typer.echo(health_warning, err=True)
         return
     out = console()
+    if health_warning is not None:
+        out.print(health_warning, markup=False, style="bold yellow")
     out.print(_cold_line(prepared.cold))
     out.print(_summary_table(sc.name, summaries))
     for s in summaries:
