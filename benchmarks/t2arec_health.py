@@ -140,6 +140,7 @@ def run_one(
     seed: int,
     every: int,
     epochs: int,
+    warm_start: str | None = None,
 ) -> dict[str, Any]:
     name, train, valid, n_items, spec, base = target
     spec = dataclasses.replace(spec, epochs=epochs)
@@ -147,6 +148,12 @@ def run_one(
     model = build_model(
         ModelSpec(name="t2arec", config=tuple(sorted(config.items()))), n_items=n_items, seed=seed
     )
+    if warm_start is not None:  # one epoch of another variant first; fresh Adam afterwards
+        warm_config = {**base, **variant_config(warm_start)}
+        warm_spec = ModelSpec(name="t2arec", config=tuple(sorted(warm_config.items())))
+        warm = build_model(warm_spec, n_items=n_items, seed=seed)
+        _fit(warm, train, valid, dataclasses.replace(spec, epochs=1), seed=seed, progress=None)
+        model.load_state_dict(warm.state_dict())
     tracer = health.Monitor(model, train, valid, batch_size=spec.eval_batch_size)
     init = tracer.check(model, {"ndcg@10": math.nan})
     trace: list[dict[str, float]] = []
@@ -167,6 +174,7 @@ def run_one(
     return {
         "target": name,
         "variant": variant,
+        "warm_start": warm_start,  # None, or the variant trained for one epoch before this one
         "config": config,
         "seed": seed,
         "train": dataclasses.asdict(spec),
@@ -209,14 +217,16 @@ def criteria(record: dict[str, Any], ref: dict[str, Any] | None) -> dict[str, bo
 def find_reference(record: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any] | None:
     want = reference_config(record["config"])
     for r in records:
-        same = (r["target"], r["seed"], r["epochs"]) == (
-            record["target"],
-            record["seed"],
-            record["epochs"],
-        )
+        keys = ("target", "seed", "epochs", "warm_start")
+        same = all(r.get(k) == record.get(k) for k in keys)
         if same and r["config"] == want:
             return r
     return None
+
+
+def variant_label(record: dict[str, Any]) -> str:
+    warm = record.get("warm_start")
+    return record["variant"] if warm is None else f"{record['variant']} after 1 epoch {warm}"
 
 
 def render(records: list[dict[str, Any]]) -> str:
@@ -239,7 +249,7 @@ def render(records: list[dict[str, Any]]) -> str:
         if not is_ref and None not in c.values() and not all(c.values()):
             verdict = "fail: " + ", ".join(k for k, ok in c.items() if not ok)
         lines.append(
-            f"| {r['target']} | {r['epochs']} ({r['kept_epoch']}) | {r['variant']} "
+            f"| {r['target']} | {r['epochs']} ({r['kept_epoch']}) | {variant_label(r)} "
             f"| {e['health.rank1_r2']:.2f} {mark(c['rank1'])} "
             f"| {e['health.shared_energy']:.2f} {mark(c['shared'])} "
             f"| {e.get('health.delta_ratio', math.nan):.3g} {mark(c['delta'])} "
@@ -260,6 +270,10 @@ def main() -> None:
     parser.add_argument("--variants", default="literal,no-state", help="comma list; see VARIANTS")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--warm-start",
+        help="train this variant for one epoch first and continue from its weights",
+    )
+    parser.add_argument(
         "--epochs", type=int, default=1, help="at most this many epochs (target's patience)"
     )
     parser.add_argument("--every", type=int, default=50, help="trace every N steps (0: off)")
@@ -276,11 +290,18 @@ def main() -> None:
             done = [
                 r for r in read(args.results)
                 if r["target"] == loaded[0] and r["seed"] == args.seed and r["config"] == config
-                and r["epochs"] == args.epochs
+                and r["epochs"] == args.epochs and r.get("warm_start") == args.warm_start
             ]  # fmt: skip
             if done:
                 continue
-            record = run_one(loaded, variant, seed=args.seed, every=args.every, epochs=args.epochs)
+            record = run_one(
+                loaded,
+                variant,
+                seed=args.seed,
+                every=args.every,
+                epochs=args.epochs,
+                warm_start=args.warm_start,
+            )
             args.results.parent.mkdir(parents=True, exist_ok=True)
             with args.results.open("a") as fh:
                 fh.write(json.dumps(record, default=str) + "\n")

@@ -30,9 +30,12 @@ Thresholds (`Thresholds`) and why:
   validation examples. The trained models that work are 1.5–3× popularity on our validation
   windows; with ~1,000 validation examples NDCG@10 has a relative standard error of ~15%, so a
   model within 25% of popularity is not distinguishable from it.
-- degenerate alignment (models that report Δ and h_n): Δ_{n+1} > 10× the history's median Δ
-  (the alignment losses satisfied by inflating the re-fed step), or the median ‖h_n‖ below
-  0.5× its value at initialisation (the SSM switched off).
+- degenerate alignment (models that report Δ and h_n): Δ_{n+1} more than 10× away from the
+  history's median Δ, either way (the alignment losses satisfied by inflating the re-fed step,
+  as the paper's Δ^{-2} dilution invites, or by letting it vanish so that the re-fed token
+  changes nothing), or the median ‖h_n‖ below 0.5× its value at initialisation (the SSM
+  switched off). A healthy model trained without L_state keeps the ratio near 1 (0.6–1.1 on
+  the generated log of tests/test_health.py).
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ class Thresholds:
     rank1_r2: float = 0.8  # collapsing at or above
     shared_energy: float = 0.4  # collapsing at or above
     popularity_ratio: float = 1.25  # at popularity level below this × popularity's NDCG@10
-    delta_ratio: float = 10.0  # degenerate alignment above
+    delta_ratio: float = 10.0  # degenerate alignment above this ratio or below its inverse
     state_shrink: float = 0.5  # degenerate alignment below this × ‖h_n‖ at initialisation
 
     def __post_init__(self) -> None:
@@ -67,9 +70,9 @@ class Thresholds:
                 f"{self.rank1_r2}, {self.shared_energy}"
             )
             raise ValueError(msg)
-        if not (self.popularity_ratio > 0 and self.delta_ratio > 0 and self.state_shrink > 0):
+        if not (self.popularity_ratio > 0 and self.delta_ratio > 1 and self.state_shrink > 0):
             msg = (
-                "`popularity_ratio`, `delta_ratio` and `state_shrink` must be > 0, got "
+                "need `popularity_ratio` > 0, `delta_ratio` > 1 and `state_shrink` > 0, got "
                 f"{self.popularity_ratio}, {self.delta_ratio}, {self.state_shrink}"
             )
             raise ValueError(msg)
@@ -186,11 +189,12 @@ def verdict(record: Mapping[str, float], thresholds: Thresholds = THRESHOLDS) ->
         )
     ratio, shrink = get("delta_ratio"), get("state_norm_ratio")
     degenerate = False
-    if ratio > t.delta_ratio:
+    if ratio > t.delta_ratio or ratio < 1 / t.delta_ratio:
         degenerate = True
+        how = "inflating" if ratio > 1 else "shrinking"
         reasons.append(
-            f"satisfies its alignment loss by inflating the re-fed step: Δ_(n+1) is {ratio:.0f}x "
-            f"the history's median Δ (healthy <= {t.delta_ratio:.0f}x)"
+            f"satisfies its alignment loss by {how} the re-fed step: Δ_(n+1) is {ratio:.2g}x "
+            f"the history's median Δ (healthy within {t.delta_ratio:.0f}x either way)"
         )
     if shrink < t.state_shrink:
         degenerate = True

@@ -169,6 +169,7 @@ def evaluate(
     """Leave-one-out evaluation with full ranking (RecBole protocol), with and without TTA."""
     import numpy as np
 
+    from streamsim import health
     from streamsim.errors import StreamsimError
     from streamsim.evaluate import default_tta, evaluate_loo
     from streamsim.scenario import ModelSpec, TrainSpec
@@ -197,6 +198,12 @@ def evaluate(
         results.append(result)
         if not as_json:
             console().print(f"seed {seed}: {result['test']}")
+            history: list[dict[str, float]] = result["history"]  # type: ignore[assignment]
+            kept = result["best_epoch"]
+            if isinstance(kept, int):
+                warning = health.warning_line(history[kept], model)
+                if warning is not None:
+                    console().print(warning, markup=False, style="bold yellow")
     summary: dict[str, Any] = {
         "dataset": dataset,
         "model": model,
