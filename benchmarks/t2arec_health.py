@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.t2arec import T2ARec, clamp_to_history
 from streamsim import health
 from streamsim.evaluate import loo_examples
 from streamsim.examples import Examples, build_examples
@@ -169,6 +170,8 @@ def run_one(
 
     started = time.perf_counter()
     history = _fit(model, train, valid, spec, seed=seed, progress=on_progress)
+    assert isinstance(model, T2ARec)
+    terms = state_terms(model, valid, tracer.index)
     scores = [h["valid.ndcg@10"] for h in history]
     kept = scores.index(max(scores))  # `_fit` keeps the first best epoch
     return {
@@ -186,11 +189,48 @@ def run_one(
         "epoch": history[kept],  # the kept epoch's record (epoch 0 when `epochs` is 1)
         "history": history,
         "trace": trace,
+        "state_terms": terms,  # the kept weights: do L_state's terms cancel, or vanish?
         "steps": steps["n"],
         "seconds": round(time.perf_counter() - started, 1),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
+    }
+
+
+@torch.no_grad()
+def state_terms(model: T2ARec, valid: Examples, index: np.ndarray) -> dict[str, float]:
+    """Medians over validation rows (n >= 1) of the three terms of h_n − h̃ᵇ_n, with Δ_{n+1}
+    clamped into the history's range: the decay (1 − P̄e^{ΔA}) h_n, the re-fed step
+    P̄Δ x_{n+1} ⊗ B_{n+1} and the backward input Δ x_n ⊗ Q; the cosine of the last two and the
+    triangle ratio ‖sum‖ / Σ‖term‖ (whether the terms cancel or vanish)."""
+    model.eval()
+    batch = valid.batch(index).without_targets()
+    enc = model._encode(batch)
+    st = enc.state
+    nxt = model._token(enc.o_n, st.conv_state)
+    dt = clamp_to_history(nxt.dt, enc.dt, batch.lengths)[..., None, None]  # (B, H, 1, 1)
+    shape = (-1, model.nheads, model.headdim)
+    p = getattr(model, "P", None)
+    a = model._A()[:, None, None]
+    p_bar = torch.exp((dt * p[:, None, None]).clamp(max=20.0)) if p is not None else -1.0 / a
+    decay = (1 - p_bar * torch.exp(dt * a)) * st.ssm_state
+    step = p_bar * dt * nxt.x.reshape(shape).unsqueeze(-1) * nxt.B[:, None, None, :]
+    back = dt * st.x_last.reshape(shape).unsqueeze(-1) * model.linear2(st.x_last)[:, None, None]
+    has = batch.lengths > 0
+
+    def norm(t: torch.Tensor) -> torch.Tensor:
+        return t.flatten(2).norm(dim=-1)[has]  # (B', H)
+
+    total = norm(decay) + norm(step) + norm(back)
+    cos = (step * back).flatten(2).sum(-1)[has] / (norm(step) * norm(back)).clamp(min=1e-30)
+    return {
+        "decay": float(norm(decay).median()),
+        "step": float(norm(step).median()),
+        "back": float(norm(back).median()),
+        "state": float(norm(st.ssm_state).median()),
+        "cos_step_back": float(cos.median()),
+        "triangle_ratio": float((norm(decay - step - back) / total.clamp(min=1e-30)).median()),
     }
 
 
