@@ -201,8 +201,10 @@ def test_detached_delta_and_state_cut_l_states_paths() -> None:
     """Δ_{n+1} = softplus(Linear1(o_n)[dt] + dt_bias). Detached, L_state reaches dt_bias only
     through h_n (the history's Δ) and through o_n; with h_n detached too, only through o_n
     (the re-fed token), a much weaker path."""
-    live = _state_grads(state_loss="relative")
-    clamped = _state_grads(state_loss="relative", state_delta="detached_clamped")
+    live = _state_grads(state_loss="relative", state_delta="live", state_target="live")
+    clamped = _state_grads(
+        state_loss="relative", state_delta="detached_clamped", state_target="live"
+    )
     assert not torch.allclose(live["dt_bias"], clamped["dt_bias"])
     target = _state_grads(
         state_loss="relative", state_delta="detached_clamped", state_target="detached"
