@@ -118,6 +118,12 @@ def test_verdict_flags_and_words(values: dict[str, float], flag: str | None, wor
         assert line.startswith("warning: t2arec ")
         assert words in line
     assert health.flags(record)[f"health.{flag or 'collapsing'}"] == float(flag is not None)
+    summary = health.summary_line(record)
+    assert summary is not None
+    assert summary.startswith("health: rank-1 R² ")
+    assert ("flags: " in summary) == (flag is not None)
+    if flag is not None:
+        assert flag.replace("_", " ") in summary
 
 
 def test_unmeasured_records_give_no_warning_and_unknown_flags() -> None:

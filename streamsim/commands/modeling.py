@@ -95,9 +95,9 @@ def train(
                     f"epoch {int(p['epoch'])}: train loss {p['train_loss']:.4f}{terms}, valid"
                     f" ndcg@10 {p['valid.ndcg@10']:.4f}, hr@10 {p['valid.hr@10']:.4f}"
                 )
-                for line in (health.summary_line(p), health.warning_line(p, sc.model.name)):
-                    if line is not None:
-                        bar.console.print(f"  {line}", markup=False)
+                summary = health.summary_line(p)  # the kept epoch's warning comes at the end
+                if summary is not None:
+                    bar.console.print(f"  {summary}", markup=False)
             else:
                 bar.update(
                     task,
