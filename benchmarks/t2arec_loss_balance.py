@@ -43,7 +43,8 @@ from streamsim.ingest import ingest
 from streamsim.leave_one_out import loo_examples
 from streamsim.rng import seeded
 from streamsim.store import Workspace, dataset_info
-from streamsim.train import ModelSpec, build_model, evaluate_examples
+from streamsim.train import ModelSpec, build_model
+from streamsim.training_examples import evaluate_examples
 
 
 def grads_of(loss: torch.Tensor, params: list[torch.nn.Parameter]) -> list[torch.Tensor]:

@@ -125,6 +125,17 @@ class Recommender(nn.Module):
         with torch.no_grad():
             return {"loss": float(self.test_time_loss(batch))}
 
+    @torch.no_grad()
+    def health_signals(self, batch: SeqBatch) -> dict[str, Tensor]:
+        """Internals that `streamsim.health` summarises, without gradient.
+
+        Default: ``representation``, the (B, D) output of `forward` (what the item table
+        multiplies). Models add their own (T2ARec: ``state_norm``, ``delta_next``,
+        ``delta_history``); each value is a tensor whose first axis runs over rows or values.
+        """
+        rep, _ = self(batch.without_targets())
+        return {"representation": rep}
+
     def test_time_parameters(self) -> list[nn.Parameter]:
         """The parameters a test-time step updates (default: every trainable parameter)."""
         return [p for p in self.parameters() if p.requires_grad]

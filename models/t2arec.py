@@ -15,6 +15,13 @@ through Linear1 and the conv (cached conv state, A2) gives x_{n+1}, B_{n+1}, Δ_
 - L_state: ‖h_n − h̃ᵇ_n‖_F / Δ_{n+1}², h̃_{n+1} = e^{Δ_{n+1}A} h_n + Δ_{n+1} x_{n+1} ⊗ B_{n+1},
   h̃ᵇ_n = e^{Δ_{n+1}P} h̃_{n+1} + Δ_{n+1} x_n ⊗ Linear2(x_n).
 
+The default deviates from that L_state (docs/models.md, "Alignment losses that cannot be
+satisfied trivially"): the paper's version is lowered for every user at once by inflating
+Δ_{n+1}, which collapses o_n onto one shared vector. By default L_state sees Δ_{n+1} detached
+and clamped into the history's range and h_n, x_n as fixed targets, divides the distance by the
+sum of its three terms' norms (a ratio in [0, 1] that no term can lower by shrinking or
+growing), and is weighted μ2 = 0.1. The literal reading stays one config away.
+
 Glossary: B batch, L history length, D d_model, E d_inner, H heads, P head dim (E = H·P),
 N d_state, K d_conv, X = E + 2N conv channels. States are stored (P, N) per head (mamba_ssm
 layout), i.e. the transpose of the paper's h ∈ R^{N×d}; the Frobenius norm is the same.
@@ -58,11 +65,21 @@ class T2ARecConfig:
     detach_dilution: bool = False  # A11: stop the gradient through the Δ_{n+1}^{-2} weight
     freeze_embeddings_at_test: bool = False  # A13: no test-time update of the item table
     mu_time_train: float = 0.1  # μ1 (train)
-    mu_state_train: float = 1.0  # μ2 (train)
+    mu_state_train: float = 0.1  # μ2 (train); the paper's 1.0 with its L_state collapses
+    # T2ARec on ML-100k (docs/models.md, "Alignment losses that cannot be satisfied trivially")
     mu_time_test: float = 0.01  # μ1' (test-time)
     mu_state_test: float = 0.1  # μ2' (test-time)
     delta_min: float = 1e-4  # clamp of Δ_{n+1} in the dilution weight
     p_delta_max: float = 20.0  # clamp of P·Δ_{n+1} before exp
+    # Deviations from the paper (docs/models.md, "Alignment losses that cannot be satisfied
+    # trivially"). The paper's literal reading: mu_state_train=1.0, state_loss="dilution",
+    # state_delta="live", state_target="live", time_scale="fixed".
+    state_loss: Literal["dilution", "relative", "triangle"] = "triangle"  # normaliser of ‖·‖
+    state_delta: Literal["live", "detached_clamped"] = "detached_clamped"  # Δ_{n+1} in L_state
+    state_eps: float = 1e-3  # ε of the relative and triangle normalisers
+    state_target: Literal["live", "detached"] = "detached"  # h_n, x_n in L_state: no gradient
+    time_scale: Literal["fixed", "gap_quantile", "standardized"] = "fixed"  # λ of L_time
+    time_quantile: float = 0.5  # gap_quantile: λ = this quantile of the batch's positive gaps
     backend: Literal["auto", "torch", "mamba_ssm"] = "auto"  # SSD scan backend (models.ssd_backend)
     seed: int = 0  # owned init RNG (torch.Generator); dropout uses torch's default RNG
 
@@ -72,6 +89,10 @@ class T2ARecConfig:
             "refeed_conv": ("cached", "fresh"),
             "p_mode": ("learnable", "theorem"),
             "state_norm": ("frobenius", "squared"),
+            "state_loss": ("dilution", "relative", "triangle"),
+            "state_delta": ("live", "detached_clamped"),
+            "state_target": ("live", "detached"),
+            "time_scale": ("fixed", "gap_quantile", "standardized"),
             "backend": ssd_backend.BACKENDS,
         }
         for key, allowed in choices.items():
@@ -90,6 +111,12 @@ class T2ARecConfig:
             msg = (
                 "t2arec: need time_scale_s > 0, delta_min > 0 and 0 <= dropout < 1, got "
                 f"{self.time_scale_s}, {self.delta_min}, {self.dropout}"
+            )
+            raise ModelError(msg)
+        if not (self.state_eps > 0 and 0 < self.time_quantile < 1):
+            msg = (
+                "t2arec: need state_eps > 0 and 0 < time_quantile < 1, got "
+                f"{self.state_eps}, {self.time_quantile}"
             )
             raise ModelError(msg)
         if self.block == "mamba2_full" and (self.expand * self.d_model) % self.headdim:
@@ -311,13 +338,21 @@ class T2ARec(Recommender):
         l_time = time_alignment_loss(
             enc.dt, nxt.dt, enc.times, batch.lengths, batch.request_times,
             scale=cfg.time_scale_s, block=cfg.time_block, drop_ties=cfg.drop_tied_pairs,
+            scale_mode=cfg.time_scale, quantile=cfg.time_quantile,
         )  # fmt: skip
+        dt_state = nxt.dt  # the Δ_{n+1} that L_state sees
+        if cfg.state_delta == "detached_clamped":  # no gradient; inside the history's range
+            dt_state = clamp_to_history(nxt.dt.detach(), enc.dt.detach(), batch.lengths)
         shape = (-1, self.nheads, self.headdim)
+        h_n, x_n = st.ssm_state, st.x_last
+        if cfg.state_target == "detached":  # the state is the target, the re-fed token learns
+            h_n, x_n = h_n.detach(), x_n.detach()
         l_state = state_alignment_loss(
-            st.ssm_state, st.x_last.reshape(shape), nxt.dt, nxt.x.reshape(shape), nxt.B,
-            self.linear2(st.x_last), self._A(), getattr(self, "P", None), batch.lengths,
+            h_n, x_n.reshape(shape), dt_state, nxt.x.reshape(shape), nxt.B,
+            self.linear2(x_n), self._A(), getattr(self, "P", None), batch.lengths,
             squared=cfg.state_norm == "squared", detach_dilution=cfg.detach_dilution,
             delta_min=cfg.delta_min, p_delta_max=cfg.p_delta_max,
+            normalizer=cfg.state_loss, eps=cfg.state_eps,
         )  # fmt: skip
         return l_time, l_state, nxt.dt
 
@@ -333,6 +368,30 @@ class T2ARec(Recommender):
         l_time, l_state, dt_next = self._alignment(batch, self._encode(batch.without_targets()))
         loss = cfg.mu_time_test * l_time + cfg.mu_state_test * l_state
         return {"loss": float(loss), "delta_next": float(dt_next.mean())}
+
+    @torch.no_grad()
+    def health_signals(self, batch: SeqBatch) -> dict[str, Tensor]:
+        """o_n, and for rows with n >= 1: ‖h_n‖_F, Δ_{n+1} and every history Δ (no gradient).
+
+        ``representation`` (B, D) o_n; ``state_norm`` (B',) ‖h_n‖_F over heads;
+        ``delta_next`` (B',) Δ_{n+1} averaged over heads; ``delta_history`` (M,) Δ_t of every
+        valid history position and head (B' rows with a non-empty history).
+        """
+        cfg = self.config
+        enc = self._encode(batch.without_targets())
+        st = enc.state
+        conv_state = (
+            st.conv_state if cfg.refeed_conv == "cached" else torch.zeros_like(st.conv_state)
+        )
+        nxt = self._token(enc.o_n, conv_state)
+        has = batch.lengths > 0
+        valid = torch.arange(enc.dt.shape[1], device=enc.dt.device) < batch.lengths[:, None]
+        return {
+            "representation": enc.o_n,
+            "state_norm": st.ssm_state.flatten(1).norm(dim=1)[has],
+            "delta_next": nxt.dt.mean(-1)[has],
+            "delta_history": enc.dt[valid].flatten(),
+        }
 
     def loss(self, batch: SeqBatch) -> Tensor:
         """L_rec + μ1·L_time + μ2·L_state (Eq. 26) with the training weights."""
@@ -376,6 +435,8 @@ def time_alignment_loss(
     scale: float,
     block: int,
     drop_ties: bool = False,
+    scale_mode: Literal["fixed", "gap_quantile", "standardized"] = "fixed",
+    quantile: float = 0.5,
 ) -> Tensor:
     """L_time (Eqs. 12–14): pairwise hinge between step sizes Δ and real gaps T.
 
@@ -384,6 +445,12 @@ def time_alignment_loss(
     position n+1 is always the last one, then cut into blocks of `block` positions; pairs
     i < j inside a block add max(0, 1 − (Δ_i − Δ_j)(T_i − T_j)/scale). The sum over the batch is
     divided by the number of valid pairs in the whole batch (times the heads); 0 when none.
+
+    The time unit (a deviation from the paper's constant λ unless `scale_mode` is "fixed"):
+    "fixed" divides gaps by `scale` seconds; "gap_quantile" divides them by the `quantile` of the
+    batch's positive gaps at positions 2..n+1 (at least 1 s, no gradient); "standardized"
+    standardises each row's gaps at positions 2..n+1 (mean 0, standard deviation 1, the
+    deviation floored at 1 s), so λ = 1 in units of that row's spread.
 
     Parameters
     ----------
@@ -420,11 +487,44 @@ def time_alignment_loss(
     pair_ok = valid[:, :, i] & valid[:, :, j]
     if drop_ties:
         pair_ok = pair_ok & (t_int != 0)
-    t_diff = t_int.to(dt.dtype) / scale
+    if scale_mode == "fixed":
+        t_diff = t_int.to(dt.dtype) / scale
+    else:
+        scaled = _scaled_gaps(gaps, valid, scale_mode, quantile).to(dt.dtype)
+        t_diff = scaled[:, :, i] - scaled[:, :, j]
     hinge = torch.relu(1.0 - d_diff * t_diff[..., None])
     total = torch.where(pair_ok[..., None], hinge, 0.0).sum()
     count = pair_ok.sum() * nh
     return total / count.clamp(min=1)
+
+
+def _scaled_gaps(gaps: Tensor, valid: Tensor, mode: str, quantile: float) -> Tensor:
+    """(B, nb, b) gaps in data-scaled units (float64): see `time_alignment_loss`."""
+    g = gaps.to(torch.float64)
+    if mode == "gap_quantile":
+        positive = g[valid & (gaps > 0)]
+        lam = torch.quantile(positive, quantile) if positive.numel() else g.new_ones(())
+        return g / lam.clamp(min=1.0)
+    if mode == "standardized":
+        w = valid.to(g.dtype)
+        count = w.sum(dim=(1, 2), keepdim=True).clamp(min=1.0)
+        mean = (g * w).sum(dim=(1, 2), keepdim=True) / count
+        var = ((g - mean).pow(2) * w).sum(dim=(1, 2), keepdim=True) / count
+        return (g - mean) / var.sqrt().clamp(min=1.0) * w
+    msg = f"`scale_mode` must be one of ('fixed', 'gap_quantile', 'standardized'), got {mode!r}"
+    raise ModelError(msg)
+
+
+def clamp_to_history(dt_next: Tensor, dt: Tensor, lengths: Tensor) -> Tensor:
+    """Δ_{n+1} (B, H) clamped into [min, max] of the row's history Δ (B, L, H), per head.
+
+    Rows with an empty history keep their Δ_{n+1} (no loss uses it).
+    """
+    valid = (torch.arange(dt.shape[1], device=dt.device) < lengths[:, None])[..., None]
+    lo = torch.where(valid, dt, torch.inf).amin(dim=1)  # (B, H)
+    hi = torch.where(valid, dt, -torch.inf).amax(dim=1)
+    has = (lengths > 0)[:, None]
+    return torch.where(has, torch.minimum(torch.maximum(dt_next, lo), hi), dt_next)
 
 
 def state_alignment_loss(
@@ -442,13 +542,25 @@ def state_alignment_loss(
     detach_dilution: bool = False,
     delta_min: float = 1e-4,
     p_delta_max: float = 20.0,
+    normalizer: Literal["dilution", "relative", "triangle"] = "dilution",
+    eps: float = 1e-3,
 ) -> Tensor:
     """L_state (Eqs. 20–25): distance between h_n and its forward-then-backward reconstruction.
 
     h̃_{n+1} = e^{Δ_{n+1}A} h_n + Δ_{n+1} x_{n+1} ⊗ B_{n+1};
     h̃ᵇ_n = P̄ h̃_{n+1} + Δ_{n+1} x_n ⊗ Q with P̄ = e^{min(Δ_{n+1}P, p_delta_max)} (learnable P)
-    or P̄ = −1/A (`P` None, Theorem 4.1); loss ‖h_n − h̃ᵇ_n‖_F (squared if asked) divided by
-    max(Δ_{n+1}, delta_min)², summed over heads, averaged over rows with n ≥ 1 (0 when none).
+    or P̄ = −1/A (`P` None, Theorem 4.1). The residual h_n − h̃ᵇ_n is the sum of three terms,
+    (1 − P̄e^{Δ_{n+1}A}) h_n, −P̄Δ_{n+1} x_{n+1} ⊗ B_{n+1} and −Δ_{n+1} x_n ⊗ Q. The distance
+    ‖h_n − h̃ᵇ_n‖_F (squared if asked) is divided, per head, by
+
+    - "dilution" (the paper): max(Δ_{n+1}, delta_min)²;
+    - "relative" (a deviation): ‖h_n‖_F + `eps`, with its gradient;
+    - "triangle" (a deviation): the sum of the three terms' norms + `eps`, with its gradient.
+      By the triangle inequality the ratio lies in [0, 1]; it is 1 when one term is alone and
+      0 only when the terms cancel, so no term can lower it by shrinking or growing.
+
+    then summed over heads and averaged over rows with n ≥ 1 (0 when none). With `squared`
+    the normaliser is squared too (same units).
 
     Parameters
     ----------
@@ -456,22 +568,40 @@ def state_alignment_loss(
     A : (H,); P : (H,) or None; lengths : (B,).
     """
     dt4 = dt_next[..., None, None]  # (B, H, 1, 1)
-    h_fwd = torch.exp(dt4 * A[:, None, None]) * h_n
-    h_fwd = h_fwd + dt4 * x_next.unsqueeze(-1) * B_next[:, None, None, :]
     if P is None:
         p_bar = (-1.0 / A)[:, None, None].expand_as(dt4)
     else:
         p_bar = torch.exp((dt4 * P[:, None, None]).clamp(max=p_delta_max))
-    h_bwd = p_bar * h_fwd + dt4 * x_n.unsqueeze(-1) * Q[:, None, None, :]
-    sq = (h_n - h_bwd).pow(2).sum(dim=(-2, -1))  # (B, H)
-    if squared:
-        dist = sq
-    else:  # sqrt with a finite gradient at exactly 0
-        nonzero = sq > 0
-        dist = torch.where(nonzero, torch.sqrt(torch.where(nonzero, sq, 1.0)), 0.0)
-    weight = dt_next.clamp(min=delta_min).pow(-2)
-    if detach_dilution:
-        weight = weight.detach()
-    per_row = (dist * weight).sum(-1)  # (B,)
+    # h_n − h̃ᵇ_n = decay + step + back, in this order of operations for the paper's value
+    h_fwd = torch.exp(dt4 * A[:, None, None]) * h_n
+    step = dt4 * x_next.unsqueeze(-1) * B_next[:, None, None, :]
+    back = dt4 * x_n.unsqueeze(-1) * Q[:, None, None, :]
+    h_bwd = p_bar * (h_fwd + step) + back
+    dist = _norm(h_n - h_bwd, squared=squared)  # (B, H)
+    if normalizer == "dilution":
+        weight = dt_next.clamp(min=delta_min).pow(-2)
+        if detach_dilution:
+            weight = weight.detach()
+        per_row = (dist * weight).sum(-1)  # (B,)
+    else:
+        if normalizer == "relative":
+            scale = _norm(h_n, squared=False) + eps
+        elif normalizer == "triangle":
+            terms = (h_n - p_bar * h_fwd, p_bar * step, back)
+            scale = sum((_norm(t, squared=False) for t in terms), torch.tensor(eps))
+        else:
+            msg = "`normalizer` must be one of ('dilution', 'relative', 'triangle'), got "
+            msg += repr(normalizer)
+            raise ModelError(msg)
+        per_row = (dist / (scale.pow(2) if squared else scale)).sum(-1)  # (B,)
     has = lengths > 0
     return torch.where(has, per_row, 0.0).sum() / has.sum().clamp(min=1)
+
+
+def _norm(t: Tensor, *, squared: bool) -> Tensor:
+    """Frobenius norm over the last two axes (squared if asked), with a finite gradient at 0."""
+    sq = t.pow(2).sum(dim=(-2, -1))
+    if squared:
+        return sq
+    nonzero = sq > 0
+    return torch.where(nonzero, torch.sqrt(torch.where(nonzero, sq, 1.0)), 0.0)

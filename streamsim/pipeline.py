@@ -32,6 +32,7 @@ from typing import Any
 
 import duckdb
 
+from streamsim import health
 from streamsim import scenario as scenario_mod
 from streamsim.adapt import PolicySpec
 from streamsim.compare import Comparison, compare
@@ -96,6 +97,18 @@ class ScenarioResult:
     dashboard: Path | None  # the HTML dashboard, when one was written
 
     @property
+    def training_health(self) -> dict[str, object]:
+        """The kept epoch's training-health verdict (`streamsim.health`)."""
+        ckpt = self.prepared.checkpoint
+        return health.manifest_entry(ckpt.manifest.get("best", {}), ckpt.model_name)
+
+    @property
+    def health_warning(self) -> str | None:
+        """A plain-words warning when the model collapsed or is at popularity level."""
+        ckpt = self.prepared.checkpoint
+        return health.warning_line(ckpt.manifest.get("best", {}), ckpt.model_name)
+
+    @property
     def reading(self) -> list[str]:
         """One plain-language sentence per policy against the first (`report.reading`)."""
         return reading(self.summaries, self.comparison)
@@ -104,6 +117,7 @@ class ScenarioResult:
         return {
             "scenario": self.scenario.name,
             "reading": self.reading,
+            "training_health": self.training_health,
             "split_report": self.prepared.cold,
             "checkpoint": str(self.prepared.checkpoint.path),
             "runs": [s.to_json() for s in self.summaries],
@@ -441,6 +455,9 @@ def _manifest(
         "checkpoint": str(prepared.checkpoint.path),
         "model": prepared.checkpoint.model_name,
         "model_config": prepared.checkpoint.config,
+        "training_health": health.manifest_entry(
+            prepared.checkpoint.manifest.get("best", {}), prepared.checkpoint.model_name
+        ),
         "data_fingerprint": prepared.info.fingerprint,
         "seed": scenario.seed,
         "exclude_seen": scenario.replay.exclude_seen,

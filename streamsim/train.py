@@ -30,17 +30,16 @@ from safetensors.torch import load_model, save_model
 
 import models
 from models.base import Recommender, sum_terms
-from streamsim import __version__, config
+from streamsim import __version__, config, health
 from streamsim import resume as resume_state
 from streamsim import rng as rng_streams
 from streamsim.errors import ModelError, ScenarioError
 from streamsim.progress import Progress, TrainEpoch, TrainStep
 from streamsim.provenance import versions
-from streamsim.ranking import rank_metrics, target_ranks
 from streamsim.resume import ResumeFile
 from streamsim.splits import Split
 from streamsim.store import Workspace, dataset_info
-from streamsim.training_examples import Examples, build_examples
+from streamsim.training_examples import Examples, build_examples, evaluate_examples
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -202,33 +201,6 @@ def model_code_hash(model_cls: type[Recommender]) -> str:
     return digest.hexdigest()[:16]
 
 
-@torch.no_grad()
-def evaluate_examples(
-    model: Recommender, examples: Examples, *, batch_size: int, device: str = "cpu"
-) -> dict[str, float]:
-    """Full-ranking HR/NDCG/MRR @10 (+HR@50) of `model` on `examples` (catalogue: `known`)."""
-    if len(examples) == 0:
-        return {"n": 0.0, "hr@10": float("nan"), "ndcg@10": float("nan"), "mrr@10": float("nan")}
-    model.eval()
-    outside = torch.from_numpy(~examples.known).to(device)
-    sums = {"hit10": 0.0, "hit50": 0.0, "ndcg10": 0.0, "rr10": 0.0}
-    for batch in examples.batches(batch_size, device=device):
-        scores = model.score(batch.without_targets()).clone()
-        scores[:, outside] = float("-inf")
-        assert batch.targets is not None
-        metrics = rank_metrics(target_ranks(scores, batch.targets))
-        for k in sums:
-            sums[k] += float(metrics[k].to(torch.float64).sum())
-    n = float(len(examples))
-    return {
-        "n": n,
-        "hr@10": sums["hit10"] / n,
-        "hr@50": sums["hit50"] / n,
-        "ndcg@10": sums["ndcg10"] / n,
-        "mrr@10": sums["rr10"] / n,
-    }
-
-
 def train(
     con: duckdb.DuckDBPyConnection,
     dataset: str,
@@ -290,6 +262,7 @@ def train(
         "n_valid_examples": len(valid_ex),
         "history": history,
         "best": best,
+        "health_warning": health.warning_line(best, model_spec.name),  # kept epoch; None: fine
         "train_seconds": time.perf_counter() - started,
         "versions": versions(),
     }
@@ -321,6 +294,9 @@ def _fit(
         msg = "the pretraining period yields no training examples (every user has one event)"
         raise ModelError(msg)
     rng = np.random.default_rng(seed)
+    monitor = health.Monitor(
+        model, train_ex, valid_ex, batch_size=spec.eval_batch_size, device=device
+    )
     opt = torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     history: list[dict[str, float]] = []
     best_score, best_state, since_best = -1.0, None, 0
@@ -377,6 +353,7 @@ def _fit(
                 **_term_means(term_sums, n),
                 "seconds": time.perf_counter() - t0,
                 **_prefixed(valid),
+                **monitor.check(model, valid),  # streamsim.health: collapse, popularity level
             }
             history.append(record)
             if progress is not None:

@@ -16,8 +16,9 @@ import duckdb
 import numpy as np
 import torch
 
-from models.base import SeqBatch
+from models.base import Recommender, SeqBatch
 from streamsim.history import HistoryBuffer
+from streamsim.ranking import rank_metrics, target_ranks
 from streamsim.store import dataset_info, iter_events
 
 
@@ -106,3 +107,30 @@ def stack_examples(rows: dict[str, list[Any]], max_len: int, known: np.ndarray) 
         targets=np.asarray(rows["tgt"], dtype=np.int64),
         known=known,
     )
+
+
+@torch.no_grad()
+def evaluate_examples(
+    model: Recommender, examples: Examples, *, batch_size: int, device: str = "cpu"
+) -> dict[str, float]:
+    """Full-ranking HR/NDCG/MRR @10 (+HR@50) of `model` on `examples` (catalogue: `known`)."""
+    if len(examples) == 0:
+        return {"n": 0.0, "hr@10": float("nan"), "ndcg@10": float("nan"), "mrr@10": float("nan")}
+    model.eval()
+    outside = torch.from_numpy(~examples.known).to(device)
+    sums = {"hit10": 0.0, "hit50": 0.0, "ndcg10": 0.0, "rr10": 0.0}
+    for batch in examples.batches(batch_size, device=device):
+        scores = model.score(batch.without_targets()).clone()
+        scores[:, outside] = float("-inf")
+        assert batch.targets is not None
+        metrics = rank_metrics(target_ranks(scores, batch.targets))
+        for k in sums:
+            sums[k] += float(metrics[k].to(torch.float64).sum())
+    n = float(len(examples))
+    return {
+        "n": n,
+        "hr@10": sums["hit10"] / n,
+        "hr@50": sums["hit50"] / n,
+        "ndcg@10": sums["ndcg10"] / n,
+        "mrr@10": sums["rr10"] / n,
+    }

@@ -43,6 +43,26 @@ def test_train_writes_a_cached_checkpoint(tmp_path: Path) -> None:
     assert json.loads(again.stdout[again.stdout.index("{") :])["hash"] == ckpt["hash"]
 
 
+def test_train_prints_health_per_epoch_and_the_manifest_keeps_it(tmp_path: Path) -> None:
+    store = tmp_path / "ws"
+    setup(store)
+    scenario = tmp_path / "tiny.toml"
+    scenario.write_text(SCENARIO)
+    res = invoke(store, "train", "--scenario", str(scenario))
+    assert res.exit_code == 0, res.output
+    assert "health: rank-1 R²" in res.stdout
+    path = Path(res.stdout.split("checkpoint ", 1)[1].split()[0])
+    manifest = json.loads((path / "manifest.json").read_text())
+    best = manifest["best"]
+    for key in ("rank1_r2", "shared_energy", "popularity_ndcg@10", "delta_ratio", "collapsing"):
+        assert f"health.{key}" in best
+    warning = manifest["health_warning"]  # the kept epoch's, or None when healthy
+    flagged = any(best[f"health.{k}"] for k in ("collapsing", "at_popularity_level"))
+    assert (warning is not None) == (flagged or bool(best["health.degenerate_alignment"]))
+    if warning is not None:
+        assert "warning: t2arec" in res.stdout
+
+
 def test_evaluate_loo_with_model_options_and_tta(tmp_path: Path) -> None:
     store = tmp_path / "ws"
     setup(store)

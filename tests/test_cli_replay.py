@@ -70,6 +70,9 @@ def test_replay_runs_show_and_export(tmp_path: Path) -> None:
     cold = payload["split_report"]
     assert cold["replay_events"] == runs["reset"]["n_events"]
     assert 0 <= cold["events_unseen_user_or_item"] <= cold["replay_events"]
+    health = payload["training_health"]  # the checkpoint's kept epoch, flags and warning
+    assert set(health) == {"collapsing", "at_popularity_level", "degenerate_alignment", "warning"}
+    assert all(isinstance(health[k], bool) for k in set(health) - {"warning"})
 
     listed = invoke(store, "runs", "list", "--json")
     assert listed.exit_code == 0
@@ -81,6 +84,7 @@ def test_replay_runs_show_and_export(tmp_path: Path) -> None:
     info = json.loads(shown.stdout)
     assert info["metrics"]["ndcg@10"] == runs["reset"]["metrics"]["ndcg@10"]
     assert info["manifest"]["policy"]["tta"] == "reset"
+    assert info["manifest"]["training_health"] == health
 
     out = tmp_path / "events.parquet"
     exported = invoke(store, "runs", "export", run_id, str(out))

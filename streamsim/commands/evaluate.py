@@ -54,9 +54,10 @@ def evaluate(
     """Leave-one-out evaluation with full ranking (RecBole protocol), with and without TTA."""
     import numpy as np
 
+    from streamsim import health
     from streamsim.errors import StreamsimError
     from streamsim.leave_one_out import default_tta, evaluate_loo
-    from streamsim.scenario import ModelSpec, TrainSpec
+    from streamsim.train import ModelSpec, TrainSpec
 
     if protocol != "loo":
         msg = f"unknown protocol {protocol!r}; expected one of ['loo']"
@@ -94,6 +95,12 @@ def evaluate(
         results.append(result)
         if not as_json:
             console().print(f"seed {seed}: {result['test']}")
+            history: list[dict[str, float]] = result["history"]  # type: ignore[assignment]
+            kept = result["best_epoch"]
+            if isinstance(kept, int):
+                warning = health.warning_line(history[kept], model)
+                if warning is not None:
+                    console().print(warning, style="bold yellow")
     summary: dict[str, Any] = {
         "dataset": dataset,
         "model": model,

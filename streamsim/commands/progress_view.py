@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
+from streamsim import health
 from streamsim.progress import (
     Progress as ProgressFn,
 )
@@ -28,15 +29,18 @@ from streamsim.progress import (
 
 
 def epoch_line(event: TrainEpoch) -> str:
-    """``epoch 3: train loss 5.1234 (rec 5.0, time 0.1), valid ndcg@10 0.1234, hr@10 0.2345``."""
+    """``epoch 3: train loss 5.1234 (rec 5.0, time 0.1), valid ndcg@10 0.1234, hr@10 0.2345``,
+    and on a second line the epoch's training health when it was measured."""
     r = event.record
     parts = [f"{k[6:]} {v:.4f}" for k, v in r.items() if k.startswith("train.")]
     terms = f" ({', '.join(parts)})" if parts else ""
-    return (
+    line = (
         f"epoch {event.epoch}: train loss {r.get('train_loss', float('nan')):.4f}{terms}, valid"
         f" ndcg@10 {r.get('valid.ndcg@10', float('nan')):.4f},"
         f" hr@10 {r.get('valid.hr@10', float('nan')):.4f}"
     )
+    summary = health.summary_line(r)  # the kept epoch's warning comes at the end
+    return line if summary is None else f"{line}\n  {summary}"
 
 
 @contextmanager

@@ -66,10 +66,15 @@ def replay(
     con = ws.connect()
     with progress_view(console(stderr=as_json)) as progress:
         result = run_scenario(con, ws, sc, resume=resume, dashboard=dashboard, progress=progress)
+    warning = result.health_warning
     if as_json:
         typer.echo(json.dumps(result.to_json(), default=str, indent=2))
+        if warning is not None:
+            typer.echo(warning, err=True)
         return
     out = console()
+    if warning is not None:
+        out.print(warning, style="bold yellow")
     out.print(cold_line(result.prepared.cold))
     out.print(summary_table(sc.name, result.summaries, result.comparison))
     for s in result.summaries:

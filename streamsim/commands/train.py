@@ -33,6 +33,7 @@ def train(
     as_json: JsonOption = False,
 ) -> None:
     """Pretrain the scenario's model on its pretraining period (early stopping on validation)."""
+    from streamsim import health
     from streamsim.commands.progress_view import progress_view
     from streamsim.pipeline import prepare
     from streamsim.scenario import check, load
@@ -48,9 +49,15 @@ def train(
         "hash": ckpt.hash,
         "model": ckpt.model_name,
         "best": ckpt.manifest["best"],
+        "training_health": health.manifest_entry(ckpt.manifest["best"], ckpt.model_name),
     }
+    warning = health.warning_line(ckpt.manifest["best"], ckpt.model_name)
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
+        if warning is not None:
+            typer.echo(warning, err=True)
         return
     console().print(f"checkpoint {ckpt.path}")
     console().print(f"best epoch: {json.dumps(ckpt.manifest['best'], default=str)}")
+    if warning is not None:
+        console().print(warning, style="bold yellow")
