@@ -17,6 +17,11 @@ continues to the same result (the file is refused if the code or settings change
 only prints the markdown table of what the file holds: mean ± sample standard deviation over
 the seeds present, the number of seeds, epochs run (best epoch), and seconds per seed (for a
 resumed run, the sum of its epochs' seconds across processes when larger than the last one's).
+Rows are named by `--label` (default: the model's name); a run with `--label` takes model
+config overrides from `--config KEY=JSON` (repeatable) and keeps them in its record. T2ARec rows
+recorded before its default L_state changed (they were trained with the paper's L_state at
+μ2 = 1) carry the label `t2arec-literal`.
+
 `--doc PAGE` also writes that table into PAGE between the markers named after the results
 file (`<!-- loo-ml-100k-L200:begin -->` ... `:end -->`; see `benchmarks/doc_tables.py`):
 
@@ -42,6 +47,7 @@ from doc_tables import add_doc_option, report
 from streamsim import resume as resume_state
 from streamsim.ingest import ingest
 from streamsim.leave_one_out import default_tta, evaluate_loo
+from streamsim.progress import TrainEpoch, TrainStep
 from streamsim.store import Workspace
 from streamsim.train import ModelSpec, TrainSpec
 
@@ -77,6 +83,10 @@ def main() -> None:
         help="per-epoch training state; an interrupted (model, seed) continues from it",
     )
     parser.add_argument("--no-resume", action="store_true", help="start every run afresh")
+    parser.add_argument("--label", help="row name (one model only); default: the model's name")
+    parser.add_argument(
+        "--config", action="append", default=[], help="model config override KEY=JSON"
+    )
     parser.add_argument(
         "--pending", action="store_true", help="only list the unfinished runs in --resume-dir"
     )
@@ -101,19 +111,24 @@ def main() -> None:
         report(args.doc, args.results.stem, table)
 
 
-def _epoch_line(label: str, info: dict[str, float]) -> None:
+def _epoch_line(label: str, event: TrainStep | TrainEpoch) -> None:
     """One line per finished epoch, so a long run can be watched (`tail -f` the log)."""
-    if "epoch_end" in info:
+    if isinstance(event, TrainEpoch):
+        info = event.record
         valid = info.get("valid.ndcg@10", float("nan"))
         print(
-            f"{label} epoch {int(info['epoch'])}: train loss {info['train_loss']:.4f}, "
+            f"{label} epoch {event.epoch}: train loss {info['train_loss']:.4f}, "
             f"valid ndcg@10 {valid:.4f}, {info['seconds']:.0f} s",
             flush=True,
         )
 
 
 def run(args: argparse.Namespace, settings: dict[str, Any]) -> None:
-    done = {(r["model"], r["seed"]) for r in read_results(args.results, settings)}
+    names = args.models.split(",")
+    if args.label and len(names) != 1:
+        raise SystemExit(f"--label names one model's rows: expected one --models, got {names}")
+    overrides = tuple((k, json.loads(v)) for k, _, v in (c.partition("=") for c in args.config))
+    done = {(row_name(r), r["seed"]) for r in read_results(args.results, settings)}
     seeds: list[int] = list(range(args.seeds))
     if args.only_seeds:
         seeds = [int(s) for s in args.only_seeds.split(",")]
@@ -123,8 +138,8 @@ def run(args: argparse.Namespace, settings: dict[str, Any]) -> None:
     todo = [
         (seed, name)
         for seed in seeds
-        for name in args.models.split(",")
-        if (name, seed) not in done
+        for name in names
+        if (args.label or name, seed) not in done
     ]
     if not todo:
         return
@@ -137,7 +152,7 @@ def run(args: argparse.Namespace, settings: dict[str, Any]) -> None:
             result = evaluate_loo(
                 con,
                 args.dataset,
-                ModelSpec(name=name, config=(("max_len", args.max_len),)),
+                ModelSpec(name=name, config=(("max_len", args.max_len), *overrides)),
                 TrainSpec(
                     epochs=args.epochs,
                     batch_size=args.batch_size,
@@ -154,6 +169,7 @@ def run(args: argparse.Namespace, settings: dict[str, Any]) -> None:
             record = {
                 "settings": settings,
                 **result,
+                **({"label": args.label, "config": dict(overrides)} if args.label else {}),
                 "seconds": round(time.perf_counter() - started, 1),  # this process only
                 # every epoch's seconds, also those run before a resume (by earlier processes)
                 "history_seconds": round(sum(h["seconds"] for h in result["history"]), 1),  # type: ignore[attr-defined]
@@ -174,6 +190,11 @@ def read_results(path: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
         return []
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return [r for r in records if r.get("settings") == settings]
+
+
+def row_name(record: dict[str, Any]) -> str:
+    """The table row a record belongs to: its label, else its model's name."""
+    return str(record.get("label") or record["model"])
 
 
 def pending(resume_dir: Path, dataset: str, max_len: int) -> str:
@@ -199,7 +220,7 @@ def _seconds(record: dict[str, Any]) -> float:
 def render(records: list[dict[str, Any]], settings: dict[str, Any]) -> str:
     rows: dict[str, list[dict[str, Any]]] = {}
     for r in records:
-        rows.setdefault(r["model"], []).append(r)
+        rows.setdefault(row_name(r), []).append(r)
     lines = [
         f"LOO, full ranking, {settings['dataset']}, max length {settings['max_len']}, "
         f"batch {settings['batch_size']}, Adam lr {settings['lr']}, at most "

@@ -46,7 +46,9 @@ from streamsim.leave_one_out import loo_examples
 from streamsim.pipeline import ensure_data
 from streamsim.splits import resolve_split
 from streamsim.store import Workspace, dataset_info
-from streamsim.train import ModelSpec, TrainSpec, _fit, build_model, load
+from streamsim.progress import TrainEpoch, TrainStep
+from streamsim.scenario import load
+from streamsim.train import ModelSpec, TrainSpec, _fit, build_model
 from streamsim.training_examples import Examples, build_examples
 
 LITERAL: dict[str, Any] = {  # the paper's reading, written out (independent of the defaults)
@@ -159,13 +161,13 @@ def run_one(
     trace: list[dict[str, float]] = []
     steps = {"n": 0}
 
-    def on_progress(p: dict[str, float]) -> None:
-        if "epoch_end" in p:
+    def on_progress(p: TrainStep | TrainEpoch) -> None:
+        if not isinstance(p, TrainStep):
             return
         steps["n"] += 1
         if every and steps["n"] % every == 0:  # eval mode, no dropout: the RNG is untouched
             stats = tracer.check(model, {"ndcg@10": math.nan})
-            trace.append({"step": float(steps["n"]), "loss": p["loss"], **stats})
+            trace.append({"step": float(steps["n"]), "loss": p.loss, **stats})
 
     started = time.perf_counter()
     history = _fit(model, train, valid, spec, seed=seed, progress=on_progress)
