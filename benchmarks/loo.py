@@ -126,7 +126,8 @@ def _epoch_line(label: str, event: TrainStep | TrainEpoch) -> None:
 def run(args: argparse.Namespace, settings: dict[str, Any]) -> None:
     names = args.models.split(",")
     if args.label and len(names) != 1:
-        raise SystemExit(f"--label names one model's rows: expected one --models, got {names}")
+        msg = f"--label names one model's rows: expected one --models, got {names}"
+        raise SystemExit(msg)
     overrides = tuple((k, json.loads(v)) for k, _, v in (c.partition("=") for c in args.config))
     done = {(row_name(r), r["seed"]) for r in read_results(args.results, settings)}
     seeds: list[int] = list(range(args.seeds))
@@ -136,10 +137,7 @@ def run(args: argparse.Namespace, settings: dict[str, Any]) -> None:
             msg = f"--only-seeds {args.only_seeds}: expected seeds in 0..{args.seeds - 1}"
             raise SystemExit(msg)
     todo = [
-        (seed, name)
-        for seed in seeds
-        for name in names
-        if (args.label or name, seed) not in done
+        (seed, name) for seed in seeds for name in names if (args.label or name, seed) not in done
     ]
     if not todo:
         return

@@ -59,8 +59,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "t2arec-literal": {
         "name": "t2arec",
         "config": {
-            "mu_state_train": 1.0, "state_loss": "dilution", "state_delta": "live",
-            "state_target": "live", "time_scale": "fixed",
+            "mu_state_train": 1.0,
+            "state_loss": "dilution",
+            "state_delta": "live",
+            "state_target": "live",
+            "time_scale": "fixed",
         },
     },  # fmt: skip
     "ttt4rec": {"name": "ttt4rec"},
@@ -113,8 +116,12 @@ def run_one(args: argparse.Namespace, variant: str, seed: int, store: Path) -> l
             n, p = vs_none[s.policy], vs_placebo.get(run_id)
             rows.append(
                 {
-                    "scenario": scenario.name, "variant": variant, "seed": seed,
-                    "policy": s.policy, "schedule": schedule, "rule": rule,
+                    "scenario": scenario.name,
+                    "variant": variant,
+                    "seed": seed,
+                    "policy": s.policy,
+                    "schedule": schedule,
+                    "rule": rule,
                     "tta_lr": run_info(con, run_id)["manifest"]["policy"]["tta_lr"],
                     "ndcg10": s.metrics["ndcg@10"],
                     "none_ndcg10": by_policy["none"].metrics["ndcg@10"],
@@ -124,8 +131,10 @@ def run_one(args: argparse.Namespace, variant: str, seed: int, store: Path) -> l
                     "vs_placebo_users": None
                     if p is None
                     else [p.user_mean_diff, p.user_ci_low, p.user_ci_high],
-                    "step_rel": s.step.step_rel, "top10_changed": s.step.top10_changed,
-                    "hit10_flips": s.step.hit10_flips, "forgetting": s.forgetting.last,
+                    "step_rel": s.step.step_rel,
+                    "top10_changed": s.step.top10_changed,
+                    "hit10_flips": s.step.hit10_flips,
+                    "forgetting": s.forgetting.last,
                     "n_events": s.n_events,
                 }  # fmt: skip
             )

@@ -44,10 +44,10 @@ from models.t2arec import T2ARec, clamp_to_history
 from streamsim import health
 from streamsim.leave_one_out import loo_examples
 from streamsim.pipeline import ensure_data
-from streamsim.splits import resolve_split
-from streamsim.store import Workspace, dataset_info
 from streamsim.progress import TrainEpoch, TrainStep
 from streamsim.scenario import load
+from streamsim.splits import resolve_split
+from streamsim.store import Workspace, dataset_info
 from streamsim.train import ModelSpec, TrainSpec, _fit, build_model
 from streamsim.training_examples import Examples, build_examples
 

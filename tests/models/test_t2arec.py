@@ -13,46 +13,15 @@ import models
 from models.base import SeqBatch
 from models.t2arec import T2ARec, T2ARecConfig, state_alignment_loss, time_alignment_loss
 from streamsim.errors import ModelError
-
-DAY = 86_400
-TINY: dict[str, Any] = {
-    "max_len": 7,
-    "d_model": 8,
-    "d_state": 4,
-    "dropout": 0.0,
-    "chunk": 3,
-    "time_block": 4,
-    "headdim": 4,
-    "backend": "torch",
-}
-
-
-def _model(**overrides: Any) -> T2ARec:
-    model = models.create("t2arec", n_items=12, config={**TINY, **overrides})
-    assert isinstance(model, T2ARec)
-    return model.double().eval()
-
-
-def _batch(seed: int = 0, lengths: tuple[int, ...] = (7, 4, 1, 0), seq: int = 7) -> SeqBatch:
-    g = torch.Generator().manual_seed(seed)
-    n = torch.tensor(lengths)
-    valid = torch.arange(seq)[None, :] < n[:, None]
-    items = torch.randint(1, 13, (len(lengths), seq), generator=g) * valid
-    gaps = torch.randint(0, 5 * DAY, (len(lengths), seq), generator=g)
-    times = (1_600_000_000 + torch.cumsum(gaps, dim=1)) * valid
-    last = times.max(dim=1).values
-    request = torch.where(n > 0, last, 1_600_000_000) + torch.randint(1, 3 * DAY, (len(lengths),))
-    targets = torch.randint(1, 13, (len(lengths),), generator=g)
-    return SeqBatch(items, times, n, request, targets)
-
+from tests.support.tiny_t2arec import DAY, TINY, random_batch, tiny_t2arec
 
 # ---- forward / step / padding ----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("block", ["literal", "mamba2_full"])
 def test_step_iterated_equals_forward(block: str) -> None:
-    model = _model(block=block)
-    batch = _batch(lengths=(7, 7, 7))
+    model = tiny_t2arec(block=block)
+    batch = random_batch(lengths=(7, 7, 7))
     state = model.initial_state(3, dtype=torch.float64)
     for k in range(1, 8):
         out, state = model.step(batch.items[:, k - 1], batch.times[:, k - 1], state)
@@ -64,8 +33,8 @@ def test_step_iterated_equals_forward(block: str) -> None:
 
 
 def test_padded_rows_equal_unpadded_rows() -> None:
-    model = _model()
-    batch = _batch(lengths=(7, 4, 1, 0))
+    model = tiny_t2arec()
+    batch = random_batch(lengths=(7, 4, 1, 0))
     o, state = model(batch)
     for b, n in enumerate(batch.lengths.tolist()):
         alone = SeqBatch(
@@ -80,8 +49,8 @@ def test_padded_rows_equal_unpadded_rows() -> None:
 
 
 def test_empty_histories_give_finite_scores_and_padding_is_minus_inf() -> None:
-    model = _model()
-    scores = model.score(_batch(lengths=(3, 0)))
+    model = tiny_t2arec()
+    scores = model.score(random_batch(lengths=(3, 0)))
     assert scores.shape == (2, 13)
     assert torch.all(scores[:, 0] == float("-inf"))
     assert torch.isfinite(scores[:, 1:]).all()
@@ -113,7 +82,7 @@ def _naive_time_loss(dt, dt_next, times, lengths, request, scale, block) -> torc
 
 @pytest.mark.parametrize("block", [2, 3, 4, 50])
 def test_time_loss_matches_naive_pairs(block: int) -> None:
-    batch = _batch(seed=3, lengths=(7, 5, 4, 2, 1, 0))
+    batch = random_batch(seed=3, lengths=(7, 5, 4, 2, 1, 0))
     g = torch.Generator().manual_seed(1)
     dt = torch.rand(6, 7, 1, generator=g, dtype=torch.float64) * 3
     dt_next = torch.rand(6, 1, generator=g, dtype=torch.float64) * 3
@@ -202,8 +171,8 @@ def test_state_loss_matches_hand_computation() -> None:
 
 @pytest.mark.parametrize("gap", [0, 10 * 365 * DAY])
 def test_losses_finite_for_extreme_request_gaps(gap: int) -> None:
-    model = _model()
-    batch = _batch(lengths=(7, 3, 1))
+    model = tiny_t2arec()
+    batch = random_batch(lengths=(7, 3, 1))
     batch = dataclasses.replace(batch, request_times=batch.times.max(dim=1).values + gap)
     l_time, l_state, delta = model.alignment_losses(batch)
     (l_time + l_state).backward()
@@ -235,8 +204,10 @@ LIVE = {"state_delta": "live", "state_target": "live"}  # detaching changes the 
     [("time", "dilution"), ("state", "dilution"), ("state", "relative"), ("state", "triangle")],
 )
 def test_alignment_losses_gradcheck_on_tiny_model(which: str, state_loss: str) -> None:
-    model = _model(d_model=4, d_state=2, max_len=4, time_block=3, state_loss=state_loss, **LIVE)
-    batch = _batch(seed=5, lengths=(4, 3, 2), seq=4)
+    model = tiny_t2arec(
+        d_model=4, d_state=2, max_len=4, time_block=3, state_loss=state_loss, **LIVE
+    )
+    batch = random_batch(seed=5, lengths=(4, 3, 2), seq=4)
     names = ["in_proj.weight", "conv1d.weight", "dt_bias", "A_log", "P", "linear2.weight",
              "ffn_in.weight", "item_emb.weight"]  # fmt: skip
     params = dict(model.named_parameters())
@@ -257,18 +228,18 @@ def test_alignment_losses_gradcheck_on_tiny_model(which: str, state_loss: str) -
 
 
 def test_training_loss_is_ce_plus_weighted_alignment() -> None:
-    model = _model(mu_time_train=0.3, mu_state_train=0.02)
-    batch = _batch(lengths=(7, 4, 2))
+    model = tiny_t2arec(mu_time_train=0.3, mu_state_train=0.02)
+    batch = random_batch(lengths=(7, 4, 2))
     ce = torch.nn.functional.cross_entropy(model.score(batch), batch.targets)
     l_time, l_state, _ = model.alignment_losses(batch)
     torch.testing.assert_close(model.loss(batch), ce + 0.3 * l_time + 0.02 * l_state)
-    off = _model(mu_time_train=0.0, mu_state_train=0.0)
+    off = tiny_t2arec(mu_time_train=0.0, mu_state_train=0.0)
     torch.testing.assert_close(off.loss(batch), ce)
 
 
 def test_test_time_loss_ignores_targets_and_uses_test_weights() -> None:
-    model = _model()
-    batch = _batch(lengths=(7, 4, 2))
+    model = tiny_t2arec()
+    batch = random_batch(lengths=(7, 4, 2))
     base = model.test_time_loss(batch)
     other = dataclasses.replace(batch, targets=torch.tensor([5, 6, 7]))
     torch.testing.assert_close(model.test_time_loss(other), base, rtol=0, atol=0)
@@ -280,8 +251,8 @@ def test_test_time_loss_ignores_targets_and_uses_test_weights() -> None:
 @torch.no_grad()
 def test_alignment_losses_depend_on_their_inputs() -> None:
     """Neither loss is a constant: L_time moves with the timestamps, L_state with the items."""
-    model = _model()
-    batch = _batch(lengths=(7, 5, 3))
+    model = tiny_t2arec()
+    batch = random_batch(lengths=(7, 5, 3))
     l_time, l_state, _ = model.alignment_losses(batch)
     later = dataclasses.replace(batch, request_times=batch.request_times + 40 * DAY)
     assert float(model.alignment_losses(later)[0]) != float(l_time)
@@ -293,8 +264,8 @@ def test_alignment_losses_depend_on_their_inputs() -> None:
 
 @pytest.mark.parametrize("lr", [0.005, 0.05])
 def test_one_sgd_step_lowers_the_test_time_loss(lr: float) -> None:
-    model = _model(d_model=16, d_state=8, max_len=10).float()
-    batch = _batch(seed=2, lengths=(10, 8, 5, 3, 1), seq=10)
+    model = tiny_t2arec(d_model=16, d_state=8, max_len=10).float()
+    batch = random_batch(seed=2, lengths=(10, 8, 5, 3, 1), seq=10)
     before = model.test_time_loss(batch)
     optim = torch.optim.SGD(model.test_time_parameters(), lr=lr)
     optim.zero_grad()
@@ -306,22 +277,22 @@ def test_one_sgd_step_lowers_the_test_time_loss(lr: float) -> None:
 
 
 def test_freeze_embeddings_at_test_keeps_the_table_out() -> None:
-    model = _model(freeze_embeddings_at_test=True)
+    model = tiny_t2arec(freeze_embeddings_at_test=True)
     assert all(p is not model.item_emb.weight for p in model.test_time_parameters())
-    model.test_time_loss(_batch()).backward()
+    model.test_time_loss(random_batch()).backward()
     assert model.item_emb.weight.grad is None
     assert model.in_proj.weight.grad is not None
     assert model.in_proj.weight.grad.abs().sum() > 0
     model.zero_grad(set_to_none=True)
-    model.loss(_batch()).backward()  # training still updates the table
+    model.loss(random_batch()).backward()  # training still updates the table
     assert model.item_emb.weight.grad is not None
 
 
 def test_detach_dilution_changes_the_gradient_not_the_value() -> None:
-    batch = _batch(lengths=(7, 4, 2))
+    batch = random_batch(lengths=(7, 4, 2))
     grads, values = [], []
     for detach in (False, True):
-        model = _model(detach_dilution=detach, state_loss="dilution", **LIVE)
+        model = tiny_t2arec(detach_dilution=detach, state_loss="dilution", **LIVE)
         l_state = model.alignment_losses(batch)[1]
         l_state.backward()
         values.append(l_state.detach())
@@ -347,8 +318,8 @@ OPTIONS = [
     "options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items())
 )
 def test_every_ambiguity_option_constructs_and_trains(options: dict[str, Any]) -> None:
-    model = _model(**options).train()
-    batch = _batch(lengths=(7, 3, 0))
+    model = tiny_t2arec(**options).train()
+    batch = random_batch(lengths=(7, 3, 0))
     loss = model.loss(batch)
     loss.backward()
     assert torch.isfinite(loss)
@@ -359,12 +330,12 @@ def test_every_ambiguity_option_constructs_and_trains(options: dict[str, Any]) -
 
 @torch.no_grad()
 def test_options_change_the_losses() -> None:
-    batch = _batch(lengths=(7, 5, 3))
-    base = _model().alignment_losses(batch)
-    assert float(_model(refeed_conv="fresh").alignment_losses(batch)[1]) != float(base[1])
-    assert float(_model(p_mode="theorem").alignment_losses(batch)[1]) != float(base[1])
-    assert float(_model(state_norm="squared").alignment_losses(batch)[1]) != float(base[1])
-    assert float(_model(time_scale_s=3600.0).alignment_losses(batch)[0]) != float(base[0])
+    batch = random_batch(lengths=(7, 5, 3))
+    base = tiny_t2arec().alignment_losses(batch)
+    assert float(tiny_t2arec(refeed_conv="fresh").alignment_losses(batch)[1]) != float(base[1])
+    assert float(tiny_t2arec(p_mode="theorem").alignment_losses(batch)[1]) != float(base[1])
+    assert float(tiny_t2arec(state_norm="squared").alignment_losses(batch)[1]) != float(base[1])
+    assert float(tiny_t2arec(time_scale_s=3600.0).alignment_losses(batch)[0]) != float(base[0])
 
 
 # ---- configuration --------------------------------------------------------------------------

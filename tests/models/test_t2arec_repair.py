@@ -10,40 +10,9 @@ import torch
 
 import models
 from models.base import SeqBatch
-from models.t2arec import T2ARec, clamp_to_history, state_alignment_loss, time_alignment_loss
+from models.t2arec import clamp_to_history, state_alignment_loss, time_alignment_loss
 from streamsim.errors import ModelError
-
-DAY = 86_400
-TINY: dict[str, Any] = {
-    "max_len": 7,
-    "d_model": 8,
-    "d_state": 4,
-    "dropout": 0.0,
-    "chunk": 3,
-    "time_block": 4,
-    "backend": "torch",
-}
-
-
-def _model(**overrides: Any) -> T2ARec:
-    model = models.create("t2arec", n_items=12, config={**TINY, **overrides})
-    assert isinstance(model, T2ARec)
-    return model.double().eval()
-
-
-def _batch(seed: int = 0, lengths: tuple[int, ...] = (7, 4, 1, 0), seq: int = 7) -> SeqBatch:
-    g = torch.Generator().manual_seed(seed)
-    n = torch.tensor(lengths)
-    valid = torch.arange(seq)[None, :] < n[:, None]
-    items = torch.randint(1, 13, (len(lengths), seq), generator=g) * valid
-    gaps = torch.randint(0, 5 * DAY, (len(lengths), seq), generator=g)
-    times = (1_600_000_000 + torch.cumsum(gaps, dim=1)) * valid
-    last = times.max(dim=1).values
-    request = torch.where(n > 0, last, 1_600_000_000)
-    request = request + torch.randint(1, 3 * DAY, (len(lengths),), generator=g)
-    targets = torch.randint(1, 13, (len(lengths),), generator=g)
-    return SeqBatch(items, times, n, request, targets)
-
+from tests.support.tiny_t2arec import DAY, random_batch, tiny_t2arec
 
 # ---- L_time with a data-scaled time unit ------------------------------------------------------
 
@@ -87,7 +56,7 @@ def _naive_scaled_time_loss(
 @pytest.mark.parametrize("mode", ["gap_quantile", "standardized"])
 @pytest.mark.parametrize("block", [3, 50])
 def test_scaled_time_loss_matches_naive_pairs(mode: str, block: int) -> None:
-    batch = _batch(seed=3, lengths=(7, 5, 4, 2, 1, 0))
+    batch = random_batch(seed=3, lengths=(7, 5, 4, 2, 1, 0))
     g = torch.Generator().manual_seed(1)
     dt = torch.rand(6, 7, 1, generator=g, dtype=torch.float64) * 3
     dt_next = torch.rand(6, 1, generator=g, dtype=torch.float64) * 3
@@ -99,7 +68,7 @@ def test_scaled_time_loss_matches_naive_pairs(mode: str, block: int) -> None:
 
 def test_scaled_time_loss_does_not_depend_on_the_time_unit() -> None:
     """Seconds or minutes: the data-scaled losses are the same, the fixed λ one is not."""
-    batch = _batch(seed=4, lengths=(7, 6, 3))
+    batch = random_batch(seed=4, lengths=(7, 6, 3))
     g = torch.Generator().manual_seed(2)
     dt = torch.rand(3, 7, 1, generator=g, dtype=torch.float64)
     dt_next = torch.rand(3, 1, generator=g, dtype=torch.float64)
@@ -192,8 +161,8 @@ def test_clamp_to_history_uses_each_rows_valid_range_per_head() -> None:
 
 
 def _state_grads(**options: Any) -> dict[str, torch.Tensor]:
-    model = _model(**options)
-    model.alignment_losses(_batch(lengths=(7, 4, 2)))[1].backward()
+    model = tiny_t2arec(**options)
+    model.alignment_losses(random_batch(lengths=(7, 4, 2)))[1].backward()
     return {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
 
 
@@ -227,8 +196,8 @@ def test_detached_delta_and_state_cut_l_states_paths() -> None:
     ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),
 )
 def test_every_deviation_constructs_trains_and_adapts(options: dict[str, Any]) -> None:
-    model = _model(**options).train()
-    batch = _batch(lengths=(7, 3, 0))
+    model = tiny_t2arec(**options).train()
+    batch = random_batch(lengths=(7, 3, 0))
     loss = model.loss(batch)
     loss.backward()
     assert torch.isfinite(loss)
