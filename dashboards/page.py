@@ -22,6 +22,7 @@ from plotly.offline import get_plotlyjs
 from dashboards import data, figures
 from streamsim.compare import Comparison, compare
 from streamsim.errors import StreamsimError
+from streamsim.report import reading, schedule_pairs, summarize
 from streamsim.runs import run_row
 
 PLOT_CONFIG = {"responsive": True, "displaylogo": False, "scrollZoom": False}
@@ -164,6 +165,8 @@ def build_dashboard(
         raise StreamsimError(msg)
     rows = [run_row(con, r) for r in run_ids]
     comparison, verdict = _compare(con, run_ids)
+    summaries = [summarize(con, r) for r in run_ids]
+    lines = reading(summaries, comparison, schedule_pairs(con, summaries))
     figs = build_figures(con, run_ids, comparison=comparison)
     notes = _panel_notes()
     panels = []
@@ -188,7 +191,8 @@ def build_dashboard(
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<style>{CSS}</style>"
         f'<script type="text/javascript">{get_plotlyjs()}</script>'
-        f"</head><body>{_header(rows, verdict, title_info)}{''.join(panels)}</body></html>\n"
+        f"</head><body>{_header(rows, verdict, title_info)}{_reading(lines)}{''.join(panels)}"
+        "</body></html>\n"
     )
 
 
@@ -223,6 +227,15 @@ def _compare(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> tuple[Compar
     except StreamsimError as exc:
         return None, f"not compared: {exc}"
     return result, result.verdict
+
+
+def _reading(lines: Sequence[str]) -> str:
+    """The plain-language reading of the runs (`streamsim.report.reading`): each policy against
+    the first with its step size, each continual run against its reset run, the conclusion."""
+    if not lines:
+        return ""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return f'<section class="reading" id="reading"><h2>Reading</h2><ul>{items}</ul></section>'
 
 
 def _header(

@@ -41,7 +41,7 @@ from streamsim.probe import SourceProbe, build_probe
 from streamsim.progress import Progress, ReplayBatch, ReplayFinished, ReplayStarted
 from streamsim.provenance import git_state, versions
 from streamsim.replay import ReplayEngine, micro_batches
-from streamsim.report import RunSummary, reading, summarize
+from streamsim.report import RunSummary, SchedulePair, reading, schedule_pairs, summarize
 from streamsim.runs import (
     create_run,
     find_run,
@@ -95,6 +95,7 @@ class ScenarioResult:
     summaries: tuple[RunSummary, ...]
     comparison: Comparison | None  # None with a single policy
     dashboard: Path | None  # the HTML dashboard, when one was written
+    schedules: tuple[SchedulePair, ...] = ()  # each continual run against its reset run
 
     @property
     def training_health(self) -> dict[str, object]:
@@ -110,8 +111,9 @@ class ScenarioResult:
 
     @property
     def reading(self) -> list[str]:
-        """One plain-language sentence per policy against the first (`report.reading`)."""
-        return reading(self.summaries, self.comparison)
+        """One plain-language sentence per policy against the first, and per reset/continual
+        pair (`report.reading`)."""
+        return reading(self.summaries, self.comparison, self.schedules)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -122,6 +124,7 @@ class ScenarioResult:
             "checkpoint": str(self.prepared.checkpoint.path),
             "runs": [s.to_json() for s in self.summaries],
             "comparison": self.comparison.to_json() if self.comparison else None,
+            "schedules": [p.to_json() for p in self.schedules],
             "dashboard": str(self.dashboard) if self.dashboard else None,
         }
 
@@ -155,8 +158,9 @@ def run_scenario(
     )
     summaries = tuple(summarize(con, run_id) for run_id in run_ids)
     comparison = compare(con, list(run_ids)) if len(run_ids) > 1 else None
+    schedules = schedule_pairs(con, summaries)
     path = _write_dashboard(con, workspace, run_ids, scenario.name) if dashboard else None
-    return ScenarioResult(scenario, prepared, run_ids, summaries, comparison, path)
+    return ScenarioResult(scenario, prepared, run_ids, summaries, comparison, path, schedules)
 
 
 def tune(

@@ -3,13 +3,15 @@ forgetting, the adaptation's resets and the recommendations' health."""
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import duckdb
 
-from streamsim.compare import Comparison
+from streamsim.compare import Comparison, ComparisonError, PairedResult, compare
 from streamsim.detection import DetectorReport, detector_report
 from streamsim.metrics import overall
 from streamsim.runs import run_info
@@ -143,10 +145,74 @@ def step_size(con: duckdb.DuckDBPyConnection, run_id: str) -> StepSize:
     )
 
 
-def reading(summaries: Sequence[RunSummary], comparison: Comparison | None) -> list[str]:
+@dataclass(frozen=True)
+class SchedulePair:
+    """A continual run against the reset run that takes the same test-time step (rule, steps
+    per micro-batch, learning rate): what carrying the adaptation forward changes."""
+
+    reset: RunSummary
+    continual: RunSummary
+    result: PairedResult  # continual minus reset, per day (`streamsim.compare`)
+
+    def line(self) -> str:
+        r = self.result
+        verdict = (
+            "no detectable difference"
+            if r.verdict == "no significant difference"
+            else f"carrying it forward is {r.verdict} than restoring it"
+        )
+        return (
+            f"{self.continual.model}/{self.continual.policy} vs {self.reset.policy} (the same"
+            f" step, carried forward vs restored after every micro-batch): {r.mean_diff:+.4f}"
+            f" NDCG@10 [95% CI {r.ci_low:+.4f}, {r.ci_high:+.4f}]: {verdict}."
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The two run ids and the paired result (NaN becomes None)."""
+        out: dict[str, Any] = {"reset": self.reset.run_id, "continual": self.continual.run_id}
+        for f in fields(self.result):
+            v = getattr(self.result, f.name)
+            out[f.name] = None if isinstance(v, float) and math.isnan(v) else v
+        return out
+
+
+def schedule_pairs(
+    con: duckdb.DuckDBPyConnection, summaries: Sequence[RunSummary]
+) -> tuple[SchedulePair, ...]:
+    """Each continual run paired with the reset run of the same model and step (rule, steps,
+    learning rate as replayed, entropy K); runs over different events are not paired."""
+
+    def key(s: RunSummary) -> tuple[object, ...]:
+        policy = run_info(con, s.run_id)["manifest"].get("policy", {})
+        fields_ = ("tta_step", "tta_steps", "tta_lr", "entropy_k")
+        return (s.model, *(json.dumps(policy.get(f)) for f in fields_))
+
+    resets: dict[tuple[object, ...], RunSummary] = {}
+    for s in summaries:
+        if s.tta == "reset" and not s.online:
+            resets.setdefault(key(s), s)
+    pairs = []
+    for s in summaries:
+        match = resets.get(key(s)) if s.tta == "continual" and not s.online else None
+        if match is None:
+            continue
+        try:
+            result = compare(con, [match.run_id, s.run_id]).pairs[0]
+        except ComparisonError:
+            continue
+        pairs.append(SchedulePair(match, s, result))
+    return tuple(pairs)
+
+
+def reading(
+    summaries: Sequence[RunSummary],
+    comparison: Comparison | None,
+    schedules: Sequence[SchedulePair] = (),
+) -> list[str]:
     """One plain-language sentence per compared run: its NDCG@10 difference from the baseline
     (the first run) with the 95% CI, what the verdict means, and the size of its steps, so that
-    a null is read next to the step that produced it."""
+    a null is read next to the step that produced it; then one per reset/continual pair
+    (`schedule_pairs`) and, against a frozen baseline, whether any label-free method helped."""
     if comparison is None or len(summaries) < 2:
         return []
     base = summaries[0]
@@ -175,6 +241,7 @@ def reading(summaries: Sequence[RunSummary], comparison: Comparison | None) -> l
             how = f"its steps moved the weights by {step.step_rel or 0.0:.1e} of their norm"
         note = " (diagnostic ceiling: it reads the targets it is scored on)" if s.diagnostic else ""
         lines.append(f"{diff}: {verdict}; {how}{note}.")
+    lines.extend(pair.line() for pair in schedules)
     if base.tta == "none" and not base.online:
         lines.append(_conclusion(summaries, comparison))
     return lines

@@ -243,10 +243,7 @@ def _apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any], path: Pa
             if isinstance(value, str):
                 value = [value]
             if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-                msg = (
-                    f"{path}: override 'policies': expected a list of policy names; got"
-                    f" {value!r}"
-                )
+                msg = f"{path}: override 'policies': expected a list of policy names; got {value!r}"
                 raise ScenarioError(msg)
             wanted = list(value)
             adaptation = raw.get("adaptation", {})

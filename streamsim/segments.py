@@ -61,6 +61,7 @@ class SegmentSpec:
             raise ScenarioError(msg)
         return spec
 
+
 SEGMENT_COLUMNS = (
     "segment",
     "order",
@@ -275,9 +276,7 @@ def _recovery(
     )
     if row is None or row[0] is None:
         return math.nan, math.nan
-    t_end = fetch_one(
-        con, "SELECT max(ts) FROM run_events_of(?) WHERE idx <= ?", [run_id, end]
-    )
+    t_end = fetch_one(con, "SELECT max(ts) FROM run_events_of(?) WHERE idx <= ?", [run_id, end])
     hours = math.nan
     if t_end is not None and t_end[0] is not None:
         hours = (int(row[1]) - int(t_end[0])) / 3600.0

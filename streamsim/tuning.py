@@ -47,6 +47,7 @@ class Source:
     split: Split
     checkpoint: Checkpoint
 
+
 LRS = tuple(0.005 * 10.0**k for k in range(5))  # 0.005 × {1, 10, 10², 10³, 10⁴}
 STEPS = (1, 5)
 
@@ -163,9 +164,7 @@ def _window_ndcg(
     )  # fmt: skip
     tie = spec.tie_shuffle_seed
     engine.warm_up(iter_events(con, info.name, stop_idx=window.start, tie_seed=tie))
-    events = iter_events(
-        con, info.name, start_idx=window.start, stop_idx=window.stop, tie_seed=tie
-    )
+    events = iter_events(con, info.name, start_idx=window.start, stop_idx=window.stop, tie_seed=tie)
     ndcg, rel, skipped = [], [], 0
     for eb in micro_batches(events, spec):
         result = engine.step(eb)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -156,3 +157,38 @@ def test_set_overrides_scenario_values_through_the_loader(tmp_path: Path) -> Non
     malformed = invoke(store, "train", "-s", str(path), "--set", "patience")
     assert malformed.exit_code == 1
     assert "--set 'patience': expected KEY=VALUE, e.g. train.patience=6" in malformed.output
+
+
+def test_continual_is_read_against_the_reset_run_with_the_same_step(tmp_path: Path) -> None:
+    """Each continual run is paired with the reset run taking the same step (rule, steps, lr):
+    the reading, `--json` and the dashboard say whether carrying it forward made a difference,
+    with its CI; a continual run with another learning rate is left unpaired."""
+    policies = """
+[[adaptation.policies]]
+name = "continual"
+tta = "continual"
+tta_lr = 0.01
+
+[[adaptation.policies]]
+name = "continual-other-lr"
+tta = "continual"
+tta_lr = 0.02
+"""
+    store, scenario = toy_store_and_scenario(
+        tmp_path, SCENARIO.replace("[replay]", policies + "\n[replay]")
+    )
+    result = invoke(store, "replay", "--scenario", str(scenario), "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout[result.stdout.index("{") :])
+    ids = {r["policy"]: r["run_id"] for r in out["runs"]}
+    (pair,) = out["schedules"]
+    assert (pair["reset"], pair["continual"]) == (ids["reset"], ids["continual"])
+    assert pair["ci_low"] <= pair["mean_diff"] <= pair["ci_high"]
+    (line,) = [r for r in out["reading"] if " vs reset (the same step" in r]
+    assert line.startswith("t2arec/continual vs reset")
+    verdicts = ("no detectable difference", "carrying it forward is")
+    assert any(v in line for v in verdicts)
+    assert f"{pair['mean_diff']:+.4f} NDCG@10 [95% CI" in line
+    page = Path(out["dashboard"]).read_text()
+    assert '<section class="reading" id="reading">' in page
+    assert html.escape(line) in page

@@ -41,7 +41,8 @@ OVERRIDES = {
     "replay.max_events": 1200,
     "replay.batch_events": 128,
     "replay.probe_events": 200,
-    "policies": ["none", "reset"],
+    # the policies of weekend-shift before it replayed the validation-chosen step
+    "adaptation.policies": [{"name": "none"}, {"name": "reset", "tta": "reset"}],
 }
 GOLDEN = {
     "none": "2a09e4d6ec75cb1b8a06d8a61b751ecab0df1659c0652749e48d47b7cae38e8d",

@@ -34,16 +34,16 @@ def test_every_shipped_scenario_loads() -> None:
     for name in SHIPPED:
         sc = scenario.load(name)
         assert sc.name == name
-        assert [p.name for p in sc.policies][:3] == ["none", "reset", "continual"]
+        assert [p.tta for p in sc.policies][:3] == ["none", "reset", "continual"]
         assert sc.split.valid_start < sc.split.replay_start
         assert {d.signal for d in sc.detectors} <= set(SIGNAL_NAMES)
         assert len(sc.content_hash) == 64
     ws = scenario.load("weekend-shift")
     assert ws.model.name == "t2arec"
-    assert [(p.name, p.tta, p.online) for p in ws.policies][1:] == [
-        ("reset", "reset", False),
-        ("continual", "continual", False),
-        ("online", "none", True),
+    assert [(p.name, p.tta, p.tta_step, p.tta_lr, p.online) for p in ws.policies][1:] == [
+        ("reset-entropy", "reset", "entropy", "auto", False),
+        ("continual-entropy", "continual", "entropy", "auto", False),
+        ("online", "none", "model", 0.005, True),
     ]
     # small enough for the README's main job on 2 cores (timed in docs/performance.md): at most
     # 40 epochs (early stopping) over the pretraining part of <= 40k synthetic events

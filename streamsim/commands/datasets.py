@@ -162,6 +162,7 @@ def ingest(
         con.close()
     _done(info, "ingested", as_json)
 
+
 def datasets_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List the stored datasets."""
     con = open_workspace(workspace(ctx), read_only=True)
@@ -174,12 +175,11 @@ def datasets_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
         return
     table = Table(title=f"datasets in {workspace(ctx).root}")
     for col in ("name", "format", "events", "users", "items", "first", "last", "fingerprint"):
-        table.add_column(
-            col, justify="right" if col in ("events", "users", "items") else "left"
-        )
+        table.add_column(col, justify="right" if col in ("events", "users", "items") else "left")
     for info in infos:
         table.add_row(*_summary_row(info))
     console().print(table)
+
 
 def datasets_show(
     ctx: typer.Context,
@@ -210,6 +210,7 @@ def datasets_show(
         table.add_row(f"category {entry['category']}", f"{entry['events']:,} events")
     console().print(table)
 
+
 def datasets_fetch(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Public dataset name (see docs/data.md).")],
@@ -235,6 +236,7 @@ def datasets_fetch(
             " verify it and pin it in streamsim/fetch.py)"
         )
 
+
 def datasets_export(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Dataset name.")],
@@ -249,6 +251,7 @@ def datasets_export(
     finally:
         con.close()
     typer.echo(f"exported {name} to {out}")
+
 
 def datasets_import(
     ctx: typer.Context,
@@ -266,6 +269,7 @@ def datasets_import(
     finally:
         con.close()
     _done(info, "imported", as_json)
+
 
 def datasets_delete(
     ctx: typer.Context, name: Annotated[str, typer.Argument(help="Dataset name.")]

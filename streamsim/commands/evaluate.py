@@ -21,9 +21,7 @@ def evaluate(
     model: Annotated[str, typer.Option("--model", "-m", help="Registered model name.")],
     protocol: Annotated[str, typer.Option("--protocol", help="Only 'loo' (RecBole LS).")] = "loo",
     max_len: Annotated[int, typer.Option("--max-len", min=1, help="History length L.")] = 50,
-    seeds: Annotated[
-        int, typer.Option("--seeds", min=1, help="Seeds 0..N-1 (mean ± std).")
-    ] = 1,
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Seeds 0..N-1 (mean ± std).")] = 1,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Most training epochs.")] = 50,
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Training batch size.")

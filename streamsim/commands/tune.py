@@ -58,9 +58,7 @@ def tune(
         raise StreamsimError(msg)
     sc = load(scenario, scenario_overrides(model=model, seed=seed, pairs=set_))
     ws = workspace(ctx)
-    prepared, sweeps = run_tune(
-        ws.connect(), ws, sc, rules=rules, steps=tuple(steps or STEPS)
-    )
+    prepared, sweeps = run_tune(ws.connect(), ws, sc, rules=rules, steps=tuple(steps or STEPS))
     if as_json:
         typer.echo(json.dumps([s.to_json() for s in sweeps], indent=2))
         return
