@@ -78,6 +78,8 @@ class RunSummary:
     tta: str  # none | reset | continual
     tta_step: str  # what the test-time step descends (model, placebo, entropy, ...)
     online: bool  # supervised updates on revealed events
+    tta_lr: float  # the test-time learning rate replayed
+    tta_lr_chosen: bool  # chosen on the validation window (tta_lr = "auto")
 
     @property
     def label_free(self) -> bool:
@@ -114,6 +116,8 @@ def summarize(con: duckdb.DuckDBPyConnection, run_id: str) -> RunSummary:
         tta=str(policy.get("tta", "none")),
         tta_step=str(policy.get("tta_step", "model")),
         online=bool(policy.get("online", False)),
+        tta_lr=float(policy.get("tta_lr", 0.0)),
+        tta_lr_chosen=info["manifest"].get("tta_lr_auto") is not None,
     )
 
 
@@ -230,15 +234,17 @@ def reading(
         else:
             verdict = f"{pair.verdict} than {base.policy}"
         step = s.step
+        chosen = " chosen on the validation window" if s.tta_lr_chosen else ""
+        steps = f"its {s.tta_step} steps (lr {s.tta_lr:g}{chosen})"
         if step.n_batches == 0:
             how = "it takes no test-time step"
         elif step.step_rel is not None and step.top10_changed is not None:
             how = (
-                f"its steps moved the weights by {step.step_rel:.1e} of their norm and changed"
+                f"{steps} moved the weights by {step.step_rel:.1e} of their norm and changed"
                 f" {step.top10_changed:.1%} of top-10 lists ({step.hit10_flips} hit@10 flips)"
             )
         else:
-            how = f"its steps moved the weights by {step.step_rel or 0.0:.1e} of their norm"
+            how = f"{steps} moved the weights by {step.step_rel or 0.0:.1e} of their norm"
         note = " (diagnostic ceiling: it reads the targets it is scored on)" if s.diagnostic else ""
         lines.append(f"{diff}: {verdict}; {how}{note}.")
     lines.extend(pair.line() for pair in schedules)

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from streamsim.adapt import PolicySpec
 from streamsim.cli import app
 from streamsim.pipeline import prepare, replay_policy
+from streamsim.report import summarize
 from streamsim.runs import run_info
 from streamsim.store import read_events, write_dataset
 from streamsim.tuning import sweep
@@ -65,6 +66,8 @@ def test_auto_takes_the_best_rate_of_the_sweep_and_records_it(tmp_path: Path) ->
     assert manifest["tta_lr_auto"]["lr"] == best.lr
     assert max(c.ndcg10 for c in stored.cells) == best.ndcg10
     assert len(list((ws.root / "tuning").glob("*.json"))) == 1  # stored, and reused
+    summary = summarize(con, run_id)  # the reading names the rate and where it came from
+    assert (summary.tta_step, summary.tta_lr, summary.tta_lr_chosen) == ("entropy", best.lr, True)
 
 
 def test_tune_command_prints_the_sweep(tmp_path: Path) -> None:
