@@ -136,6 +136,11 @@ def run_one(args: argparse.Namespace, variant: str, seed: int, store: Path) -> l
                     "hit10_flips": s.step.hit10_flips,
                     "forgetting": s.forgetting.last,
                     "n_events": s.n_events,
+                    # the pretrained model's kept epoch: a collapsed model makes every null empty
+                    "training_health": result.training_health,
+                    "valid_ndcg10": result.prepared.checkpoint.manifest.get("best", {}).get(
+                        "valid.ndcg@10"
+                    ),
                 }  # fmt: skip
             )
     for row in rows:
@@ -158,8 +163,8 @@ def render(path: Path) -> str:
     lines = [
         "| variant | schedule | step rule | seeds | NDCG@10 | Δ vs none [95% CI] |"
         " Δ vs placebo [95% CI] | placebo sign (+/seeds) | Holm p | ‖Δθ‖/‖θ‖ | top-10 changed |"
-        " decision |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        " decision | pretrained: valid NDCG@10, seeds with a health warning |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for variant in sorted({r["variant"] for r in rows}):
         for schedule in SCHEDULES:
@@ -191,6 +196,9 @@ def render(path: Path) -> str:
                         decision += " (diagnostic ceiling)"
                 step = [g["step_rel"] for g in got if g["step_rel"] is not None]
                 top10 = [g["top10_changed"] for g in got if g["top10_changed"] is not None]
+                valid = [g["valid_ndcg10"] for g in got if g.get("valid_ndcg10") is not None]
+                warned = sum(bool((g.get("training_health") or {}).get("warning")) for g in got)
+                pretrained = f"{np.mean(valid):.4f}, {warned}/{n_seeds}" if valid else "-"
                 lines.append(
                     f"| {variant} | {schedule} | {rule} | {n_seeds} |"
                     f" {np.mean([g['ndcg10'] for g in got]):.4f} |"
@@ -198,6 +206,7 @@ def render(path: Path) -> str:
                     f" {'-' if math.isnan(p_holm) else f'{p_holm:.3g}'} |"
                     f" {np.mean(step) if step else float('nan'):.1e} |"
                     f" {np.mean(top10) if top10 else float('nan'):.1%} | {decision} |"
+                    f" {pretrained} |"
                 )
     return "\n".join(lines)
 
