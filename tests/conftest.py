@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from streamsim.store import Workspace
 
@@ -17,6 +19,16 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
     root = tmp_path / "ws"
     monkeypatch.setenv("STREAMSIM_HOME", str(root))
     return Workspace.resolve(root)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch intra-op thread for the test: float reductions in a fixed order whatever the
+    machine, and tiny tensors run much faster than with two threads on a loaded 2-core box."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def shared_dataset(name: str) -> Path:

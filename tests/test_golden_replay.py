@@ -9,12 +9,10 @@ If a deliberate change of results moves them, say so in the commit and update th
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from streamsim.pipeline import run_scenario
 from streamsim.scenario import load
@@ -48,15 +46,6 @@ GOLDEN = {
     "none": "2a09e4d6ec75cb1b8a06d8a61b751ecab0df1659c0652749e48d47b7cae38e8d",
     "reset": "80e8ca8fcc0382dcba4379cb6ef21e07750359dfa29b0f6c6e6acc8ca65d5fa2",
 }
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """One torch thread: float reductions in a fixed order, whatever the machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def ranks_digest(con: object, run_id: str) -> str:

@@ -206,14 +206,6 @@ def _train(config: dict[str, Any], epochs: int) -> list[dict[str, float]]:
     return _fit(model, train_ex, valid_ex, train_spec, seed=0, progress=None)
 
 
-@pytest.fixture
-def one_thread() -> Any:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 LITERAL = {"state_loss": "dilution", "state_delta": "live", "state_target": "live",
            "time_scale": "fixed", "mu_state_train": 1.0}  # fmt: skip
 

@@ -8,7 +8,6 @@ use of time gaps.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +31,7 @@ TINY: dict[str, dict[str, Any]] = {
 NAMES = [n for n in TINY if n in {e.name for e in models.list_models()}]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: one intra-op thread is ~50x faster than two on a loaded 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is much faster
 
 
 def _build(name: str, **extra: Any) -> Recommender:
