@@ -22,7 +22,7 @@ from plotly.offline import get_plotlyjs
 from dashboards import data, figures
 from streamsim.compare import Comparison, compare
 from streamsim.errors import StreamsimError
-from streamsim.report import reading, schedule_pairs, summarize
+from streamsim.report import contrasts, reading, summarize
 from streamsim.runs import run_row
 
 PLOT_CONFIG = {"responsive": True, "displaylogo": False, "scrollZoom": False}
@@ -166,7 +166,7 @@ def build_dashboard(
     rows = [run_row(con, r) for r in run_ids]
     comparison, verdict = _compare(con, run_ids)
     summaries = [summarize(con, r) for r in run_ids]
-    lines = reading(summaries, comparison, schedule_pairs(con, summaries))
+    lines = reading(summaries, comparison, contrasts(con, summaries))
     figs = build_figures(con, run_ids, comparison=comparison)
     notes = _panel_notes()
     panels = []
@@ -231,7 +231,8 @@ def _compare(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> tuple[Compar
 
 def _reading(lines: Sequence[str]) -> str:
     """The plain-language reading of the runs (`streamsim.report.reading`): each policy against
-    the first with its step size, each continual run against its reset run, the conclusion."""
+    the first with its step size, each continual run against its reset run and each label-free
+    step against its placebo, the conclusion."""
     if not lines:
         return ""
     items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)

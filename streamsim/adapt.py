@@ -11,7 +11,8 @@ A policy (`PolicySpec`, one ``[[adaptation.policies]]`` entry) has two independe
   - ``model``: the model's own label-free `test_time_loss` (T2ARec: its time-interval and
     interest-state alignment losses; TTT4Rec: ETA-Rec's top-K entropy);
   - ``placebo``: a control, a random direction (owned generator, seeded per micro-batch) scaled
-    to the norm the ``model`` step would have had on that batch: same size, no signal;
+    to the norm the step of rule `placebo_of` (default ``model``; also ``entropy``,
+    ``selfsup``) would have had on that batch at the same learning rate: same size, no signal;
   - ``entropy``: Tent-style, the mean top-K entropy of the batch's score distributions over
     the known catalogue (label-free, any model);
   - ``selfsup``: next-item cross-entropy on the batch's own input histories (each history's last
@@ -73,6 +74,8 @@ class PolicySpec:
     # what a test-time step descends (module docstring): the model's own loss or a control
     tta_step: Literal["model", "placebo", "entropy", "selfsup", "oracle"] = "model"
     entropy_k: int = 10  # top-K of the ``entropy`` step
+    # the rule whose step the ``placebo`` copies the size of (its gradient, the same lr)
+    placebo_of: Literal["model", "entropy", "selfsup"] = "model"
     # T2ARec Algorithm 1: plain SGD, alpha = 0.005; "auto": chosen on the validation window
     # (`streamsim.tuning`) for this policy's step rule and steps, before the replay
     tta_lr: float | Literal["auto"] = 0.005
@@ -116,6 +119,12 @@ class PolicySpec:
             )
             raise ScenarioError(msg)
         config.at_least_zero(spec.entropy_k, f"{where} key 'entropy_k'", strict=True)
+        if spec.placebo_of != "model" and spec.tta_step != "placebo":
+            msg = (
+                f"{where} key 'placebo_of': sizes the placebo step; expected tta_step ="
+                f" 'placebo', got {spec.tta_step!r}"
+            )
+            raise ScenarioError(msg)
         spec._check_modifiers(where)
         return spec
 
@@ -126,9 +135,15 @@ class PolicySpec:
         return self.tta != "none" and self.tta_step == "oracle"
 
     @property
+    def step_loss(self) -> str:
+        """The rule whose loss the step differentiates: its own, or for the ``placebo`` the
+        rule it is sized by (`placebo_of`)."""
+        return self.placebo_of if self.tta_step == "placebo" else self.tta_step
+
+    @property
     def needs_test_time_loss(self) -> bool:
-        """The ``model`` step and the ``placebo`` (sized by it) need the model's own loss."""
-        return self.tta != "none" and self.tta_step in ("model", "placebo")
+        """The ``model`` step, and a ``placebo`` sized by it, need the model's own loss."""
+        return self.tta != "none" and self.step_loss == "model"
 
     def _check_modifiers(self, where: str) -> None:
         """Periodic / drift-triggered reset and anchoring modify continual adaptation only."""
@@ -398,10 +413,10 @@ class Adapter:
         )  # fmt: skip
 
     def _loss(self, inputs: SeqBatch, outside: Tensor | None, targets: Tensor | None) -> Tensor:
-        """The loss the policy's step descends on `inputs` (the placebo: the model's own loss,
-        whose gradient sizes the random step)."""
-        rule = self.policy.tta_step
-        if rule in ("model", "placebo"):
+        """The loss the policy's step descends on `inputs` (the placebo: the loss of the rule it
+        copies, whose gradient sizes the random step)."""
+        rule = self.policy.step_loss
+        if rule == "model":
             return self.model.test_time_loss(inputs)
         if rule == "entropy":
             scores = self.model.score(inputs)
@@ -419,7 +434,7 @@ class Adapter:
 
     def _random_step_like_sgd(self, gen: torch.Generator) -> None:
         """The placebo: move the test-time parameters along a random direction by exactly the
-        norm plain SGD would have moved them (lr × ||gradient||)."""
+        norm plain SGD on the copied rule's loss would have moved them (lr × ||gradient||)."""
         grads = [p.grad for p in self.tta_params if p.grad is not None]
         size = self.lr * _norm(grads)
         directions = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in self.tta_params]

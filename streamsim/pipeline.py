@@ -41,7 +41,7 @@ from streamsim.probe import SourceProbe, build_probe
 from streamsim.progress import Progress, ReplayBatch, ReplayFinished, ReplayStarted
 from streamsim.provenance import git_state, versions
 from streamsim.replay import ReplayEngine, micro_batches
-from streamsim.report import RunSummary, SchedulePair, reading, schedule_pairs, summarize
+from streamsim.report import Contrast, RunSummary, contrasts, reading, summarize
 from streamsim.runs import (
     create_run,
     find_run,
@@ -95,7 +95,8 @@ class ScenarioResult:
     summaries: tuple[RunSummary, ...]
     comparison: Comparison | None  # None with a single policy
     dashboard: Path | None  # the HTML dashboard, when one was written
-    schedules: tuple[SchedulePair, ...] = ()  # each continual run against its reset run
+    # continual against reset with the same step, each label-free step against its placebo
+    contrasts: tuple[Contrast, ...] = ()
 
     @property
     def training_health(self) -> dict[str, object]:
@@ -113,7 +114,7 @@ class ScenarioResult:
     def reading(self) -> list[str]:
         """One plain-language sentence per policy against the first, and per reset/continual
         pair (`report.reading`)."""
-        return reading(self.summaries, self.comparison, self.schedules)
+        return reading(self.summaries, self.comparison, self.contrasts)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -124,7 +125,7 @@ class ScenarioResult:
             "checkpoint": str(self.prepared.checkpoint.path),
             "runs": [s.to_json() for s in self.summaries],
             "comparison": self.comparison.to_json() if self.comparison else None,
-            "schedules": [p.to_json() for p in self.schedules],
+            "contrasts": [p.to_json() for p in self.contrasts],
             "dashboard": str(self.dashboard) if self.dashboard else None,
         }
 
@@ -158,9 +159,9 @@ def run_scenario(
     )
     summaries = tuple(summarize(con, run_id) for run_id in run_ids)
     comparison = compare(con, list(run_ids)) if len(run_ids) > 1 else None
-    schedules = schedule_pairs(con, summaries)
+    pairs = contrasts(con, summaries)
     path = _write_dashboard(con, workspace, run_ids, scenario.name) if dashboard else None
-    return ScenarioResult(scenario, prepared, run_ids, summaries, comparison, path, schedules)
+    return ScenarioResult(scenario, prepared, run_ids, summaries, comparison, path, pairs)
 
 
 def tune(

@@ -79,6 +79,7 @@ class RunSummary:
     tta_step: str  # what the test-time step descends (model, placebo, entropy, ...)
     online: bool  # supervised updates on revealed events
     tta_lr: float  # the test-time learning rate replayed
+    placebo_of: str  # the rule a placebo copies the step size of
     tta_lr_chosen: bool  # chosen on the validation window (tta_lr = "auto")
 
     @property
@@ -117,6 +118,7 @@ def summarize(con: duckdb.DuckDBPyConnection, run_id: str) -> RunSummary:
         tta_step=str(policy.get("tta_step", "model")),
         online=bool(policy.get("online", False)),
         tta_lr=float(policy.get("tta_lr", 0.0)),
+        placebo_of=str(policy.get("placebo_of", "model")),
         tta_lr_chosen=info["manifest"].get("tta_lr_auto") is not None,
     )
 
@@ -150,73 +152,90 @@ def step_size(con: duckdb.DuckDBPyConnection, run_id: str) -> StepSize:
 
 
 @dataclass(frozen=True)
-class SchedulePair:
-    """A continual run against the reset run that takes the same test-time step (rule, steps
-    per micro-batch, learning rate): what carrying the adaptation forward changes."""
+class Contrast:
+    """Two runs of one model over the same events that differ in one thing, read as a pair:
+    a continual run against the reset run taking the same step, or a label-free step against
+    the placebo of its size (same schedule, steps and learning rate)."""
 
-    reset: RunSummary
-    continual: RunSummary
-    result: PairedResult  # continual minus reset, per day (`streamsim.compare`)
+    base: RunSummary
+    other: RunSummary
+    result: PairedResult  # other minus base, per day (`streamsim.compare`)
+    isolates: str  # what the pair differs in, in words
 
     def line(self) -> str:
         r = self.result
         verdict = (
             "no detectable difference"
             if r.verdict == "no significant difference"
-            else f"carrying it forward is {r.verdict} than restoring it"
+            else f"{self.other.policy} is {r.verdict} than {self.base.policy}"
         )
         return (
-            f"{self.continual.model}/{self.continual.policy} vs {self.reset.policy} (the same"
-            f" step, carried forward vs restored after every micro-batch): {r.mean_diff:+.4f}"
-            f" NDCG@10 [95% CI {r.ci_low:+.4f}, {r.ci_high:+.4f}]: {verdict}."
+            f"{self.other.model}/{self.other.policy} vs {self.base.policy} ({self.isolates}):"
+            f" {r.mean_diff:+.4f} NDCG@10 [95% CI {r.ci_low:+.4f}, {r.ci_high:+.4f}]: {verdict}."
         )
 
     def to_json(self) -> dict[str, Any]:
-        """The two run ids and the paired result (NaN becomes None)."""
-        out: dict[str, Any] = {"reset": self.reset.run_id, "continual": self.continual.run_id}
+        """The two run ids, what the pair isolates and the paired result (NaN becomes None)."""
+        out: dict[str, Any] = {
+            "base": self.base.run_id, "other": self.other.run_id, "isolates": self.isolates,
+        }  # fmt: skip
         for f in fields(self.result):
             v = getattr(self.result, f.name)
             out[f.name] = None if isinstance(v, float) and math.isnan(v) else v
         return out
 
 
-def schedule_pairs(
+CARRIED = "the same step, carried forward vs restored after every micro-batch"
+AGAINST_PLACEBO = "its step vs a random one of the same size"
+
+
+def contrasts(
     con: duckdb.DuckDBPyConnection, summaries: Sequence[RunSummary]
-) -> tuple[SchedulePair, ...]:
-    """Each continual run paired with the reset run of the same model and step (rule, steps,
-    learning rate as replayed, entropy K); runs over different events are not paired."""
+) -> tuple[Contrast, ...]:
+    """Each continual run against the reset run of the same model and step (rule, steps,
+    learning rate as replayed, entropy K), then each label-free step against the placebo of the
+    same rule, schedule, steps and rate; runs over different events are not paired."""
+    policies = {s.run_id: run_info(con, s.run_id)["manifest"].get("policy", {}) for s in summaries}
 
-    def key(s: RunSummary) -> tuple[object, ...]:
-        policy = run_info(con, s.run_id)["manifest"].get("policy", {})
-        fields_ = ("tta_step", "tta_steps", "tta_lr", "entropy_k")
-        return (s.model, *(json.dumps(policy.get(f)) for f in fields_))
+    def key(s: RunSummary, *names: str) -> tuple[str, ...]:
+        return (s.model, *(json.dumps(policies[s.run_id].get(n)) for n in names))
 
-    resets: dict[tuple[object, ...], RunSummary] = {}
+    step = ("tta_steps", "tta_lr", "entropy_k")
+    resets = {key(s, "tta_step", "placebo_of", *step): s for s in reversed(summaries)
+              if s.tta == "reset" and not s.online}  # fmt: skip
+    placebos = {(s.tta, *key(s, "placebo_of", *step)): s for s in reversed(summaries)
+                if s.tta_step == "placebo" and not s.online}  # fmt: skip
+    wanted: list[tuple[RunSummary, RunSummary, str]] = []
     for s in summaries:
-        if s.tta == "reset" and not s.online:
-            resets.setdefault(key(s), s)
-    pairs = []
+        if s.tta == "continual" and not s.online:
+            base = resets.get(key(s, "tta_step", "placebo_of", *step))
+            if base is not None:
+                wanted.append((base, s, CARRIED))
     for s in summaries:
-        match = resets.get(key(s)) if s.tta == "continual" and not s.online else None
-        if match is None:
-            continue
+        if s.label_free and not s.online:
+            base = placebos.get((s.tta, *key(s, "tta_step", *step)))
+            if base is not None:
+                wanted.append((base, s, AGAINST_PLACEBO))
+    out = []
+    for base, other, isolates in wanted:
         try:
-            result = compare(con, [match.run_id, s.run_id]).pairs[0]
+            result = compare(con, [base.run_id, other.run_id]).pairs[0]
         except ComparisonError:
             continue
-        pairs.append(SchedulePair(match, s, result))
-    return tuple(pairs)
+        out.append(Contrast(base, other, result, isolates))
+    return tuple(out)
 
 
 def reading(
     summaries: Sequence[RunSummary],
     comparison: Comparison | None,
-    schedules: Sequence[SchedulePair] = (),
+    pairs: Sequence[Contrast] = (),
 ) -> list[str]:
     """One plain-language sentence per compared run: its NDCG@10 difference from the baseline
     (the first run) with the 95% CI, what the verdict means, and the size of its steps, so that
-    a null is read next to the step that produced it; then one per reset/continual pair
-    (`schedule_pairs`) and, against a frozen baseline, whether any label-free method helped."""
+    a null is read next to the step that produced it; then one per continual/reset pair and
+    per label-free step and its placebo (`contrasts`) and, against a frozen baseline,
+    whether any label-free method helped."""
     if comparison is None or len(summaries) < 2:
         return []
     base = summaries[0]
@@ -236,6 +255,11 @@ def reading(
         step = s.step
         chosen = " chosen on the validation window" if s.tta_lr_chosen else ""
         steps = f"its {s.tta_step} steps (lr {s.tta_lr:g}{chosen})"
+        if s.tta_step == "placebo":
+            steps = (
+                f"its placebo steps (random directions the size of the {s.placebo_of} step,"
+                f" lr {s.tta_lr:g}{chosen})"
+            )
         if step.n_batches == 0:
             how = "it takes no test-time step"
         elif step.step_rel is not None and step.top10_changed is not None:
@@ -247,7 +271,7 @@ def reading(
             how = f"{steps} moved the weights by {step.step_rel or 0.0:.1e} of their norm"
         note = " (diagnostic ceiling: it reads the targets it is scored on)" if s.diagnostic else ""
         lines.append(f"{diff}: {verdict}; {how}{note}.")
-    lines.extend(pair.line() for pair in schedules)
+    lines.extend(pair.line() for pair in pairs)
     if base.tta == "none" and not base.online:
         lines.append(_conclusion(summaries, comparison))
     return lines

@@ -140,11 +140,13 @@ def resolve_auto(
     policy: PolicySpec,
 ) -> tuple[PolicySpec, Cell | None]:
     """The policy with ``tta_lr = "auto"`` replaced by the rate chosen on the validation window
-    for its rule and steps, and that cell; other policies unchanged (None)."""
+    for its rule and steps (a placebo: for the rule it copies), and that cell; other policies
+    unchanged (None)."""
     if policy.tta_lr != "auto":
         return policy, None
+    # a placebo takes the rate chosen for the rule it copies: the same step size, no signal
     result = sweep(
-        con, workspace, scenario, source, rule=policy.tta_step, steps=(policy.tta_steps,),
+        con, workspace, scenario, source, rule=policy.step_loss, steps=(policy.tta_steps,),
         entropy_k=policy.entropy_k,
     )  # fmt: skip
     best = result.best(policy.tta_steps)

@@ -4,6 +4,8 @@ arm reads a later event, and a null step is told apart from no step."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -175,4 +177,34 @@ def test_step_rules_are_checked_against_the_model_and_the_policy(tmp_path) -> No
         '[data]\ndataset = "d"\n[[adaptation.policies]]\nname = "p"\ntta_step = "entropy"\n'
     )
     with pytest.raises(ScenarioError, match="'entropy' is a test-time step; expected tta"):
+        scenario.load(path)
+
+
+@pytest.mark.parametrize("rule", ["entropy", "selfsup"])
+def test_a_placebo_can_copy_the_size_of_any_label_free_step(con, rule: str) -> None:  # type: ignore[no-untyped-def]
+    """`placebo_of` sizes the random step by another rule's gradient: per batch under reset the
+    same ||Δθ|| as that rule's step, another direction; "auto" gives it that rule's rate."""
+    steps = run(con, make_toy_model(20), policy(rule))
+    placebo = run(con, make_toy_model(20), replace(policy("placebo"), placebo_of=rule))  # type: ignore[arg-type]
+    a = [r.batch.tta_step_norm for r in steps]
+    assert all(x is not None and x > 0 for x in a)
+    assert [r.batch.tta_step_norm for r in placebo] == pytest.approx(a, rel=1e-9)
+    ranks = np.concatenate([r.events.rank for r in steps])
+    assert not (np.concatenate([r.events.rank for r in placebo]) == ranks).all()
+    from tests.support.tiny import build_tiny
+
+    Adapter(
+        build_tiny("sasrec", n_items=20, max_len=5), replace(policy("placebo"), placebo_of=rule)
+    )  # type: ignore[arg-type]
+
+
+def test_placebo_of_is_refused_on_other_steps(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from streamsim import scenario
+
+    path = tmp_path / "s.toml"
+    path.write_text(
+        '[data]\ndataset = "d"\n[[adaptation.policies]]\nname = "p"\ntta = "reset"\n'
+        'tta_step = "entropy"\nplacebo_of = "selfsup"\n'
+    )
+    with pytest.raises(ScenarioError, match="key 'placebo_of': sizes the placebo step"):
         scenario.load(path)

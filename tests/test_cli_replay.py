@@ -159,10 +159,11 @@ def test_set_overrides_scenario_values_through_the_loader(tmp_path: Path) -> Non
     assert "--set 'patience': expected KEY=VALUE, e.g. train.patience=6" in malformed.output
 
 
-def test_continual_is_read_against_the_reset_run_with_the_same_step(tmp_path: Path) -> None:
-    """Each continual run is paired with the reset run taking the same step (rule, steps, lr):
-    the reading, `--json` and the dashboard say whether carrying it forward made a difference,
-    with its CI; a continual run with another learning rate is left unpaired."""
+def test_continual_is_read_against_reset_and_a_step_against_its_placebo(tmp_path: Path) -> None:
+    """Each continual run is paired with the reset run taking the same step (rule, steps, lr),
+    and each label-free step with the placebo of its rule, schedule and rate: the reading,
+    `--json` and the dashboard say whether the pair differs, with its CI; a continual run with
+    another learning rate is left unpaired."""
     policies = """
 [[adaptation.policies]]
 name = "continual"
@@ -173,6 +174,12 @@ tta_lr = 0.01
 name = "continual-other-lr"
 tta = "continual"
 tta_lr = 0.02
+
+[[adaptation.policies]]
+name = "placebo"
+tta = "reset"
+tta_step = "placebo"
+tta_lr = 0.01
 """
     store, scenario = toy_store_and_scenario(
         tmp_path, SCENARIO.replace("[replay]", policies + "\n[replay]")
@@ -181,14 +188,17 @@ tta_lr = 0.02
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout[result.stdout.index("{") :])
     ids = {r["policy"]: r["run_id"] for r in out["runs"]}
-    (pair,) = out["schedules"]
-    assert (pair["reset"], pair["continual"]) == (ids["reset"], ids["continual"])
-    assert pair["ci_low"] <= pair["mean_diff"] <= pair["ci_high"]
-    (line,) = [r for r in out["reading"] if " vs reset (the same step" in r]
-    assert line.startswith("t2arec/continual vs reset")
-    verdicts = ("no detectable difference", "carrying it forward is")
-    assert any(v in line for v in verdicts)
-    assert f"{pair['mean_diff']:+.4f} NDCG@10 [95% CI" in line
+    carried, placebo = out["contrasts"]
+    assert (carried["base"], carried["other"]) == (ids["reset"], ids["continual"])
+    assert (placebo["base"], placebo["other"]) == (ids["placebo"], ids["reset"])
+    assert carried["ci_low"] <= carried["mean_diff"] <= carried["ci_high"]
+    lines = [r for r in out["reading"] if " vs reset (" in r or " vs placebo (" in r]
+    assert len(lines) == 2
+    assert lines[0].startswith("t2arec/continual vs reset (the same step, carried forward")
+    assert lines[1].startswith("t2arec/reset vs placebo (its step vs a random one of the same")
+    for line, pair in zip(lines, (carried, placebo), strict=True):
+        assert f"{pair['mean_diff']:+.4f} NDCG@10 [95% CI" in line
+        assert "no detectable difference" in line or " than " in line
     page = Path(out["dashboard"]).read_text()
     assert '<section class="reading" id="reading">' in page
-    assert html.escape(line) in page
+    assert all(html.escape(line) in page for line in lines)

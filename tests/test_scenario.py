@@ -40,9 +40,11 @@ def test_every_shipped_scenario_loads() -> None:
         assert len(sc.content_hash) == 64
     ws = scenario.load("weekend-shift")
     assert ws.model.name == "t2arec"
+    assert ws.policies[3].placebo_of == "entropy"  # the control is the entropy step's size
     assert [(p.name, p.tta, p.tta_step, p.tta_lr, p.online) for p in ws.policies][1:] == [
         ("reset-entropy", "reset", "entropy", "auto", False),
         ("continual-entropy", "continual", "entropy", "auto", False),
+        ("reset-placebo", "reset", "placebo", "auto", False),
         ("online", "none", "model", 0.005, True),
     ]
     # small enough for the README's main job on 2 cores (timed in docs/performance.md): at most

@@ -18,7 +18,7 @@ from streamsim.pipeline import prepare, replay_policy
 from streamsim.report import summarize
 from streamsim.runs import run_info
 from streamsim.store import read_events, write_dataset
-from streamsim.tuning import sweep
+from streamsim.tuning import resolve_auto, sweep
 from tests.support.tiny_scenario import setup, tiny_scenario
 
 LRS = (0.01, 1.0)
@@ -68,6 +68,13 @@ def test_auto_takes_the_best_rate_of_the_sweep_and_records_it(tmp_path: Path) ->
     assert len(list((ws.root / "tuning").glob("*.json"))) == 1  # stored, and reused
     summary = summarize(con, run_id)  # the reading names the rate and where it came from
     assert (summary.tta_step, summary.tta_lr, summary.tta_lr_chosen) == ("entropy", best.lr, True)
+    # a placebo sized like the entropy step gets the entropy step's rate (its sweep, reused)
+    placebo = PolicySpec(
+        name="p", tta="reset", tta_lr="auto", tta_step="placebo", placebo_of="entropy"
+    )
+    resolved, cell = resolve_auto(con, ws, sc, prepared.source, placebo)  # type: ignore[arg-type]
+    assert (resolved.tta_lr, cell) == (best.lr, best)
+    assert len(list((ws.root / "tuning").glob("*.json"))) == 1
 
 
 def test_tune_command_prints_the_sweep(tmp_path: Path) -> None:
