@@ -4,20 +4,23 @@ For each seed (the scenario's `seed`: it draws the synthetic stream and seeds pr
 each model variant, one `run_scenario` replays these policies of the scenario's data and split:
 
     none                                         the frozen model
-    {reset, continual} x {model, placebo,        model: the model's own test-time loss (T2ARec:
-                          entropy, selfsup,      alignment); placebo: a random step of the model
-                          oracle}                step's size; entropy (Tent); selfsup (next item
-                                                 on the batch's own histories); oracle: a
-                                                 diagnostic ceiling that reads the targets
+    {reset, continual} x {model, entropy,        model: the model's own test-time loss (T2ARec:
+                          selfsup, oracle}       alignment; TTT4Rec: top-K entropy); entropy
+                                                 (Tent); selfsup (next item on the batch's own
+                                                 histories); oracle: a diagnostic ceiling that
+                                                 reads the targets
+    {reset, continual} x placebo-{model,         a random direction of exactly the size of that
+                          entropy, selfsup}      rule's step on every micro-batch (`placebo_of`)
 
-Learning rates are chosen on the validation window (`tta_lr = "auto"`, `streamsim.tuning`); the
-placebo takes the rate chosen for the model step, so it moves the weights exactly as far. Every
-adapting policy is compared with `none` and with its schedule's placebo on the same events
-(`streamsim.compare`: per-day differences with a moving-block bootstrap CI, per-user
-differences), and one JSON line per (scenario, variant, seed, policy) is appended to --results.
+Learning rates are chosen on the validation window (`tta_lr = "auto"`, `streamsim.tuning`); a
+placebo takes the rate chosen for the rule it copies, so under `reset` it moves the weights
+exactly as far as that rule on every micro-batch. Every adapting policy is compared with `none`
+and each label-free rule with its own placebo on the same events (`streamsim.compare`: per-day
+differences with a moving-block bootstrap CI, per-user differences), and one JSON line per
+(scenario, variant, seed, policy) is appended to --results.
 
-The decision rule, written before any run: a method helps only if method − placebo > 0 with the
-95% CI over seeds excluding 0 (one-sample t over the per-seed mean per-day differences, Holm
+The decision rule, written before any run: a method helps only if method − its placebo > 0 with
+the 95% CI over seeds excluding 0 (one-sample t over the per-seed mean per-day differences, Holm
 across the methods of a schedule) and the same sign on most seeds. Everything else is reported
 as a null, next to its step size.
 
@@ -46,12 +49,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from doc_tables import add_doc_option, report  # noqa: E402
 
 from streamsim.compare import compare  # noqa: E402
-from streamsim.pipeline import prepare, run_scenario  # noqa: E402
+from streamsim.pipeline import run_scenario  # noqa: E402
 from streamsim.runs import run_info  # noqa: E402
 from streamsim.scenario import load  # noqa: E402
 from streamsim.stats import holm_adjust  # noqa: E402
 from streamsim.store import Workspace  # noqa: E402
-from streamsim.tuning import sweep  # noqa: E402
 
 # model variants: registry name and config overrides
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -68,7 +70,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },  # fmt: skip
     "ttt4rec": {"name": "ttt4rec"},
 }
-RULES = ("model", "placebo", "entropy", "selfsup", "oracle")
+METHODS = ("model", "entropy", "selfsup")  # label-free: each has a placebo of its size
+RULES = (*METHODS, "oracle", *(f"placebo-{m}" for m in METHODS))
 SCHEDULES = ("reset", "continual")
 
 
@@ -77,14 +80,14 @@ def seeds_of(text: str) -> list[int]:
     return list(range(int(lo), int(hi or lo) + 1))
 
 
-def policies(model_lr: float) -> list[dict[str, Any]]:
+def policies() -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = [{"name": "none"}]
     for schedule in SCHEDULES:
         for rule in RULES:
-            lr: float | str = model_lr if rule == "placebo" else "auto"
-            out.append(
-                {"name": f"{schedule}-{rule}", "tta": schedule, "tta_step": rule, "tta_lr": lr}
-            )
+            step = {"tta_step": rule}
+            if rule.startswith("placebo-"):
+                step = {"tta_step": "placebo", "placebo_of": rule.removeprefix("placebo-")}
+            out.append({"name": f"{schedule}-{rule}", "tta": schedule, "tta_lr": "auto", **step})
     return out
 
 
@@ -98,22 +101,20 @@ def run_one(args: argparse.Namespace, variant: str, seed: int, store: Path) -> l
         overrides[key] = json.loads(raw)
     ws = Workspace.resolve(store)
     con = ws.connect()
-    base = load(args.scenario, {**overrides, "policies": ["none"]})
-    prepared = prepare(con, ws, base)
-    model_lr = sweep(con, ws, base, prepared.source, rule="model", steps=(1,)).best(1).lr
-    scenario = load(args.scenario, {**overrides, "adaptation.policies": policies(model_lr)})
+    scenario = load(args.scenario, {**overrides, "adaptation.policies": policies()})
     started = time.perf_counter()
     result = run_scenario(con, ws, scenario, dashboard=False)
     by_policy = {s.policy: s for s in result.summaries}
     vs_none = {p.label: p for p in result.comparison.pairs} if result.comparison else {}
     rows = []
     for schedule in SCHEDULES:
-        ids = [by_policy[f"{schedule}-{r}"].run_id for r in RULES]  # placebo first below
-        placebo = ids[1]
-        vs_placebo = {p.run_id: p for p in compare(con, [placebo, *ids[:1], *ids[2:]]).pairs}
-        for rule, run_id in zip(RULES, ids):
+        vs_placebo = {}
+        for method in METHODS:  # each label-free rule against the placebo of its size
+            pair = [by_policy[f"{schedule}-placebo-{method}"], by_policy[f"{schedule}-{method}"]]
+            vs_placebo[method] = compare(con, [s.run_id for s in pair]).pairs[0]
+        for rule in RULES:
             s = by_policy[f"{schedule}-{rule}"]
-            n, p = vs_none[s.policy], vs_placebo.get(run_id)
+            n, p = vs_none[s.policy], vs_placebo.get(rule)
             rows.append(
                 {
                     "scenario": scenario.name,
@@ -122,7 +123,7 @@ def run_one(args: argparse.Namespace, variant: str, seed: int, store: Path) -> l
                     "policy": s.policy,
                     "schedule": schedule,
                     "rule": rule,
-                    "tta_lr": run_info(con, run_id)["manifest"]["policy"]["tta_lr"],
+                    "tta_lr": run_info(con, s.run_id)["manifest"]["policy"]["tta_lr"],
                     "ndcg10": s.metrics["ndcg@10"],
                     "none_ndcg10": by_policy["none"].metrics["ndcg@10"],
                     "vs_none": [n.mean_diff, n.ci_low, n.ci_high],
@@ -177,14 +178,15 @@ def render(path: Path) -> str:
                 if got:
                     cells.append((rule, got))
             pvals = [_t(np.array([g["vs_placebo"][0] for g in got]))[2]
-                     if rule != "placebo" else math.nan for rule, got in cells]  # fmt: skip
+                     if rule in METHODS else math.nan for rule, got in cells]  # fmt: skip
             holm = holm_adjust(pvals)
             for (rule, got), p_holm in zip(cells, holm):
                 n_seeds = len(got)
                 none_d = np.array([g["vs_none"][0] for g in got])
                 lo_n, hi_n, _ = _t(none_d)
-                cell_pl, sign, decision = "-", "-", "control"
-                if rule != "placebo":
+                cell_pl, sign = "-", "-"
+                decision = "control" if rule.startswith("placebo") else "diagnostic ceiling"
+                if rule in METHODS:
                     pl = np.array([g["vs_placebo"][0] for g in got])
                     lo, hi, _ = _t(pl)
                     cell_pl = f"{pl.mean():+.4f} [{lo:+.4f}, {hi:+.4f}]"
@@ -192,8 +194,6 @@ def render(path: Path) -> str:
                     sign = f"{pos}/{n_seeds}"
                     helps = lo > 0 and p_holm < 0.05 and pos > n_seeds / 2
                     decision = "helps" if helps else "null"
-                    if rule == "oracle":
-                        decision += " (diagnostic ceiling)"
                 step = [g["step_rel"] for g in got if g["step_rel"] is not None]
                 top10 = [g["top10_changed"] for g in got if g["top10_changed"] is not None]
                 valid = [g["valid_ndcg10"] for g in got if g.get("valid_ndcg10") is not None]

@@ -447,7 +447,9 @@ def write_dataset(
         fingerprint = _digest(_blocks([events.sort_by("idx")]))
         stats = fetch_one(
             con,
-            "SELECT count(*), count(DISTINCT user_id), count(DISTINCT item_id), min(ts), max(ts),"
+            # ids are dense from 0 (users) and 1 (items): the largest id sizes the tables, also
+            # when a catalogue item or a generated user has no event (a small synthetic stream)
+            "SELECT count(*), max(user_id) + 1, max(item_id), min(ts), max(ts),"
             " count(category) > 0, count(rating) > 0 FROM events WHERE dataset = ?",
             [name],
         )

@@ -218,3 +218,27 @@ def test_opening_an_older_workspace_adds_the_new_columns_and_moves_the_signals(
     assert row == [(2.0, 3.5, 0.05), (None, None, 0.04)]
     con.close()
     assert ws.connect().execute("SELECT count(*) FROM run_signals").fetchall() == [(5,)]
+
+
+def test_ids_without_events_still_size_the_tables() -> None:
+    """A generated stream can leave catalogue items (or users) without an event: the largest
+    dense id, not the number of distinct ids, sizes what is indexed by id."""
+    from streamsim.history import HistoryBuffer
+    from tests.support.toy import toy_events
+
+    events, users, items = toy_events(n_events=60, n_users=6, n_items=20)
+    keep = pa.compute.and_(
+        pa.compute.not_equal(events["item_id"], 7), pa.compute.not_equal(events["user_id"], 2)
+    )
+    sparse = events.filter(keep)
+    sparse = sparse.set_column(0, "idx", pa.array(range(sparse.num_rows), pa.int64()))
+    con = connect_memory()
+    info = write_dataset(
+        con, "sparse", events=sparse, users=users, items=items, source="test", format="toy"
+    )
+    assert info.n_items == max(sparse["item_id"].to_pylist())
+    assert info.n_users == max(sparse["user_id"].to_pylist()) + 1
+    history = HistoryBuffer(n_users=info.n_users, n_items=info.n_items, max_len=4)
+    for e in iter_events(con, "sparse"):  # every event's ids fit the tables
+        for u, i, t in zip(e["user_id"].to_numpy(), e["item_id"].to_numpy(), e["ts"].to_numpy()):
+            history.append(int(u), int(i), int(t))
