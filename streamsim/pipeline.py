@@ -52,7 +52,7 @@ from streamsim.runs import (
     write_results,
 )
 from streamsim.scenario import Scenario
-from streamsim.splits import Split, resolve_split, split_report
+from streamsim.splits import PeriodCounts, Split, period_counts, resolve_split, split_report
 from streamsim.store import (
     DatasetInfo,
     Workspace,
@@ -75,6 +75,7 @@ class Prepared:
     split: Split
     checkpoint: Checkpoint
     cold: dict[str, int] = field(default_factory=dict)  # `splits.split_report` of the split
+    periods: tuple[PeriodCounts, ...] = ()  # dates and counts of each period
     # forgetting probes built for this scenario's replays, shared by its policies (same split,
     # seed and spacing give the same probe); filled by `build_engine`
     probes: dict[tuple[Any, ...], SourceProbe | None] = field(default_factory=dict)
@@ -122,6 +123,7 @@ class ScenarioResult:
             "reading": self.reading,
             "training_health": self.training_health,
             "split_report": self.prepared.cold,
+            "periods": [asdict(p) for p in self.prepared.periods],
             "checkpoint": str(self.prepared.checkpoint.path),
             "runs": [s.to_json() for s in self.summaries],
             "comparison": self.comparison.to_json() if self.comparison else None,
@@ -235,7 +237,8 @@ def prepare(
         progress=progress,
         force=force,
     )
-    return Prepared(info, split, checkpoint, split_report(con, info.name, split))
+    cold = split_report(con, info.name, split)
+    return Prepared(info, split, checkpoint, cold, period_counts(con, info.name, split))
 
 
 def run_key(scenario: Scenario, policy: PolicySpec) -> str:
@@ -361,7 +364,10 @@ def replay_policy(
             )
         split = prepared.split
         engine.warm_up(
-            iter_events(con, prepared.info.name, stop_idx=split.replay.start, tie_seed=tie)
+            iter_events(
+                con, prepared.info.name, start_idx=split.pretrain.start,
+                stop_idx=split.replay.start, tie_seed=tie,
+            )  # fmt: skip
         )
     drive(
         con,

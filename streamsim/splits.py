@@ -9,6 +9,7 @@ replay timestamp (no future leakage).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime, timezone
 from typing import Any, Literal
 
 import duckdb
@@ -18,26 +19,38 @@ from streamsim import config
 from streamsim.errors import ScenarioError
 from streamsim.store import dataset_info, fetch_one, idx_at_time
 
+CUTS = ("pretrain_start", "valid_start", "replay_start", "replay_end")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SplitSpec:
-    """[split]: pretraining | validation | replay cuts, as event fractions or epoch seconds."""
+    """[split]: pretraining | validation | replay cuts, as event fractions or times.
+
+    With ``by = "time"`` a cut is epoch seconds, a TOML date or datetime, or an ISO 8601 string
+    (``"2023-12-04"``, ``"2023-12-04T08:00:00+01:00"``; UTC unless it names an offset); a cut
+    given as a date implies ``by = "time"``. Events before `pretrain_start` (default: the first
+    event) are not read at all, neither for training nor for the histories the replay starts
+    from: on a long log it is what keeps pretraining short.
+    """
 
     by: Literal["fraction", "time"] = "fraction"
+    pretrain_start: float | None = None  # start of the pretraining period (None: first event)
     valid_start: float = 0.6  # start of the validation window
     replay_start: float = 0.7  # start of the replay period (= end of validation)
     replay_end: float | None = None  # end of the replay period (None: the last event)
 
     @classmethod
     def from_table(cls, table: Any, where: str) -> SplitSpec:
+        if isinstance(table, dict):
+            table = _dates_as_seconds(table, where)
         spec = cls(**config.bind(cls, table, where))
-        for key in ("valid_start", "replay_start", "replay_end"):
+        for key in CUTS:
             config.at_least_zero(getattr(spec, key), f"{where} key {key!r}")
         if spec.replay_start < spec.valid_start:
             msg = f"{where}: replay_start ({spec.replay_start}) < valid_start ({spec.valid_start})"
             raise ScenarioError(msg)
         if spec.by == "fraction":
-            for key in ("valid_start", "replay_start", "replay_end"):
+            for key in CUTS:
                 v = getattr(spec, key)
                 if v is not None and v > 1.0:
                     msg = f"{where} key {key!r}: a fraction must be <= 1; got {v}"
@@ -51,7 +64,52 @@ class SplitSpec:
         if spec.valid_start <= 0:
             msg = f"{where}: empty pretraining period: valid_start = {spec.valid_start}"
             raise ScenarioError(msg)
+        if spec.pretrain_start is not None and spec.pretrain_start >= spec.valid_start:
+            msg = (
+                f"{where}: empty pretraining period: pretrain_start ({spec.pretrain_start}) >="
+                f" valid_start ({spec.valid_start})"
+            )
+            raise ScenarioError(msg)
         return spec
+
+
+def _dates_as_seconds(table: dict[str, Any], where: str) -> dict[str, Any]:
+    """The [split] table with every cut given as a date or datetime in epoch seconds; such a
+    cut implies ``by = "time"`` and is refused with ``by = "fraction"``."""
+    out = dict(table)
+    dated = [k for k in CUTS if isinstance(out.get(k), (str, date))]  # datetime is a date
+    for key in dated:
+        out[key] = as_epoch_seconds(out[key], f"{where} key {key!r}")
+    if dated:
+        by = out.setdefault("by", "time")
+        if by != "time":
+            msg = (
+                f"{where} key {dated[0]!r}: a cut given as a date needs by = 'time'; got"
+                f" by = {by!r}"
+            )
+            raise ScenarioError(msg)
+    return out
+
+
+def as_epoch_seconds(value: str | date, where: str) -> float:
+    """A TOML date/datetime or an ISO 8601 string as epoch seconds (UTC unless it has an
+    offset)."""
+    if isinstance(value, datetime):
+        when = value
+    elif isinstance(value, date):
+        when = datetime(value.year, value.month, value.day)
+    else:
+        try:
+            when = datetime.fromisoformat(value.strip())
+        except ValueError:
+            msg = (
+                f"{where}: expected a number or an ISO 8601 date or datetime such as"
+                f" '2023-12-04' or '2023-12-04T08:00:00+01:00'; got {value!r}"
+            )
+            raise ScenarioError(msg) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +144,10 @@ def _cut_time(con: duckdb.DuckDBPyConnection, dataset: str, by: str, value: floa
 
 
 def resolve_split(con: duckdb.DuckDBPyConnection, dataset: str, spec: SplitSpec) -> Split:
-    """Turn a `SplitSpec` into index ranges of `dataset`; `ScenarioError` when a period is empty."""
+    """Turn a `SplitSpec` into index ranges of `dataset`; `ScenarioError` when a period is empty.
+
+    The pretraining period starts at the first event at or after `pretrain_start`; every reader
+    of the dataset (training examples, the replay's warm-up) starts there."""
     info = dataset_info(con, dataset)
     if spec.by == "fraction":
         bounds = [spec.valid_start, spec.replay_start] + (
@@ -98,17 +159,21 @@ def resolve_split(con: duckdb.DuckDBPyConnection, dataset: str, spec: SplitSpec)
                 f" got {bounds}"
             )
             raise ScenarioError(msg)
+    t_pre = info.t_min
+    if spec.pretrain_start is not None:
+        t_pre = max(t_pre, _cut_time(con, dataset, spec.by, spec.pretrain_start))
     t_valid = _cut_time(con, dataset, spec.by, spec.valid_start)
     t_replay = _cut_time(con, dataset, spec.by, spec.replay_start)
     if spec.replay_end is None or (spec.by == "fraction" and spec.replay_end >= 1.0):
         t_end = info.t_max + 1
     else:
         t_end = _cut_time(con, dataset, spec.by, spec.replay_end)
+    i_pre = idx_at_time(con, dataset, t_pre) if spec.pretrain_start is not None else 0
     i_valid = idx_at_time(con, dataset, t_valid)
     i_replay = idx_at_time(con, dataset, t_replay)
     i_end = idx_at_time(con, dataset, t_end)
     split = Split(
-        pretrain=IndexRange(0, i_valid, info.t_min, t_valid),
+        pretrain=IndexRange(i_pre, i_valid, t_pre, t_valid),
         valid=IndexRange(i_valid, i_replay, t_valid, t_replay),
         replay=IndexRange(i_replay, i_end, t_replay, t_end),
     )
@@ -255,6 +320,47 @@ def split_report(con: duckdb.DuckDBPyConnection, dataset: str, split: Split) -> 
         "unseen_items",
     )
     return {k: int(v) for k, v in zip(keys, row, strict=True)}
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodCounts:
+    """One period of a split: its name, time range and how many events, users and items."""
+
+    period: str  # pretrain | valid | replay
+    t_start: int  # epoch seconds, inclusive
+    t_stop: int  # exclusive
+    events: int
+    users: int
+    items: int
+
+    def line(self) -> str:
+        """``name  start -> end UTC: N events, U users, I items`` with the dates in ISO form."""
+        start, stop = (
+            datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+            for t in (self.t_start, self.t_stop)
+        )
+        return (
+            f"{self.period} {start} -> {stop} UTC: {self.events:,} events, {self.users:,} users,"
+            f" {self.items:,} items"
+        )
+
+
+def period_counts(
+    con: duckdb.DuckDBPyConnection, dataset: str, split: Split
+) -> tuple[PeriodCounts, ...]:
+    """Events, distinct users and distinct items of each period of `split`."""
+    out = []
+    for period in ("pretrain", "valid", "replay"):
+        r: IndexRange = getattr(split, period)
+        row = fetch_one(
+            con,
+            "SELECT count(*), count(DISTINCT user_id), count(DISTINCT item_id)"
+            " FROM dataset_events(?) WHERE idx >= ? AND idx < ?",
+            [dataset, r.start, r.stop],
+        )
+        assert row is not None
+        out.append(PeriodCounts(period, r.t_start, r.t_stop, *(int(v) for v in row)))
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------- leave-one-out

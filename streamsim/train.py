@@ -233,9 +233,10 @@ def train(
         con,
         dataset,
         max_len=model.max_len,
-        collect_start=0,
+        collect_start=split.pretrain.start,
         collect_stop=split.pretrain.stop,
         include_cold_users=not model.trainable,
+        history_start=split.pretrain.start,
     )
     valid_ex = build_examples(
         con,
@@ -243,6 +244,7 @@ def train(
         max_len=model.max_len,
         collect_start=split.valid.start,
         collect_stop=split.valid.stop,
+        history_start=split.pretrain.start,
     )
     started = time.perf_counter()
     if model.trainable:

@@ -63,17 +63,19 @@ def build_examples(
     collect_start: int,
     collect_stop: int,
     include_cold_users: bool = False,
+    history_start: int = 0,
 ) -> Examples:
     """Examples whose targets are events ``collect_start <= idx < collect_stop``.
 
-    Histories use every earlier event of the dataset (from index 0). Events of a user's first
-    interaction (empty history) are skipped unless `include_cold_users`.
+    Histories use every earlier event from `history_start` on (the start of the pretraining
+    period; events before it are not read). Events of a user's first interaction (empty
+    history) are skipped unless `include_cold_users`.
     """
     info = dataset_info(con, dataset)
     buf = HistoryBuffer(n_users=info.n_users, n_items=info.n_items, max_len=max_len)
     rows: dict[str, list[Any]] = {k: [] for k in ("items", "times", "len", "req", "tgt")}
     known: np.ndarray | None = None
-    for batch in iter_events(con, dataset, stop_idx=collect_stop):
+    for batch in iter_events(con, dataset, start_idx=history_start, stop_idx=collect_stop):
         idx = batch.column("idx").to_numpy()
         users = batch.column("user_id").to_numpy().astype(np.int64)
         items = batch.column("item_id").to_numpy().astype(np.int64)

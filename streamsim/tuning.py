@@ -165,7 +165,10 @@ def _window_ndcg(
         n_items=info.n_items, seed=scenario.seed,
     )  # fmt: skip
     tie = spec.tie_shuffle_seed
-    engine.warm_up(iter_events(con, info.name, stop_idx=window.start, tie_seed=tie))
+    start = source.split.pretrain.start  # nothing before the pretraining period is read
+    engine.warm_up(
+        iter_events(con, info.name, start_idx=start, stop_idx=window.start, tie_seed=tie)
+    )
     events = iter_events(con, info.name, start_idx=window.start, stop_idx=window.stop, tie_seed=tie)
     ndcg, rel, skipped = [], [], 0
     for eb in micro_batches(events, spec):

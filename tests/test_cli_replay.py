@@ -125,6 +125,8 @@ def test_text_output_is_wide_and_prints_names_verbatim(tmp_path: Path) -> None:
     assert 80 < widest <= 200
     assert "NDCG@10 by quartile" in result.stdout  # the header is not folded
     assert "replay period: " in result.stdout
+    assert "split: pretrain " in result.stdout
+    assert "split: replay " in result.stdout
     assert "unseen before the cut:" in result.stdout
     # the step size stands next to every adaptation result, and the output reads the comparison
     assert "step ‖Δθ‖/‖θ‖" in result.stdout

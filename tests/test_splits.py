@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from streamsim.errors import ScenarioError
 from streamsim.leave_one_out import loo_examples
 from streamsim.splits import (
     IndexRange,
@@ -14,6 +15,7 @@ from streamsim.splits import (
     filter_events,
     kcore,
     leave_one_out,
+    period_counts,
     split_report,
 )
 from streamsim.store import connect_memory, write_dataset
@@ -153,3 +155,87 @@ def test_real_data_scenarios_split_without_leakage(name: str) -> None:
     report = split_report(con, sc.data.dataset, sp)
     assert report["replay_events"] == len(rep)
     assert 0 < report["events_unseen_user_or_item"] < len(rep)  # real logs have cold starts
+
+
+# ------------------------------------------------------------------ cuts given as dates
+
+DAY = 86_400
+DEC1 = 1_701_388_800  # 2023-12-01T00:00:00Z
+
+
+def daily_store() -> duckdb.DuckDBPyConnection:
+    """Ten events, one a day from 2023-12-01 (UTC); event 0 is the only one of item 9."""
+    con = connect_memory()
+    items = [9, 1, 2, 1, 2, 3, 1, 2, 3, 1]
+    write_dataset(
+        con,
+        "days",
+        events=pa.table(
+            {
+                "idx": np.arange(10),
+                "user_id": np.zeros(10, dtype=np.int32),
+                "item_id": np.array(items, dtype=np.int32),
+                "ts": DEC1 + np.arange(10, dtype=np.int64) * DAY,
+            }
+        ),
+        users=pa.table({"user_id": pa.array([0], pa.int32()), "raw": ["u"]}),
+        items=pa.table({"item_id": pa.array([1, 2, 3, 9], pa.int32()), "raw": list("1239")}),
+        source="t",
+        format="t",
+    )
+    return con
+
+
+def test_iso_dates_and_pretrain_start_resolve_to_their_days(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from streamsim import scenario
+    from streamsim.splits import SplitSpec, resolve_split
+    from streamsim.training_examples import build_examples
+
+    path = tmp_path / "s.toml"
+    path.write_text(
+        '[data]\ndataset = "days"\n[split]\npretrain_start = "2023-12-02"\n'
+        'valid_start = "2023-12-05T01:00:00+01:00"\nreplay_start = 2023-12-07\n'
+    )  # a string, a datetime with an offset (= Dec 5, 00:00 UTC) and a TOML date
+    spec = scenario.load(path).split
+    assert spec == SplitSpec(
+        by="time", pretrain_start=DEC1 + DAY, valid_start=DEC1 + 4 * DAY,
+        replay_start=DEC1 + 6 * DAY,
+    )  # fmt: skip
+    con = daily_store()
+    split = resolve_split(con, "days", spec)
+    assert (split.pretrain.start, split.valid.start, split.replay.start) == (1, 4, 6)
+    assert split.pretrain.t_start == DEC1 + DAY
+    # nothing before the pretraining period is read: item 9 (event 0) is in no history
+    train = build_examples(
+        con, "days", max_len=8, collect_start=split.pretrain.start,
+        collect_stop=split.pretrain.stop, history_start=split.pretrain.start,
+    )  # fmt: skip
+    valid = build_examples(
+        con, "days", max_len=8, collect_start=split.valid.start,
+        collect_stop=split.valid.stop, history_start=split.pretrain.start,
+    )  # fmt: skip
+    assert train.targets.tolist() == [2, 1]  # events 2 and 3 (event 1 has no history)
+    for seen in (train.items, valid.items, valid.targets):
+        assert 9 not in seen
+    assert valid.lengths.tolist() == [3, 4]  # events 1..3, then 1..4
+    assert not train.known[9]
+    assert not valid.known[9]
+    pretrain, valid_p, replay = period_counts(con, "days", split)
+    assert pretrain.line() == (
+        "pretrain 2023-12-02 00:00:00 -> 2023-12-05 00:00:00 UTC: 3 events, 1 users, 2 items"
+    )
+    assert (valid_p.events, replay.events, replay.items) == (2, 4, 3)
+
+
+def test_date_cuts_are_checked(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from streamsim import scenario
+
+    path = tmp_path / "s.toml"
+    for split, match in (
+        ('by = "fraction"\nvalid_start = "2023-12-05"', "a cut given as a date needs by = 'time'"),
+        ('valid_start = "soon"', r"key 'valid_start': expected a number or an ISO 8601 date"),
+        ('pretrain_start = 0.7\nvalid_start = 0.6', "empty pretraining period: pretrain_start"),
+    ):
+        path.write_text(f'[data]\ndataset = "d"\n[split]\n{split}\n')
+        with pytest.raises(ScenarioError, match=match):
+            scenario.load(path)

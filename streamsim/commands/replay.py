@@ -75,6 +75,8 @@ def replay(
     out = console()
     if warning is not None:
         out.print(warning, style="bold yellow")
+    for period in result.prepared.periods:
+        out.print(f"split: {period.line()}")
     out.print(cold_line(result.prepared.cold))
     out.print(summary_table(sc.name, result.summaries, result.comparison))
     for s in result.summaries:

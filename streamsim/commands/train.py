@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Annotated
 
@@ -43,13 +44,15 @@ def train(
     ws = workspace(ctx)
     con = ws.connect()
     with progress_view(console(stderr=as_json)) as progress:
-        ckpt = prepare(con, ws, sc, progress=progress, force=force).checkpoint
+        prepared = prepare(con, ws, sc, progress=progress, force=force)
+    ckpt = prepared.checkpoint
     result = {
         "checkpoint": str(ckpt.path),
         "hash": ckpt.hash,
         "model": ckpt.model_name,
         "best": ckpt.manifest["best"],
         "training_health": health.manifest_entry(ckpt.manifest["best"], ckpt.model_name),
+        "periods": [dataclasses.asdict(p) for p in prepared.periods],
     }
     warning = health.warning_line(ckpt.manifest["best"], ckpt.model_name)
     if as_json:
@@ -57,6 +60,8 @@ def train(
         if warning is not None:
             typer.echo(warning, err=True)
         return
+    for period in prepared.periods:
+        console().print(f"split: {period.line()}")
     console().print(f"checkpoint {ckpt.path}")
     console().print(f"best epoch: {json.dumps(ckpt.manifest['best'], default=str)}")
     if warning is not None:
