@@ -135,15 +135,12 @@ def load_target(
     return name, data.train, data.valid, n_items, spec, {"max_len": args.max_len}
 
 
-def run_one(
-    target: tuple[str, Examples, Examples, int, TrainSpec, dict[str, Any]],
-    variant: str,
-    *,
-    seed: int,
-    every: int,
-    epochs: int,
-    warm_start: str | None = None,
-) -> dict[str, Any]:
+Target = tuple[str, Examples, Examples, int, TrainSpec, dict[str, Any]]
+
+
+def run_one(target: Target, variant: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Train `variant` on `target` (args: seed, every, epochs, warm_start) and measure it."""
+    seed, every, epochs, warm_start = args.seed, args.every, args.epochs, args.warm_start
     name, train, valid, n_items, spec, base = target
     spec = dataclasses.replace(spec, epochs=epochs)
     config = {**base, **variant_config(variant)}
@@ -289,15 +286,16 @@ def render(records: list[dict[str, Any]]) -> str:
         )
         if not is_ref and None not in c.values() and not all(c.values()):
             verdict = "fail: " + ", ".join(k for k, ok in c.items() if not ok)
-        lines.append(
-            f"| {r['target']} | {r['epochs']} ({r['kept_epoch']}) | {variant_label(r)} "
-            f"| {e['health.rank1_r2']:.2f} {mark(c['rank1'])} "
-            f"| {e['health.shared_energy']:.2f} {mark(c['shared'])} "
-            f"| {e.get('health.delta_ratio', math.nan):.3g} {mark(c['delta'])} "
-            f"| {e.get('health.state_norm_ratio', math.nan):.2f} {mark(c['state'])} "
-            f"| {e['valid.ndcg@10']:.4f}{ref_ndcg} {'' if is_ref else mark(c['ndcg'])} "
-            f"| {e['health.popularity_ndcg@10']:.4f} | {verdict} |"
-        )
+        cells = [
+            r["target"], f"{r['epochs']} ({r['kept_epoch']})", variant_label(r),
+            f"{e['health.rank1_r2']:.2f} {mark(c['rank1'])}",
+            f"{e['health.shared_energy']:.2f} {mark(c['shared'])}",
+            f"{e.get('health.delta_ratio', math.nan):.3g} {mark(c['delta'])}",
+            f"{e.get('health.state_norm_ratio', math.nan):.2f} {mark(c['state'])}",
+            f"{e['valid.ndcg@10']:.4f}{ref_ndcg} {'' if is_ref else mark(c['ndcg'])}",
+            f"{e['health.popularity_ndcg@10']:.4f}", verdict,
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -335,14 +333,7 @@ def main() -> None:
             ]  # fmt: skip
             if done:
                 continue
-            record = run_one(
-                loaded,
-                variant,
-                seed=args.seed,
-                every=args.every,
-                epochs=args.epochs,
-                warm_start=args.warm_start,
-            )
+            record = run_one(loaded, variant, args)
             args.results.parent.mkdir(parents=True, exist_ok=True)
             with args.results.open("a") as fh:
                 fh.write(json.dumps(record, default=str) + "\n")

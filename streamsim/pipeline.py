@@ -363,12 +363,9 @@ def replay_policy(
                 manifest=_manifest(scenario, chosen, prepared, key=key, tuned=cell),
             )
         split = prepared.split
-        engine.warm_up(
-            iter_events(
-                con, prepared.info.name, start_idx=split.pretrain.start,
-                stop_idx=split.replay.start, tie_seed=tie,
-            )  # fmt: skip
-        )
+        start, stop = split.pretrain.start, split.replay.start  # nothing before pretraining
+        name = prepared.info.name
+        engine.warm_up(iter_events(con, name, start_idx=start, stop_idx=stop, tie_seed=tie))
     drive(
         con,
         engine,
@@ -443,12 +440,7 @@ def _write_dashboard(
 
 
 def _manifest(
-    scenario: Scenario,
-    policy: PolicySpec,
-    prepared: Prepared,
-    *,
-    key: str,
-    tuned: Cell | None = None,
+    scenario: Scenario, policy: PolicySpec, prepared: Prepared, *, key: str, tuned: Cell | None
 ) -> dict[str, Any]:
     return {
         # the rate an ``auto`` policy got on the validation window, with that cell of the sweep

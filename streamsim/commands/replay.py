@@ -8,15 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from streamsim.commands import (
-    ModelOption,
-    ScenarioOption,
-    SeedOption,
-    SetOption,
-    console,
-    scenario_overrides,
-    workspace,
-)
+from streamsim import commands as cli
 from streamsim.compare import Comparison
 from streamsim.detection import DetectorReport
 from streamsim.report import Forgetting, RunSummary
@@ -28,13 +20,13 @@ def register(app: typer.Typer) -> None:
 
 def replay(
     ctx: typer.Context,
-    scenario: ScenarioOption,
+    scenario: cli.ScenarioOption,
     policy: Annotated[
         list[str] | None,
         typer.Option("--policy", "-p", help="Replay only these policies (repeatable)."),
     ] = None,
-    model: ModelOption = None,
-    seed: SeedOption = None,
+    model: cli.ModelOption = None,
+    seed: cli.SeedOption = None,
     max_events: Annotated[
         int | None,
         typer.Option("--max-events", min=1, help="Replay only the first N events."),
@@ -49,7 +41,7 @@ def replay(
     dashboard: Annotated[
         bool, typer.Option("--dashboard/--no-dashboard", help="Write the HTML dashboard.")
     ] = True,
-    set_: SetOption = None,
+    set_: cli.SetOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Replay a scenario: data, pretraining (cached), then one run per adaptation policy."""
@@ -58,13 +50,13 @@ def replay(
     from streamsim.pipeline import run_scenario
     from streamsim.scenario import load
 
-    overrides = scenario_overrides(
+    overrides = cli.scenario_overrides(
         policies=policy, model=model, seed=seed, max_events=max_events, pairs=set_
     )
     sc = load(scenario, overrides)
-    ws = workspace(ctx)
+    ws = cli.workspace(ctx)
     con = ws.connect()
-    with progress_view(console(stderr=as_json)) as progress:
+    with progress_view(cli.console(stderr=as_json)) as progress:
         result = run_scenario(con, ws, sc, resume=resume, dashboard=dashboard, progress=progress)
     warning = result.health_warning
     if as_json:
@@ -72,7 +64,7 @@ def replay(
         if warning is not None:
             typer.echo(warning, err=True)
         return
-    out = console()
+    out = cli.console()
     if warning is not None:
         out.print(warning, style="bold yellow")
     for period in result.prepared.periods:

@@ -8,16 +8,7 @@ from typing import Annotated
 
 import typer
 
-from streamsim.commands import (
-    JsonOption,
-    ModelOption,
-    ScenarioOption,
-    SeedOption,
-    SetOption,
-    console,
-    scenario_overrides,
-    workspace,
-)
+from streamsim import commands as cli
 
 
 def register(app: typer.Typer) -> None:
@@ -26,12 +17,12 @@ def register(app: typer.Typer) -> None:
 
 def train(
     ctx: typer.Context,
-    scenario: ScenarioOption,
-    model: ModelOption = None,
-    seed: SeedOption = None,
+    scenario: cli.ScenarioOption,
+    model: cli.ModelOption = None,
+    seed: cli.SeedOption = None,
     force: Annotated[bool, typer.Option("--force", help="Retrain even if cached.")] = False,
-    set_: SetOption = None,
-    as_json: JsonOption = False,
+    set_: cli.SetOption = None,
+    as_json: cli.JsonOption = False,
 ) -> None:
     """Pretrain the scenario's model on its pretraining period (early stopping on validation)."""
     from streamsim import health
@@ -39,11 +30,11 @@ def train(
     from streamsim.pipeline import prepare
     from streamsim.scenario import check, load
 
-    sc = load(scenario, scenario_overrides(model=model, seed=seed, pairs=set_))
+    sc = load(scenario, cli.scenario_overrides(model=model, seed=seed, pairs=set_))
     check(sc)
-    ws = workspace(ctx)
+    ws = cli.workspace(ctx)
     con = ws.connect()
-    with progress_view(console(stderr=as_json)) as progress:
+    with progress_view(cli.console(stderr=as_json)) as progress:
         prepared = prepare(con, ws, sc, progress=progress, force=force)
     ckpt = prepared.checkpoint
     result = {
@@ -61,8 +52,8 @@ def train(
             typer.echo(warning, err=True)
         return
     for period in prepared.periods:
-        console().print(f"split: {period.line()}")
-    console().print(f"checkpoint {ckpt.path}")
-    console().print(f"best epoch: {json.dumps(ckpt.manifest['best'], default=str)}")
+        cli.console().print(f"split: {period.line()}")
+    cli.console().print(f"checkpoint {ckpt.path}")
+    cli.console().print(f"best epoch: {json.dumps(ckpt.manifest['best'], default=str)}")
     if warning is not None:
-        console().print(warning, style="bold yellow")
+        cli.console().print(warning, style="bold yellow")

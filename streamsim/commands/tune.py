@@ -8,16 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from streamsim.commands import (
-    JsonOption,
-    ModelOption,
-    ScenarioOption,
-    SeedOption,
-    SetOption,
-    console,
-    scenario_overrides,
-    workspace,
-)
+from streamsim import commands as cli
 
 RULES = ("model", "placebo", "entropy", "selfsup", "oracle")
 
@@ -28,7 +19,7 @@ def register(app: typer.Typer) -> None:
 
 def tune(
     ctx: typer.Context,
-    scenario: ScenarioOption,
+    scenario: cli.ScenarioOption,
     rule: Annotated[
         list[str] | None,
         typer.Option(
@@ -39,10 +30,10 @@ def tune(
         list[int] | None,
         typer.Option("--steps", min=1, help="Steps per micro-batch (repeatable; default 1, 5)."),
     ] = None,
-    model: ModelOption = None,
-    seed: SeedOption = None,
-    set_: SetOption = None,
-    as_json: JsonOption = False,
+    model: cli.ModelOption = None,
+    seed: cli.SeedOption = None,
+    set_: cli.SetOption = None,
+    as_json: cli.JsonOption = False,
 ) -> None:
     """Sweep reset test-time adaptation over learning rates and steps on the validation window
     (never the replay period); the rate a policy with tta_lr = "auto" gets is the best here."""
@@ -56,13 +47,13 @@ def tune(
     if unknown:
         msg = f"--rule {unknown[0]!r}: expected one of {list(RULES)}"
         raise StreamsimError(msg)
-    sc = load(scenario, scenario_overrides(model=model, seed=seed, pairs=set_))
-    ws = workspace(ctx)
+    sc = load(scenario, cli.scenario_overrides(model=model, seed=seed, pairs=set_))
+    ws = cli.workspace(ctx)
     prepared, sweeps = run_tune(ws.connect(), ws, sc, rules=rules, steps=tuple(steps or STEPS))
     if as_json:
         typer.echo(json.dumps([s.to_json() for s in sweeps], indent=2))
         return
-    out = console()
+    out = cli.console()
     window = prepared.split.valid
     for s in sweeps:
         table = Table(
