@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -331,11 +332,7 @@ def load(
         _refuse_mixed_endings(path, dialect, None)
         msg = f"{path}: cannot read as a delimited file: {str(exc).splitlines()[0]}"
         raise IngestError(msg) from None
-    bad = fetch_one(
-        cur,
-        f"SELECT line_byte_position, error_type, error_message FROM {rejects_sql}"
-        " ORDER BY line_byte_position LIMIT 1",
-    )
+    bad = _first_reject(cur, rejects_sql)
     if bad is not None:
         pos, kind, text = bad
         line = line_at_byte(path, int(pos))
@@ -402,11 +399,7 @@ def load_lines(
     except duckdb.Error as exc:
         msg = f"{path}: cannot read lines: {str(exc).splitlines()[0]}"
         raise IngestError(msg) from None
-    bad = fetch_one(
-        cur,
-        f"SELECT line_byte_position, error_type, error_message FROM {rejects_sql}"
-        " ORDER BY line_byte_position LIMIT 1",
-    )
+    bad = _first_reject(cur, rejects_sql)
     if bad is not None:
         line = line_at_byte(path, int(bad[0]))
         what = (
@@ -416,3 +409,12 @@ def load_lines(
         )
         msg = f"{path}: line {line}: {what}"
         raise IngestError(msg)
+
+
+def _first_reject(cur: duckdb.DuckDBPyConnection, rejects_sql: str) -> tuple[Any, ...] | None:
+    """(byte position, error type, message) of the first row DuckDB rejected, or None."""
+    return fetch_one(
+        cur,
+        f"SELECT line_byte_position, error_type, error_message FROM {rejects_sql}"
+        " ORDER BY line_byte_position LIMIT 1",
+    )

@@ -37,7 +37,7 @@ from streamsim.errors import ModelError, ScenarioError
 from streamsim.progress import Progress, TrainEpoch, TrainStep
 from streamsim.provenance import versions
 from streamsim.resume import ResumeFile
-from streamsim.splits import Split
+from streamsim.splits import IndexRange, Split
 from streamsim.store import Workspace, dataset_info
 from streamsim.training_examples import Examples, build_examples, evaluate_examples
 
@@ -229,23 +229,17 @@ def train(
         resume.path.unlink(missing_ok=True)
 
     model = build_model(model_spec, n_items=info.n_items, seed=seed)
-    train_ex = build_examples(
-        con,
-        dataset,
-        max_len=model.max_len,
-        collect_start=split.pretrain.start,
-        collect_stop=split.pretrain.stop,
-        include_cold_users=not model.trainable,
-        history_start=split.pretrain.start,
-    )
-    valid_ex = build_examples(
-        con,
-        dataset,
-        max_len=model.max_len,
-        collect_start=split.valid.start,
-        collect_stop=split.valid.stop,
-        history_start=split.pretrain.start,
-    )
+
+    def examples(period: IndexRange, *, cold_users: bool = False) -> Examples:
+        """The examples whose targets are `period`'s events; histories start at pretraining."""
+        return build_examples(
+            con, dataset, max_len=model.max_len, collect_start=period.start,
+            collect_stop=period.stop, include_cold_users=cold_users,
+            history_start=split.pretrain.start,
+        )  # fmt: skip
+
+    train_ex = examples(split.pretrain, cold_users=not model.trainable)
+    valid_ex = examples(split.valid)
     started = time.perf_counter()
     if model.trainable:
         history = _fit(

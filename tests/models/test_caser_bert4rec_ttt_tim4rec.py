@@ -17,6 +17,7 @@ import torch
 import models
 from models.base import Recommender, SeqBatch
 from streamsim.rng import seeded
+from tests.support.tiny import random_seq_batch
 
 N_ITEMS, SEQ = 25, 7
 LENGTHS = (7, 4, 1, 0)
@@ -41,15 +42,7 @@ def _build(name: str, **extra: Any) -> Recommender:
 
 
 def _batch(seed: int = 0, lengths: tuple[int, ...] = LENGTHS) -> SeqBatch:
-    g = torch.Generator().manual_seed(seed)
-    n = torch.tensor(lengths)
-    valid = torch.arange(SEQ)[None, :] < n[:, None]
-    items = torch.randint(1, N_ITEMS + 1, (len(lengths), SEQ), generator=g) * valid
-    gaps = torch.randint(0, 3 * DAY, (len(lengths), SEQ), generator=g)
-    times = (1_600_000_000 + torch.cumsum(gaps, dim=1)) * valid
-    request = torch.where(n > 0, times.max(dim=1).values, 1_600_000_000) + 60
-    targets = torch.randint(1, N_ITEMS + 1, (len(lengths),), generator=g)
-    return SeqBatch(items, times, n, request, targets)
+    return random_seq_batch(N_ITEMS, SEQ, lengths, seed=seed)
 
 
 def _shifted_targets(batch: SeqBatch) -> torch.Tensor:

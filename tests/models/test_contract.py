@@ -17,7 +17,7 @@ import torch
 import models
 from models.base import Recommender, SeqBatch, sum_terms
 from streamsim.rng import seeded
-from tests.support.tiny import NAMES, build_tiny
+from tests.support.tiny import NAMES, build_tiny, random_seq_batch
 
 N_ITEMS, SEQ = 30, 8
 LENGTHS = (8, 5, 1, 0)
@@ -29,16 +29,7 @@ def _build(name: str, seed: int = 0) -> Recommender:
 
 
 def _batch(seed: int = 0, lengths: tuple[int, ...] = LENGTHS) -> SeqBatch:
-    g = torch.Generator().manual_seed(seed)
-    n = torch.tensor(lengths)
-    valid = torch.arange(SEQ)[None, :] < n[:, None]
-    items = torch.randint(1, N_ITEMS + 1, (len(lengths), SEQ), generator=g) * valid
-    gaps = torch.randint(0, 3 * DAY, (len(lengths), SEQ), generator=g)
-    times = (1_600_000_000 + torch.cumsum(gaps, dim=1)) * valid
-    start = torch.full((len(lengths),), 1_600_000_000)
-    request = torch.where(n > 0, times.max(dim=1).values, start) + 1 + (n * 7) % DAY
-    targets = torch.randint(1, N_ITEMS + 1, (len(lengths),), generator=g)
-    return SeqBatch(items, times, n, request, targets)
+    return random_seq_batch(N_ITEMS, SEQ, lengths, seed=seed)
 
 
 def _prepared(name: str, seed: int = 0) -> Recommender:
@@ -131,11 +122,17 @@ def test_padding_beyond_lengths_is_ignored(name: str) -> None:
     torch.testing.assert_close(_scores(model, poisoned), _scores(model, batch))
 
 
-@pytest.mark.parametrize("name", NAMES, ids=_ids("step"))
-def test_step_matches_forward(name: str) -> None:
+def _recurrent(name: str) -> Recommender:
+    """The tiny model in float64; the test is skipped when the model has no step()."""
     model = _build(name).double()
     if not hasattr(model, "step"):
         pytest.skip(f"{name} is not recurrent (no step)")
+    return model
+
+
+@pytest.mark.parametrize("name", NAMES, ids=_ids("step"))
+def test_step_matches_forward(name: str) -> None:
+    model = _recurrent(name)
     batch = _batch(lengths=(8, 5, 3, 1))
     rep, _ = model(batch.without_targets())
     state = model.initial_state(batch.size, dtype=torch.float64)  # type: ignore[operator]
@@ -151,9 +148,7 @@ def test_step_matches_forward(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES, ids=_ids("step-after-forward"))
 def test_step_continues_forward_state(name: str) -> None:
     """forward(history of n) → state; step(event n+1) equals forward(history of n+1)."""
-    model = _build(name).double()
-    if not hasattr(model, "step"):
-        pytest.skip(f"{name} is not recurrent (no step)")
+    model = _recurrent(name)
     full = _batch(lengths=(7, 5, 1, 0))
     longer = dataclasses.replace(full, lengths=full.lengths + 1)
     g = torch.Generator().manual_seed(4)

@@ -311,20 +311,32 @@ OPTIONS = [
     {"drop_tied_pairs": True},
     {"time_scale_s": 3600.0, "time_block": 2},
     {"block": "mamba2_full", "p_mode": "theorem", "refeed_conv": "fresh", "dropout": 0.2},
+    # the deviations from the paper (docs/models.md), and their combinations with the readings
+    {"state_loss": "dilution", "state_delta": "live", "state_target": "live"},
+    {"state_loss": "relative"},
+    {"state_loss": "triangle", "state_delta": "detached_clamped"},
+    {"state_loss": "triangle", "state_target": "detached", "state_norm": "squared"},
+    {"time_scale": "gap_quantile", "time_quantile": 0.9},
+    {"time_scale": "standardized", "block": "mamba2_full"},
 ]
 
 
 @pytest.mark.parametrize(
     "options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items())
 )
-def test_every_ambiguity_option_constructs_and_trains(options: dict[str, Any]) -> None:
+def test_every_option_constructs_trains_and_adapts(options: dict[str, Any]) -> None:
     model = tiny_t2arec(**options).train()
     batch = random_batch(lengths=(7, 3, 0))
     loss = model.loss(batch)
     loss.backward()
     assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     assert torch.isfinite(model.test_time_loss(batch))
     assert torch.isfinite(model.eval().score(batch)[:, 1:]).all()
+    signals = model.health_signals(batch)
+    assert signals["representation"].shape == (3, 8)
+    assert signals["state_norm"].shape == signals["delta_next"].shape == (2,)
+    assert signals["delta_history"].numel() == 10 * model.nheads
     assert model.config == dataclasses.replace(T2ARecConfig(), **{**TINY, **options})
 
 

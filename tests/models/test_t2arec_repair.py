@@ -185,31 +185,6 @@ def test_detached_delta_and_state_cut_l_states_paths() -> None:
 
 
 @pytest.mark.parametrize(
-    "options",
-    [
-        {"state_loss": "relative"},
-        {"state_loss": "triangle", "state_delta": "detached_clamped"},
-        {"state_loss": "triangle", "state_target": "detached", "state_norm": "squared"},
-        {"time_scale": "gap_quantile", "time_quantile": 0.9},
-        {"time_scale": "standardized", "block": "mamba2_full", "headdim": 4},
-    ],
-    ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),
-)
-def test_every_deviation_constructs_trains_and_adapts(options: dict[str, Any]) -> None:
-    model = tiny_t2arec(**options).train()
-    batch = random_batch(lengths=(7, 3, 0))
-    loss = model.loss(batch)
-    loss.backward()
-    assert torch.isfinite(loss)
-    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
-    assert torch.isfinite(model.test_time_loss(batch))
-    signals = model.eval().health_signals(batch)
-    assert signals["representation"].shape == (3, 8)
-    assert signals["state_norm"].shape == signals["delta_next"].shape == (2,)
-    assert signals["delta_history"].numel() == 10 * model.nheads
-
-
-@pytest.mark.parametrize(
     ("overrides", "match"),
     [
         ({"state_loss": "l2"}, "`state_loss` must be one of"),

@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import torch
+
 import models
-from models.base import Recommender
+from models.base import Recommender, SeqBatch
 from streamsim.rng import seeded
 
 # smaller hidden sizes where the defaults would slow registry-wide tests down
@@ -35,3 +37,21 @@ def build_tiny(name: str, *, n_items: int, max_len: int, seed: int = 0) -> Recom
     with seeded(seed):
         model = models.create(name, n_items=n_items, config=tiny_config(name, max_len))
     return model.eval()
+
+
+def random_seq_batch(
+    n_items: int, seq: int, lengths: tuple[int, ...], *, seed: int = 0
+) -> SeqBatch:
+    """Histories of the given lengths (0: empty) over items 1..n_items with gaps of up to 3 days,
+    requests a row-dependent few seconds to hours after the last event, drawn from `seed`."""
+    day = 86_400
+    g = torch.Generator().manual_seed(seed)
+    n = torch.tensor(lengths)
+    valid = torch.arange(seq)[None, :] < n[:, None]
+    items = torch.randint(1, n_items + 1, (len(lengths), seq), generator=g) * valid
+    gaps = torch.randint(0, 3 * day, (len(lengths), seq), generator=g)
+    times = (1_600_000_000 + torch.cumsum(gaps, dim=1)) * valid
+    start = torch.full((len(lengths),), 1_600_000_000)
+    request = torch.where(n > 0, times.max(dim=1).values, start) + 1 + (n * 7) % day
+    targets = torch.randint(1, n_items + 1, (len(lengths),), generator=g)
+    return SeqBatch(items, times, n, request, targets)
