@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from streamsim import metrics, segments
-from streamsim.runs import run_row
+from streamsim.runs import labels_of, run_row
 from streamsim.stats import mcnemar
 
 MAX_POINTS = 2000
@@ -23,11 +23,9 @@ MAX_DELTAS = 5000
 
 
 def run_labels(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> dict[str, str]:
-    """Display label per run: the policy, or ``policy (run id)`` when policies repeat."""
-    rows = [run_row(con, r) for r in run_ids]
-    policies = [str(r["policy"]) for r in rows]
-    unique = len(set(policies)) == len(policies)
-    return {r["run_id"]: (p if unique else f"{p} ({r['run_id']})") for r, p in zip(rows, policies)}
+    """Display label per run (`streamsim.runs.labels_of`): the policy, ``model/policy`` when
+    the runs' models differ, with the run id when a label would repeat."""
+    return dict(zip(run_ids, labels_of([run_row(con, r) for r in run_ids]), strict=True))
 
 
 def rolling_frame(

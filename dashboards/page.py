@@ -184,7 +184,8 @@ def build_dashboard(
             f'<h2>{html.escape(heading)}</h2><p class="note">{html.escape(note)}</p>'
             f"{div}</section>"
         )
-    title = f"streamsim · {rows[0]['scenario']} · {', '.join(str(r['policy']) for r in rows)}"
+    labels = data.run_labels(con, run_ids)
+    title = f"streamsim · {rows[0]['scenario']} · {', '.join(labels[r] for r in run_ids)}"
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title>"
@@ -247,8 +248,14 @@ def _header(
         ("scenario", f"{first['scenario']} (hash {str(first['scenario_hash'])[:12]})"),
         ("dataset", str(first["dataset"])),
         ("data fingerprint", str(first["data_fingerprint"])),
-        ("model", f"{first['model']} (checkpoint {str(first['checkpoint_hash'])[:12]})"),
     ]
+    checkpoints = dict.fromkeys((str(r["model"]), str(r["checkpoint_hash"])[:12]) for r in rows)
+    fields.append(
+        (
+            "model" if len(checkpoints) == 1 else "models",
+            ", ".join(f"{m} (checkpoint {h})" for m, h in checkpoints),
+        )
+    )
     policies = []
     for r in rows:
         manifest = r.get("manifest")

@@ -35,6 +35,7 @@ import pandas as pd
 
 from streamsim import metrics, segments
 from streamsim.errors import StreamsimError
+from streamsim.runs import labels_of
 from streamsim.stats import (
     bootstrap_mean_ci,
     bootstrap_mean_test,
@@ -95,7 +96,7 @@ class Comparison:
     """Everything `streamsim compare` reports."""
 
     run_ids: tuple[str, ...]
-    labels: tuple[str, ...]  # policy (or run id when policies repeat) per run
+    labels: tuple[str, ...]  # `runs.labels_of`: policy, model/policy, + run id if repeated
     metric: str
     segment: str
     block: int
@@ -179,7 +180,7 @@ def compare(
     rows = [metrics.run_row(con, r) for r in run_ids]
     for row in rows[1:]:
         check_same_events(con, run_ids[0], row["run_id"])
-    labels = _labels(rows)
+    labels = labels_of(rows)
     overall = {r: metrics.overall(con, r) for r in run_ids}
     seg = _segment_table(con, run_ids, metric, segment)
     rng = np.random.default_rng(seed)
@@ -248,13 +249,6 @@ def check_same_events(con: duckdb.DuckDBPyConnection, run_a: str, run_b: str) ->
             " scenario and dataset that both completed"
         )
         raise ComparisonError(msg)
-
-
-def _labels(rows: list[dict[str, Any]]) -> tuple[str, ...]:
-    policies = [str(r["policy"]) for r in rows]
-    if len(set(policies)) == len(policies):
-        return tuple(policies)
-    return tuple(f"{r['policy']} ({r['run_id']})" for r in rows)
 
 
 def _segment_table(

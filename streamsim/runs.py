@@ -236,6 +236,16 @@ def run_row(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
     return dict(zip([d[0] for d in cur.description], rows[0]))
 
 
+def labels_of(rows: list[dict[str, Any]]) -> tuple[str, ...]:
+    """Display labels of runs (their ``runs`` rows): the policy when every run has the same
+    model, else ``model/policy``; with `` (run id)`` appended when labels would repeat."""
+    same_model = len({r["model"] for r in rows}) <= 1
+    labels = [str(r["policy"]) if same_model else f"{r['model']}/{r['policy']}" for r in rows]
+    if len(set(labels)) == len(labels):
+        return tuple(labels)
+    return tuple(f"{label} ({r['run_id']})" for label, r in zip(labels, rows, strict=True))
+
+
 def list_runs(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     """Every stored run, oldest first. A run still marked running is shown as 'interrupted':
     DuckDB lets one process at a time open the workspace, so while this connection is open no

@@ -214,3 +214,30 @@ def test_compare_and_dashboard_on_engine_runs(tmp_path: Path) -> None:
     assert "95% CI [" in res.output
     assert "Wilcoxon p=" in res.output
     assert "McNemar" in res.output
+
+
+def test_runs_of_different_models_are_labelled_model_slash_policy(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    """Two models' frozen runs would both read "none": the labels name the model wherever the
+    runs' models differ (compare, dashboard legends and header), and the run id when a label
+    would still repeat."""
+    from dashboards import data
+    from dashboards.page import build_dashboard
+
+    fabricate_run(con, "sas-none", policy="none", model="sasrec", seed=2)
+    fabricate_run(con, "t2a-none", policy="none", model="t2arec", seed=3)
+    c = compare.compare(con, ["sas-none", "t2a-none"])
+    assert c.labels == ("sasrec/none", "t2arec/none")
+    assert "t2arec/none vs sasrec/none" in c.verdict
+    assert data.run_labels(con, ["sas-none", "t2a-none"]) == {
+        "sas-none": "sasrec/none", "t2a-none": "t2arec/none",
+    }  # fmt: skip
+    fabricate_run(con, "t2a-none-2", policy="none", model="t2arec", seed=4)
+    assert compare.compare(con, ["t2a-none", "t2a-none-2"]).labels == (
+        "none (t2a-none)", "none (t2a-none-2)",
+    )  # fmt: skip
+    page = build_dashboard(con, ["sas-none", "t2a-none"])
+    assert "<dt>models</dt><dd>sasrec (checkpoint" in page
+    assert "t2arec (checkpoint" in page
+    assert "<title>streamsim · fabricated · sasrec/none, t2arec/none</title>" in page
