@@ -27,7 +27,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -114,7 +114,7 @@ CREATE TABLE IF NOT EXISTS drifts (
     dataset VARCHAR NOT NULL,
     drift_id INTEGER NOT NULL,
     kind VARCHAR NOT NULL,        -- sudden | gradual | incremental | recurring | new_items
-    drift_type VARCHAR NOT NULL,  -- real | virtual
+    drift_type VARCHAR NOT NULL,  -- real | virtual | known (a change point a user added)
     scope DOUBLE NOT NULL,        -- fraction of users affected
     magnitude DOUBLE NOT NULL,    -- Jensen-Shannon divergence between regimes
     user_id INTEGER,              -- NULL for a global drift
@@ -386,6 +386,43 @@ def delete_dataset(con: duckdb.DuckDBPyConnection, name: str) -> None:
     for table in DATASET_TABLES:
         con.execute(f"DELETE FROM {table} WHERE dataset = ?", [name])
     con.execute("DELETE FROM datasets WHERE name = ?", [name])
+
+
+def add_known_changes(
+    con: duckdb.DuckDBPyConnection, dataset: str, changes: Sequence[tuple[str, int, int]]
+) -> int:
+    """Store known change points ``(kind, start_ts, end_ts)`` of a dataset as global drifts
+    (``drift_type = 'known'``, every user, magnitude unknown), in one transaction; the number
+    stored. Detector scoring, its baselines and the drift-aligned segments then use them as
+    they use a generator's ground truth."""
+    dataset_info(con, dataset)  # StorageError for an unknown dataset
+    con.execute("BEGIN TRANSACTION")
+    try:
+        row = fetch_one(con, "SELECT coalesce(max(drift_id) + 1, 0) FROM drifts WHERE dataset = ?",
+                        [dataset])  # fmt: skip
+        assert row is not None
+        for k, (kind, start_ts, end_ts) in enumerate(changes):
+            start_idx, end_idx = (idx_at_time(con, dataset, t) for t in (start_ts, end_ts))
+            con.execute(
+                "INSERT INTO drifts VALUES"
+                " (?, ?, ?, 'known', 1.0, 'NaN'::DOUBLE, NULL, ?, ?, ?, ?)",
+                [dataset, int(row[0]) + k, kind, start_ts, end_ts, start_idx, end_idx],
+            )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return len(changes)
+
+
+def clear_known_changes(con: duckdb.DuckDBPyConnection, dataset: str) -> int:
+    """Remove the change points added to a dataset (a generator's ground truth stays)."""
+    dataset_info(con, dataset)
+    row = fetch_one(
+        con, "SELECT count(*) FROM drifts WHERE dataset = ? AND drift_type = 'known'", [dataset]
+    )
+    con.execute("DELETE FROM drifts WHERE dataset = ? AND drift_type = 'known'", [dataset])
+    return int(row[0]) if row is not None else 0
 
 
 def write_dataset(

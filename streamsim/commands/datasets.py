@@ -83,7 +83,7 @@ def register(app: typer.Typer) -> None:
     add_group(
         app, "datasets", "List, inspect, fetch, export, import and delete stored datasets.",
         list=datasets_list, show=datasets_show, fetch=datasets_fetch, export=datasets_export,
-        **{"import": datasets_import}, delete=datasets_delete,
+        **{"import": datasets_import}, delete=datasets_delete, changes=datasets_changes,
     )  # fmt: skip
 
 
@@ -281,6 +281,58 @@ def datasets_delete(
     finally:
         con.close()
     typer.echo(f"deleted {name}")
+
+
+def datasets_changes(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    add: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--add",
+            help="A known change: START (ISO date or datetime, UTC unless it names an offset),"
+            " or START..END for a gradual one (repeatable).",
+        ),
+    ] = None,
+    kind: Annotated[
+        str,
+        typer.Option(
+            "--kind",
+            help="sudden (one date), gradual (START..END) or recurring (the weekend regime"
+            " from START: a change every Saturday and Monday 00:00 UTC).",
+        ),
+    ] = "sudden",
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Remove the changes added before (first).")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Known change points of a dataset: detector scoring, its baselines and the drift-aligned
+    segments use them as they use a synthetic stream's ground truth. Lists them."""
+    from streamsim.changes import add_changes, list_changes
+    from streamsim.store import clear_known_changes
+
+    con = open_workspace(workspace(ctx), read_only=not (add or clear))
+    try:
+        if clear:
+            clear_known_changes(con, name)
+        if add:
+            add_changes(con, name, add, kind)
+        rows = list_changes(con, name)
+    finally:
+        con.close()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    table = Table(title=f"changes of {name} ({len(rows)})")
+    for col in ("id", "kind", "type", "start (UTC)", "end (UTC)", "start idx"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            str(r["drift_id"]), str(r["kind"]), str(r["drift_type"]), str(r["start"]),
+            str(r["end"]), str(r["start_idx"]),
+        )  # fmt: skip
+    console().print(table)
 
 
 _READ_AS = {
