@@ -82,7 +82,13 @@ def add_changes(
 ) -> list[Change]:
     """Parse every date (all or nothing) and store the change points; the stored ones."""
     info = dataset_info(con, dataset)
-    changes = [c for text in dates for c in parse_change(text, kind, t_max=info.t_max)]
+    changes = []
+    for text in dates:
+        found = parse_change(text, kind, t_max=info.t_max)
+        if not found:
+            msg = f"--add {text!r}: no weekend switch (Saturday or Monday 00:00 UTC) in it"
+            raise StorageError(msg)
+        changes.extend(found)
     outside = [c for c in changes if not info.t_min <= c.start_ts <= info.t_max]
     if outside:
         first = datetime.fromtimestamp(outside[0].start_ts, tz=timezone.utc).isoformat()

@@ -61,6 +61,7 @@ def test_bad_changes_are_one_line_and_store_nothing(tmp_path: Path) -> None:
     for args, match in (
         (["--add", "soon"], "expected a number or an ISO 8601 date"),
         (["--add", "1990-01-01"], "outside dataset 'toy'"),
+        (["--add", "2030-01-01", "--kind", "recurring"], "no weekend switch"),
         (["--add", "2023-11-20", "--kind", "weekly"], "--kind 'weekly': expected one of"),
         (["--add", "2023-11-20..2023-11-21"], "a sudden change is one date"),
         (["--add", "2023-11-20", "--kind", "gradual"], "a gradual change needs START..END"),
