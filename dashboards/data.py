@@ -50,8 +50,9 @@ def rolling_frame(
 def drifts_frame(
     con: duckdb.DuckDBPyConnection, dataset: str, run_ids: Sequence[str] = ()
 ) -> pd.DataFrame:
-    """Global ground-truth drifts of `dataset` (empty for real data); with `run_ids`, only those
-    overlapping the time span the runs replayed (so the time axis stays on the replay)."""
+    """Global drifts of `dataset` (a generator's, or known changes added to a real log); with
+    `run_ids`, only those overlapping the time span the runs replayed (so the time axis stays on
+    the replay)."""
     span = ""
     params: list[object] = [dataset]
     if run_ids:
