@@ -47,6 +47,49 @@ from streamsim.stats import (
 from streamsim.store import fetch_one
 
 SEGMENTS = ("day", "week", "quartile")
+DAY_SUBSETS = ("weekday", "weekend", "before:DATE", "after:DATE")  # days of the day segments
+DAY = 86_400
+
+
+@dataclass(frozen=True)
+class DaySubset:
+    """Some of the replay's UTC days: the paired statistics use those days' events only."""
+
+    name: str
+    where: str  # SQL condition on an event's ``ts`` (alias ``b``), with one parameter or none
+    params: tuple[int, ...]
+
+    def keeps(self, day_start: int) -> bool:
+        """Whether the UTC day starting at `day_start` (epoch seconds) is in the subset."""
+        weekday = (day_start // DAY + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+        if self.name == "weekday":
+            return weekday < 5
+        if self.name == "weekend":
+            return weekday >= 5
+        if self.name.startswith("before:"):
+            return day_start < self.params[0]
+        return day_start >= self.params[0]
+
+
+def day_subset(segment: str) -> DaySubset | None:
+    """The `DaySubset` a segment name asks for (None: a plain segmentation); `ComparisonError`
+    for a date that is not a UTC date."""
+    if segment in ("weekday", "weekend"):
+        op = "<" if segment == "weekday" else ">="
+        return DaySubset(segment, f"(b.ts // {DAY} + 3) % 7 {op} 5", ())
+    kind, sep, text = segment.partition(":")
+    if not sep or kind not in ("before", "after"):
+        return None
+    from streamsim.splits import as_epoch_seconds
+
+    try:
+        at = int(as_epoch_seconds(text, f"--segment {segment!r}"))
+    except StreamsimError as exc:
+        raise ComparisonError(str(exc)) from None
+    if at % DAY:
+        msg = f"--segment {segment!r}: expected a date (a UTC midnight) such as {kind}:2024-03-02"
+        raise ComparisonError(msg)
+    return DaySubset(segment, "b.ts < ?" if kind == "before" else "b.ts >= ?", (at,))
 MIN_USER_EVENTS = 5
 
 
@@ -150,7 +193,9 @@ def compare(
         Per-event metric (``ndcg@10``, ``hr@10``, ``hr@50``, ``mrr@10``).
     segment
         Unit of the paired differences: ``day``, ``week`` (UTC calendar) or ``quartile``
-        (equal-count quarters of replay order).
+        (equal-count quarters of replay order); or some of the days, per day: ``weekday``,
+        ``weekend``, ``before:DATE``, ``after:DATE`` (every statistic, the per-user and
+        McNemar ones included, then uses only those days' events).
     block
         Moving-block bootstrap block length in segments (clipped to the number of segments).
     n_boot
@@ -170,8 +215,9 @@ def compare(
     if len(set(run_ids)) != len(run_ids):
         msg = f"each run may appear once, got {list(run_ids)}"
         raise ComparisonError(msg)
-    if segment not in SEGMENTS:
-        msg = f"unknown segment {segment!r}; expected one of {list(SEGMENTS)}"
+    subset = day_subset(segment)
+    if segment not in SEGMENTS and subset is None:
+        msg = f"unknown segment {segment!r}; expected one of {[*SEGMENTS, *DAY_SUBSETS]}"
         raise ComparisonError(msg)
     if block < 1 or n_boot < 1:
         msg = f"`block` and `n_boot` must be >= 1, got block={block}, n_boot={n_boot}"
@@ -182,12 +228,19 @@ def compare(
         check_same_events(con, run_ids[0], row["run_id"])
     labels = labels_of(rows)
     overall = {r: metrics.overall(con, r) for r in run_ids}
-    seg = _segment_table(con, run_ids, metric, segment)
+    seg = _segment_table(con, run_ids, metric, "day" if subset else segment)
+    if subset is not None:
+        keep = [subset.keeps(int(t) - int(t) % DAY) for t in seg["t_start"]]
+        seg = seg[keep].reset_index(drop=True)
+        if len(seg) == 0:
+            msg = f"--segment {segment!r}: no replayed day is in it"
+            raise ComparisonError(msg)
     rng = np.random.default_rng(seed)
     raw = [
-        _pair(con, seg, run_ids[0], r, label, metric=metric, block=block, n_boot=n_boot, rng=rng)
+        _pair(con, seg, run_ids[0], r, label, metric=metric, block=block, n_boot=n_boot,
+              rng=rng, subset=subset)
         for r, label in zip(run_ids[1:], labels[1:])
-    ]
+    ]  # fmt: skip
     holm = len(raw) > 1
     adj = {
         key: holm_adjust([p[key] for p in raw]) if holm else [p[key] for p in raw]
@@ -204,7 +257,8 @@ def compare(
         )
         for i, p in enumerate(raw)
     )
-    verdict = _verdict(pairs, labels[0], metric, segment, holm=holm)
+    unit = f"day, {segment} days only" if subset else segment
+    verdict = _verdict(pairs, labels[0], metric, unit, holm=holm)
     return Comparison(
         run_ids=run_ids,
         labels=labels,
@@ -275,6 +329,7 @@ def _pair(
     block: int,
     n_boot: int,
     rng: np.random.Generator,
+    subset: DaySubset | None = None,
 ) -> dict[str, Any]:
     base = seg[base_id].to_numpy(dtype=np.float64)
     d = seg[run_id].to_numpy(dtype=np.float64) - base
@@ -287,10 +342,10 @@ def _pair(
         rel = mean_diff / float(base.mean())
         rel_low, rel_high = (float(x) for x in np.nanquantile(ratios, [0.025, 0.975]))
     w_stat, w_p = wilcoxon(d)
-    user_d = _user_diffs(con, base_id, run_id, metric)
+    user_d = _user_diffs(con, base_id, run_id, metric, subset)
     u_low, u_high = bootstrap_mean_ci(user_d, block=1, n_boot=n_boot, rng=rng)
     _, u_p = wilcoxon(user_d)
-    b, c = _discordant(con, base_id, run_id)
+    b, c = _discordant(con, base_id, run_id, subset)
     m_stat, m_p, m_method = mcnemar(b, c)
     return {
         "run_id": run_id,
@@ -331,28 +386,37 @@ def _pair_verdict(low: float, high: float, p_holm: float, *, multiple: bool) -> 
 
 
 def _user_diffs(
-    con: duckdb.DuckDBPyConnection, base_id: str, run_id: str, metric: str
+    con: duckdb.DuckDBPyConnection,
+    base_id: str,
+    run_id: str,
+    metric: str,
+    subset: DaySubset | None = None,
 ) -> np.ndarray:
-    """Per-user mean metric difference (run - baseline), users with >= 5 events, by user id."""
+    """Per-user mean metric difference (run - baseline), users with >= 5 events (of the day
+    subset, if any), by user id."""
     r_expr = metrics.metric_column(metric, "r")
     b_expr = metrics.metric_column(metric, "b")
+    where, params = (f" WHERE {subset.where}", list(subset.params)) if subset else ("", [])
     rows = con.execute(
         f"SELECT avg({r_expr} - {b_expr}) AS d"
-        " FROM run_events_of(?) b JOIN run_events_of(?) r ON r.idx = b.idx"
+        " FROM run_events_of(?) b JOIN run_events_of(?) r ON r.idx = b.idx" + where +
         " GROUP BY b.user_id HAVING count(*) >= ?"
         " ORDER BY b.user_id",
-        [base_id, run_id, MIN_USER_EVENTS],
-    ).fetchall()
+        [base_id, run_id, *params, MIN_USER_EVENTS],
+    ).fetchall()  # fmt: skip
     return np.array([r[0] for r in rows], dtype=np.float64)
 
 
-def _discordant(con: duckdb.DuckDBPyConnection, base_id: str, run_id: str) -> tuple[int, int]:
+def _discordant(
+    con: duckdb.DuckDBPyConnection, base_id: str, run_id: str, subset: DaySubset | None = None
+) -> tuple[int, int]:
+    where, params = (f" WHERE {subset.where}", list(subset.params)) if subset else ("", [])
     row = fetch_one(
         con,
         "SELECT count(*) FILTER (WHERE r.hit10 AND NOT b.hit10),"
         " count(*) FILTER (WHERE b.hit10 AND NOT r.hit10)"
-        " FROM run_events_of(?) b JOIN run_events_of(?) r ON r.idx = b.idx",
-        [base_id, run_id],
+        " FROM run_events_of(?) b JOIN run_events_of(?) r ON r.idx = b.idx" + where,
+        [base_id, run_id, *params],
     )
     assert row is not None
     return int(row[0]), int(row[1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
@@ -241,3 +242,36 @@ def test_runs_of_different_models_are_labelled_model_slash_policy(
     assert "<dt>models</dt><dd>sasrec (checkpoint" in page
     assert "t2arec (checkpoint" in page
     assert "<title>streamsim · fabricated · sasrec/none, t2arec/none</title>" in page
+
+
+def test_some_days_only(con: duckdb.DuckDBPyConnection) -> None:
+    """A run equal to the baseline on weekdays and perfect on weekend days: per weekday no
+    difference at all; per weekend day a positive one, and the per-user and McNemar statistics
+    count only weekend events; before/after a date split the days the same way."""
+    day = compare.DAY
+    rows = con.execute("SELECT idx, ts, rank FROM run_events_of('base') ORDER BY idx").fetchall()
+    ts = np.array([r[1] for r in rows])
+    weekend = (ts // day + 3) % 7 >= 5
+    ranks = np.where(weekend, 1, np.array([r[2] for r in rows]))
+    fabricate_run(con, "weekends", policy="continual", seed=1, ranks=ranks)
+    weekday = compare.compare(con, ["base", "weekends"], segment="weekday")
+    (p,) = weekday.pairs
+    assert (p.mean_diff, p.mcnemar_b, p.mcnemar_c) == (0.0, 0, 0)
+    assert p.n_segments == 20  # 28 days, 4 weekends
+    (w,) = compare.compare(con, ["base", "weekends"], segment="weekend").pairs
+    assert w.n_segments == 8
+    assert w.mean_diff > 0.5
+    missed_on_weekends = int((weekend & (np.array([r[2] for r in rows]) > 10)).sum())
+    assert (w.mcnemar_b, w.mcnemar_c) == (missed_on_weekends, 0)
+    assert "per day, weekend days only" in compare.compare(
+        con, ["base", "weekends"], segment="weekend"
+    ).verdict
+    first_day = int(ts.min() // day * day)
+    cut = datetime.fromtimestamp(first_day + 14 * day, tz=timezone.utc).strftime("%Y-%m-%d")
+    before = compare.compare(con, ["base", "weekends"], segment=f"before:{cut}")
+    after = compare.compare(con, ["base", "weekends"], segment=f"after:{cut}")
+    assert before.pairs[0].n_segments + after.pairs[0].n_segments == 28
+    assert len(before.segments) == 14
+    for bad, match in (("before:2024-01-01T12:00:00", "a UTC midnight"), ("hourly", "unknown")):
+        with pytest.raises(compare.ComparisonError, match=match):
+            compare.compare(con, ["base", "weekends"], segment=bad)

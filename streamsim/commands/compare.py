@@ -121,7 +121,11 @@ def compare_runs(
         str, typer.Option(help="ndcg@10, hr@10 (= recall@10), hr@50 or mrr@10.")
     ] = "ndcg@10",
     segment: Annotated[
-        str, typer.Option(help="Unit of the paired differences: day, week or quartile.")
+        str,
+        typer.Option(
+            help="Unit of the paired differences: day, week or quartile; or per day over some"
+            " days only: weekday, weekend, before:DATE, after:DATE."
+        ),
     ] = "day",
     block: Annotated[
         int, typer.Option(min=1, help="Moving-block bootstrap block length, in segments.")
