@@ -8,6 +8,7 @@ and the scenario overrides the scenario-loading commands have in common.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,7 +16,8 @@ from typing import Annotated, Any
 
 import duckdb
 import typer
-from rich.console import Console
+from rich.console import Console, Group
+from rich.table import Table
 
 from streamsim.errors import StreamsimError
 from streamsim.store import Workspace
@@ -70,7 +72,52 @@ def console(*, stderr: bool = False) -> Console:
     """
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() else 200
-    return Console(stderr=stderr, width=width, markup=False, highlight=False)
+    return FiguresConsole(stderr=stderr, width=width, markup=False, highlight=False)
+
+
+_FIGURE = re.compile(r"^(?=.*\d)[\s\d.,eE+\-−±%\[\]/]+$|^-$|^nan$")  # numbers, CIs, lists
+
+
+def keep_figures(renderable: Any) -> Any:
+    """Tables whose figures are never cut: a column whose every cell is a number (or a number
+    with its CI, or '-') gets a minimum width of its widest cell and does not wrap, so a narrow
+    terminal wraps or folds the name columns instead of printing ``0.…``. Groups are walked."""
+    if isinstance(renderable, Group):
+        for part in renderable.renderables:
+            keep_figures(part)
+    if isinstance(renderable, Table):
+        for column in renderable.columns:
+            cells = [str(c) for c in column._cells]
+            widest = max([len(c) for c in cells] + [len(str(column.header))])
+            if cells and all(_FIGURE.match(c.strip()) for c in cells):
+                column.no_wrap = True
+                column.min_width = widest
+            else:
+                column.overflow = "fold"
+                column.min_width = min(widest, NAME_MIN)
+    return renderable
+
+
+class FiguresConsole(Console):
+    """A console whose tables keep their figures whole (`keep_figures`): a table that cannot fit
+    the terminal even with its name columns folded is printed at the width it needs (the
+    terminal wraps the long lines) instead of being cut."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        if not any(isinstance(o, (Table, Group)) for o in objects) or "width" in kwargs:
+            super().print(*objects, **kwargs)
+            return
+        for o in objects:
+            keep_figures(o)
+            need = max((_needed_width(t) for t in _tables(o)), default=0)
+            if need <= self.width:
+                super().print(o, **kwargs)
+                continue
+            width, self.width = self.width, need  # print's own width is capped at the console's
+            try:
+                super().print(o, crop=False, **kwargs)
+            finally:
+                self.width = width
 
 
 def parse_pairs(pairs: list[str], flag: str, example: str) -> dict[str, Any]:
@@ -108,3 +155,22 @@ def scenario_overrides(
         out["replay.max_events"] = max_events
     out.update(parse_pairs(pairs or [], "--set", "train.patience=6"))
     return out
+
+
+def _tables(renderable: Any) -> list[Table]:
+    if isinstance(renderable, Group):
+        return [t for part in renderable.renderables for t in _tables(part)]
+    return [renderable] if isinstance(renderable, Table) else []
+
+
+NAME_MIN = 16  # a folded name column is given at least this many characters
+
+
+def _needed_width(table: Table) -> int:
+    """Columns of figures at their widest cell, name columns folded to at most `NAME_MIN`
+    characters, plus the borders and padding."""
+    total = 1
+    for column in table.columns:
+        widest = max([len(str(c)) for c in column._cells] + [len(str(column.header))])
+        total += (widest if column.no_wrap else min(widest, NAME_MIN)) + 3
+    return total
