@@ -48,6 +48,10 @@ class Dialect:
     header: bool = True
     skip: int = 0  # preamble: physical lines before the header (comments, blank lines)
     encoding: str = "utf-8"
+    # the header record's line ending when a quoted header name holds another line break before
+    # it (None otherwise: the first physical line's ending is the file's). DuckDB would take that
+    # break for the file's line ending and read no row; told "\n", it reads the rows.
+    newline: str | None = None
 
 
 def file_arg(path: Path) -> str:
@@ -98,7 +102,7 @@ def read_header(
     line = skip + 1
     sep = delim if delim is not None else detect_delimiter(sample, quote)
     try:
-        _, names = next(_records(sample, sep, quote, first_line=line))
+        _, names, _, newline = next(_records_ends(sample, sep, quote, first_line=line))
     except _RecordError as exc:
         msg = f"{path}: line {exc.line}: header row: {exc.what}"
         raise IngestError(msg) from None
@@ -113,7 +117,10 @@ def read_header(
             " separated by ',', tab, ';' or '|'"
         )
         raise IngestError(msg)
-    return Dialect(sep, quote, True, skip, encoding), names
+    physical = sample[0][len(sample[0].rstrip("\r\n")) :]
+    return Dialect(
+        sep, quote, True, skip, encoding, newline if newline != physical else None
+    ), names
 
 
 def detect_delimiter(sample: list[str], quote: str = '"') -> str:
@@ -245,7 +252,7 @@ def mixed_line_ending(path: Path, dialect: Dialect) -> tuple[int, str, str] | No
     names = {"\r\n": "CRLF", "\n": "LF", "\r": "CR"}
     with path.open("r", encoding=dialect.encoding, errors="replace", newline="") as fh:
         first_line = fh.readline()
-        first = first_line[len(first_line.rstrip("\r\n")) :]
+        first = dialect.newline or first_line[len(first_line.rstrip("\r\n")) :]
         fh.seek(0)
         try:
             for _, _, end, ending in _records_ends(fh, dialect.delim, dialect.quote, blanks=True):
@@ -318,6 +325,9 @@ def load(
         "scans": scans,
     }
     table_sql, rejects_sql, scans_sql = quote_ident(table), quote_ident(rejects), quote_ident(scans)
+    newline_sql = ""
+    if dialect.newline == "\n":  # DuckDB reads no row when told "\r\n": left to detect those
+        newline_sql, params["new_line"] = ", new_line = $new_line", "\\n"
     try:
         cur.execute(f"DROP TABLE IF EXISTS {rejects_sql}; DROP TABLE IF EXISTS {scans_sql}")
         cur.execute(
@@ -325,7 +335,7 @@ def load(
             "$path, delim = $delim, quote = $quote, escape = $quote, header = $header,"
             " skip = $skip, encoding = $encoding, columns = $columns, auto_detect = false,"
             " strict_mode = true, store_rejects = true, rejects_table = $rejects,"
-            " rejects_scan = $scans)",
+            f" rejects_scan = $scans{newline_sql})",
             params,
         )
     except duckdb.Error as exc:
@@ -339,6 +349,37 @@ def load(
         _refuse_mixed_endings(path, dialect, line)
         msg = f"{path}: line {line}: {_reject_text(kind, text, dialect, expected)}"
         raise IngestError(msg)
+    empty = fetch_one(cur, f"SELECT count(*) = 0 FROM {table_sql}")
+    if empty is not None and empty[0]:
+        _refuse_unread_records(path, dialect, n_cols, expected)
+
+
+def _refuse_unread_records(path: Path, dialect: Dialect, n_cols: int, expected: str) -> None:
+    """DuckDB read no data row: make sure the file has none either. Its reader can miss rows
+    after a header with a quoted line break in it; the first record after the header then
+    gets the same one-line error a rejected row gets (or, well-formed, says it was not read)."""
+    with path.open("r", encoding=dialect.encoding, errors="replace", newline="") as fh:
+        for _ in range(dialect.skip):
+            fh.readline()
+        records = _records(fh, dialect.delim, dialect.quote, first_line=dialect.skip + 1)
+        try:
+            next(records, None)  # the header
+            first = next(records, None)
+        except _RecordError as exc:
+            msg = f"{path}: line {exc.line}: {exc.what}"
+            raise IngestError(msg) from None
+    if first is None:
+        return
+    line, fields = first
+    if len(fields) != n_cols:
+        n = len(fields)
+        msg = f"{path}: line {line}: {n} field{'s' if n != 1 else ''}; expected {expected}"
+    else:
+        msg = (
+            f"{path}: line {line}: the rows after the header were not read (a line break inside"
+            " a quoted header name?); expected a header without line breaks"
+        )
+    raise IngestError(msg)
 
 
 def _refuse_mixed_endings(path: Path, dialect: Dialect, before: int | None) -> None:

@@ -407,6 +407,22 @@ def test_line_numbers_after_comments_blank_lines_and_multiline_fields(
         )
 
 
+def test_a_line_break_inside_a_quoted_header_name(tmp_path: Path) -> None:
+    """DuckDB takes a CRLF inside a quoted header name for the file's line ending and reads no
+    row: the reader tells it the header record's own ending. Rows are read, and a ragged row is
+    named by its line, never "empty file" (found by the ingest fuzz test)."""
+    con = connect_memory()
+    head = 'user,item,ts,c,"\r\n"\n'
+    good = tmp_path / "good.csv"
+    good.write_bytes((head + "u1,i1,1700000000,c,z\nu2,i2,1700000100,c,z\n").encode())
+    info = ingest(con, good, name="g", user_col="user", item_col="item", time_col="ts")
+    assert info.n_events == 2
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes((head + 'u1,i1,0,"","",x\n').encode())
+    with pytest.raises(IngestError, match=r"bad.csv: line 3: 6 fields; expected 5 fields"):
+        ingest(con, bad, name="b", user_col="user", item_col="item", time_col="ts")
+
+
 def test_spaces_around_quotes_are_read_as_duckdb_does(tmp_path: Path) -> None:
     """One space before an opening quote and spaces after a closing quote are ignored; two
     leading spaces make the field unquoted (its quotes are then part of the id)."""
