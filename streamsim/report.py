@@ -273,19 +273,34 @@ def reading(
         lines.append(f"{diff}: {verdict}; {how}{note}.")
     lines.extend(pair.line() for pair in pairs)
     if base.tta == "none" and not base.online:
-        lines.append(_conclusion(summaries, comparison))
+        lines.append(_conclusion(summaries, comparison, pairs))
     return lines
 
 
-def _conclusion(summaries: Sequence[RunSummary], comparison: Comparison) -> str:
-    """Whether any label-free test-time adaptation beat the frozen baseline."""
+def _conclusion(
+    summaries: Sequence[RunSummary], comparison: Comparison, pairs: Sequence[Contrast] = ()
+) -> str:
+    """Whether any label-free test-time adaptation beat the frozen baseline (and, where its
+    placebo ran, a random step of its size too)."""
     by_id = {s.run_id: s for s in summaries}
     methods = [(by_id[p.run_id], p) for p in comparison.pairs if by_id[p.run_id].label_free]
     if not methods:
         return "No label-free test-time adaptation was compared here."
-    helped = [f"{s.policy} ({p.mean_diff:+.4f})" for s, p in methods if p.verdict == "better"]
+    placebo = {c.other.run_id: c.result for c in pairs if c.isolates == AGAINST_PLACEBO}
+    better = [(s, p) for s, p in methods if p.verdict == "better"]
+    helped = [f"{s.policy} ({p.mean_diff:+.4f})" for s, p in better
+              if s.run_id not in placebo or placebo[s.run_id].verdict == "better"]  # fmt: skip
+    moved = [
+        s.policy for s, _ in better if s.run_id in placebo and placebo[s.run_id].verdict != "better"
+    ]
     if helped:
-        return f"Label-free test-time adaptation helped here: {', '.join(helped)}."
+        tail = f"; {', '.join(moved)} only as much as a random step of its size" if moved else ""
+        return f"Label-free test-time adaptation helped here: {', '.join(helped)}{tail}."
+    if moved:
+        return (
+            f"No label-free test-time adaptation helped here beyond moving the weights: "
+            f"{', '.join(moved)} beat {summaries[0].policy} but not a random step of its size."
+        )
     hurt = [s.policy for s, p in methods if p.verdict == "worse"]
     tail = f"; it hurt under {', '.join(hurt)}" if hurt else ""
     return (
