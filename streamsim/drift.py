@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from river import drift
@@ -40,6 +40,23 @@ BINARY: dict[str, type[BinaryDriftDetector]] = {
 EVENT_SIGNALS = ("rr10", "ndcg10", "miss10", "entropy10")
 BATCH_SIGNALS = ("tta_loss", "topk_entropy")  # one value per micro-batch
 DETECTOR_NAMES = (*CONTINUOUS, *BINARY)
+# the parameter that trades detection for false alarms, and its values from the most sensitive
+# to the least: what `params.<name> = "auto"` chooses among (`streamsim.calibration`)
+SENSITIVITY: dict[str, str] = {
+    "adwin": "delta", "page_hinkley": "threshold", "kswin": "alpha", "ddm": "drift_threshold",
+    "eddm": "beta", "hddm_a": "drift_confidence", "hddm_w": "drift_confidence",
+    "fhddm": "confidence_level",
+}  # fmt: skip
+GRIDS: dict[str, tuple[float, ...]] = {
+    "adwin": tuple(10.0**-k for k in range(1, 11)),
+    "page_hinkley": (5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0),
+    "kswin": tuple(10.0**-k for k in range(2, 13)),
+    "ddm": (2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0),
+    "eddm": (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2),
+    "hddm_a": tuple(10.0**-k for k in range(2, 13)),
+    "hddm_w": tuple(10.0**-k for k in range(2, 13)),
+    "fhddm": tuple(10.0**-k for k in range(4, 15)),
+}
 SIGNAL_NAMES = (*EVENT_SIGNALS, *BATCH_SIGNALS)
 
 
@@ -49,7 +66,15 @@ class DetectorSpec:
 
     name: str  # one of DETECTOR_NAMES
     signal: str  # one of SIGNAL_NAMES
-    params: tuple[tuple[str, Any], ...] = ()  # keyword arguments of the river class
+    # keyword arguments of the river class; the sensitivity parameter (`SENSITIVITY`) may be
+    # "auto": calibrated on the validation window to `target_far` (streamsim.calibration)
+    params: tuple[tuple[str, Any], ...] = ()
+    target_far: float = 5.0  # false alarms per 10k events an "auto" parameter aims at, at most
+
+    @property
+    def auto(self) -> str | None:
+        """The parameter set to "auto", or None."""
+        return next((k for k, v in self.params if v == "auto"), None)
 
     @property
     def key(self) -> str:
@@ -77,8 +102,16 @@ class DetectorSpec:
             msg = f"{where} key 'params': expected a table; got {params!r}"
             raise ScenarioError(msg)
         spec = cls(**kw, params=tuple(sorted(params.items())))
+        config.at_least_zero(spec.target_far, f"{where} key 'target_far'", strict=True)
+        auto = spec.auto
+        if auto is not None and auto != SENSITIVITY[spec.name]:
+            msg = (
+                f"{where} key 'params.{auto}': \"auto\" calibrates the sensitivity parameter of"
+                f" {spec.name}; expected {SENSITIVITY[spec.name]} = \"auto\""
+            )
+            raise ScenarioError(msg)
         try:
-            make_detector(spec)
+            make_detector(replace(spec, params=tuple(p for p in spec.params if p[0] != auto)))
         except ScenarioError as exc:
             msg = f"{where}: {exc}"
             raise ScenarioError(msg) from None
@@ -133,6 +166,9 @@ def make_detector(spec: DetectorSpec, *, seed: int = 0) -> Watch:
         CONTINUOUS[spec.name] if spec.name in CONTINUOUS else BINARY[spec.name]
     )
     params: dict[str, Any] = dict(spec.params)
+    if spec.auto is not None:
+        msg = f"detector {spec.key}: {spec.auto} = \"auto\" is calibrated before a replay"
+        raise ScenarioError(msg)
     if "seed" in inspect.signature(cls).parameters:
         params.setdefault("seed", seed)
     try:

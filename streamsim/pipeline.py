@@ -26,7 +26,7 @@ import json
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ import duckdb
 from streamsim import health
 from streamsim import scenario as scenario_mod
 from streamsim.adapt import PolicySpec
+from streamsim.calibration import Calibration, resolve_detectors
 from streamsim.compare import Comparison, compare
 from streamsim.errors import ScenarioError, StorageError
 from streamsim.probe import SourceProbe, build_probe
@@ -79,6 +80,11 @@ class Prepared:
     # forgetting probes built for this scenario's replays, shared by its policies (same split,
     # seed and spacing give the same probe); filled by `build_engine`
     probes: dict[tuple[Any, ...], SourceProbe | None] = field(default_factory=dict)
+    # detector calibrations (`streamsim.calibration`): the detectors as written -> the resolved
+    # detectors and how their "auto" parameters were chosen
+    calibrations: dict[tuple[Any, ...], tuple[tuple[Any, ...], tuple[Calibration, ...]]] = field(
+        default_factory=dict
+    )
 
     @property
     def source(self) -> Source:
@@ -337,6 +343,7 @@ def replay_policy(
             progress(ReplayFinished(policy.name, found[0], reused=True))
         return found[0]
     chosen, cell = resolve_auto(con, workspace, scenario, prepared.source, policy)
+    scenario = _with_calibrated_detectors(con, scenario, prepared)
     engine = build_engine(con, scenario, chosen, prepared)
     tie = scenario.replay.tie_shuffle_seed
     run_id = found[0] if found is not None else None
@@ -439,6 +446,21 @@ def _write_dashboard(
     return Path(write_dashboard(con, list(run_ids), path))
 
 
+def _with_calibrated_detectors(
+    con: duckdb.DuckDBPyConnection, scenario: Scenario, prepared: Prepared
+) -> Scenario:
+    """The scenario with its "auto" detector parameters calibrated on the validation window
+    (once per set of detectors and prepared data: every policy watches with the same
+    thresholds)."""
+    if not any(d.auto for d in scenario.detectors):
+        return scenario
+    if scenario.detectors not in prepared.calibrations:
+        resolved, cals = resolve_detectors(con, scenario, prepared.source)
+        prepared.calibrations[scenario.detectors] = (resolved.detectors, cals)
+    detectors, _ = prepared.calibrations[scenario.detectors]
+    return replace(scenario, detectors=detectors)
+
+
 def _manifest(
     scenario: Scenario, policy: PolicySpec, prepared: Prepared, *, key: str, tuned: Cell | None
 ) -> dict[str, Any]:
@@ -453,6 +475,13 @@ def _manifest(
         "diagnostic": policy.diagnostic,
         "replay": asdict(scenario.replay),
         "detectors": [asdict(d) for d in scenario.detectors],
+        # "auto" detector parameters and how they were chosen on the validation window
+        "detectors_calibrated": [
+            asdict(c)
+            for resolved, cals in prepared.calibrations.values()
+            if resolved == scenario.detectors
+            for c in cals
+        ],
         "split": {k: asdict(getattr(prepared.split, k)) for k in ("pretrain", "valid", "replay")},
         "split_report": prepared.cold,  # replay events with users / items unseen before the cut
         "checkpoint": str(prepared.checkpoint.path),
