@@ -73,6 +73,7 @@ def _register_commands() -> None:
     from streamsim.commands import (
         compare,
         datasets,
+        detectors,
         evaluate,
         models,
         replay,
@@ -82,7 +83,8 @@ def _register_commands() -> None:
         tune,
     )
 
-    for module in (datasets, scenarios, models, train, tune, evaluate, replay, runs, compare):
+    modules = (datasets, scenarios, models, train, tune, evaluate, replay, runs, compare, detectors)
+    for module in modules:
         module.register(app)
 
 
