@@ -116,7 +116,7 @@ def build_probe(
         return None
     pool = build_examples(
         con, dataset, max_len=max_len, collect_start=split.valid.start,
-        collect_stop=split.valid.stop,
+        collect_stop=split.valid.stop, history_start=split.pretrain.start,
     )  # fmt: skip
     if len(pool) == 0:
         return None

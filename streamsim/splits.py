@@ -294,13 +294,15 @@ def filter_events(
 def split_report(con: duckdb.DuckDBPyConnection, dataset: str, split: Split) -> dict[str, int]:
     """How many replay events involve users or items never seen before the cut.
 
-    "Before the cut" = the pretraining and validation periods (``idx < split.replay.start``);
+    "Before the cut" = the pretraining and validation periods (``split.pretrain.start <= idx <
+    split.replay.start``: events before a later pretraining start are never read);
     an event counts as cold when its user (item) has no event there, even if the user appeared
     earlier in the replay itself.
     """
     row = fetch_one(
         con,
-        "WITH past AS (SELECT user_id, item_id FROM dataset_events($d) WHERE idx < $cut),"
+        "WITH past AS (SELECT user_id, item_id FROM dataset_events($d)"
+        " WHERE idx >= $pre AND idx < $cut),"
         " pu AS (SELECT DISTINCT user_id FROM past), pi AS (SELECT DISTINCT item_id FROM past),"
         " r AS (SELECT e.user_id, e.item_id, pu.user_id IS NULL AS cu, pi.item_id IS NULL AS ci"
         " FROM dataset_events($d) e LEFT JOIN pu USING (user_id) LEFT JOIN pi USING (item_id)"
@@ -308,7 +310,8 @@ def split_report(con: duckdb.DuckDBPyConnection, dataset: str, split: Split) -> 
         " SELECT count(*), count(*) FILTER (cu), count(*) FILTER (ci),"
         " count(*) FILTER (cu OR ci), count(DISTINCT user_id) FILTER (cu),"
         " count(DISTINCT item_id) FILTER (ci) FROM r",
-        {"d": dataset, "cut": split.replay.start, "stop": split.replay.stop},  # type: ignore[arg-type]
+        {"d": dataset, "pre": split.pretrain.start, "cut": split.replay.start,
+         "stop": split.replay.stop},  # type: ignore[arg-type]  # fmt: skip
     )
     assert row is not None
     keys = (
