@@ -8,7 +8,12 @@
 Each (scenario, seed) is `streamsim.detector_study.run_seed` (the same as `streamsim detectors`:
 the scenario's own detectors watching a frozen count model's signals on that seed's generated
 stream) and appends one JSON line per detector to --results; a rerun skips the pairs already
-there. `--render` prints the summary (`detector_study.summarize`) as a markdown table.
+there. `--render` prints the summary (`detector_study.summarize`) as a markdown table. With
+`--auto TARGET` the detectors' thresholds are calibrated on each stream's validation window to
+TARGET false alarms per 10k events (`streamsim.calibration`) instead of river's defaults:
+
+    python benchmarks/detector_study.py --seeds 0-9 --auto 5 --store /tmp/detstudy-auto \
+        --results docs/benchmarks.d/detector-study-auto.jsonl
 """
 
 from __future__ import annotations
@@ -25,6 +30,17 @@ from streamsim.detector_study import SeedScore, StudyRow, run_seed, summarize
 
 SCENARIOS = ("weekend-shift", "sudden-shift", "gradual-drift", "recurring-shift", "new-items",
              "no-drift")  # fmt: skip
+
+
+def auto_detectors(target_far: float) -> list[dict[str, object]]:
+    """The shipped scenarios' three detectors with their sensitivity calibrated ("auto")."""
+    return [
+        {"name": "adwin", "signal": "rr10", "params": {"delta": "auto"}, "target_far": target_far},
+        {"name": "page_hinkley", "signal": "ndcg10", "params": {"threshold": "auto"},
+         "target_far": target_far},
+        {"name": "ddm", "signal": "miss10", "params": {"drift_threshold": "auto"},
+         "target_far": target_far},
+    ]  # fmt: skip
 
 
 def read(path: Path) -> list[SeedScore]:
@@ -71,17 +87,25 @@ def main() -> None:
     parser.add_argument("--model", default="transition")
     parser.add_argument("--store", type=Path, default=Path("/tmp/detector-study"))
     parser.add_argument("--results", type=Path, required=True, help="JSON lines, appended")
+    parser.add_argument(
+        "--auto",
+        type=float,
+        default=None,
+        help="calibrate every detector's threshold on the validation window to this many false"
+        " alarms per 10k events (the scenarios' three detectors, params 'auto')",
+    )
     parser.add_argument("--render", action="store_true", help="only print the table")
     add_doc_option(parser)
     args = parser.parse_args()
     if not args.render:
         lo, _, hi = args.seeds.partition("-")
         done = {(s.scenario, s.seed) for s in read(args.results)}
+        overrides = {} if args.auto is None else {"detectors": auto_detectors(args.auto)}
         for name in args.scenarios.split(","):
             for seed in range(int(lo), int(hi or lo) + 1):
                 if (name, seed) in done:
                     continue
-                scores = run_seed(args.store, name, seed, model=args.model, overrides={})
+                scores = run_seed(args.store, name, seed, model=args.model, overrides=overrides)
                 args.results.parent.mkdir(parents=True, exist_ok=True)
                 with args.results.open("a") as fh:
                     for s in scores:
