@@ -168,6 +168,7 @@ _SLICES = {  # macro -> (base table, key column): the table's rows of one datase
     "dataset_events": ("events", "dataset"),
     "dataset_items": ("items", "dataset"),
     "dataset_categories": ("categories", "dataset"),
+    "dataset_regimes": ("event_regimes", "dataset"),  # a generator's regime of every event
     "run_events_of": ("run_events", "run_id"),
     "run_alarms_of": ("run_alarms", "run_id"),
     "run_signals_of": ("run_signals", "run_id"),

@@ -50,12 +50,15 @@ def runs_show(
     from streamsim.commands.replay import detector_line, forgetting_cell, skipped_line
     from streamsim.report import summarize
     from streamsim.runs import run_info
+    from streamsim.user_shift import score_user_shift
 
     con = workspace(ctx).connect()
     info = run_info(con, run_id)
     summary = summarize(con, run_id)
+    shift = score_user_shift(con, run_id)
     if as_json:
-        typer.echo(json.dumps({**info, **summary.to_json()}, default=str, indent=2))
+        extra = {"user_shift": shift.to_json() if shift is not None else None}
+        typer.echo(json.dumps({**info, **summary.to_json(), **extra}, default=str, indent=2))
         return
     out = console()
     for key in (
@@ -104,6 +107,13 @@ def runs_show(
             )
     for det in summary.detectors:
         out.print(detector_line(info["policy"], det))
+    if shift is not None:
+        out.print(
+            f"{'user shift':>14}: top-1 category changed since the user's last request:"
+            f" AUROC {shift.auroc:.3f} for the requests just after a user's regime switch"
+            f" ({shift.n_shifted} of {shift.n_requests}); the model-free baseline (last two"
+            f" events of different categories) {shift.history_auroc:.3f}"
+        )
 
 
 def runs_export(
