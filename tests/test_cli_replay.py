@@ -204,3 +204,20 @@ tta_lr = 0.01
     page = Path(out["dashboard"]).read_text()
     assert '<section class="reading" id="reading">' in page
     assert all(html.escape(line) in page for line in lines)
+
+
+def test_off_a_terminal_progress_is_plain_lines_per_epoch_and_per_tenth(tmp_path: Path) -> None:
+    """A log file or CI gets one line per training epoch and per 10% of each replay (no bars,
+    no control characters), as they happen."""
+    store, scenario = toy_store_and_scenario(tmp_path, SCENARIO)
+    result = invoke(store, "replay", "--scenario", str(scenario), "--no-dashboard")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(line.startswith("epoch 0: train loss") for line in lines)
+    for policy in ("none", "reset"):
+        steps = [x for x in lines if x.startswith(f"replay {policy}: ") and "% events" not in x]
+        shares = [x for x in steps if "%)" in x]
+        assert 5 <= len(shares) <= 11, shares  # about one per tenth of the replay
+        assert shares[-1].split("events (")[1].startswith("100%")
+    assert "\r" not in result.output
+    assert "\x1b[" not in result.output
