@@ -46,7 +46,7 @@ from streamsim.stats import (
 )
 from streamsim.store import fetch_one
 
-SEGMENTS = ("day", "week", "quartile")
+SEGMENTS = ("day", "week", "quartile", "change-aligned")
 DAY_SUBSETS = ("weekday", "weekend", "before:DATE", "after:DATE")  # days of the day segments
 DAY = 86_400
 
@@ -192,8 +192,11 @@ def compare(
     metric
         Per-event metric (``ndcg@10``, ``hr@10``, ``hr@50``, ``mrr@10``).
     segment
-        Unit of the paired differences: ``day``, ``week`` (UTC calendar) or ``quartile``
-        (equal-count quarters of replay order); or some of the days, per day: ``weekday``,
+        Unit of the paired differences: ``day``, ``week`` (UTC calendar), ``quartile``
+        (equal-count quarters of replay order) or ``change-aligned`` (the pre, transition,
+        early-post and late-post windows of every change point the runs cover, as in
+        `segments.drift_windows`; the per-user and McNemar statistics then still use every
+        event); or some of the days, per day: ``weekday``,
         ``weekend``, ``before:DATE``, ``after:DATE`` (every statistic, the per-user and
         McNemar ones included, then uses only those days' events).
     block
@@ -308,6 +311,8 @@ def check_same_events(con: duckdb.DuckDBPyConnection, run_a: str, run_b: str) ->
 def _segment_table(
     con: duckdb.DuckDBPyConnection, run_ids: tuple[str, ...], metric: str, segment: str
 ) -> pd.DataFrame:
+    if segment == "change-aligned":
+        return _change_table(con, run_ids, metric)
     base = segments.by_name(con, run_ids[0], segment, metric, n_boot=0)
     out = base[["segment", "order", "n_events", "t_start", "t_end"]].copy()
     out[run_ids[0]] = base["value"].to_numpy()
@@ -315,6 +320,30 @@ def _segment_table(
         other = segments.by_name(con, run_id, segment, metric, n_boot=0)
         assert list(other["segment"]) == list(base["segment"])
         out[run_id] = other["value"].to_numpy()
+    return out
+
+
+def _change_table(
+    con: duckdb.DuckDBPyConnection, run_ids: tuple[str, ...], metric: str
+) -> pd.DataFrame:
+    """One segment per window around each change point the runs cover (pre, transition,
+    early post, late post: `segments.drift_windows`), labelled ``<change id>:<window>``."""
+    dataset = metrics.run_row(con, run_ids[0])["dataset"]
+    frames = []
+    for run_id in run_ids:
+        w = segments.drift_windows(con, run_id, dataset, metric=metric, n_boot=0)
+        w = w[w["n_events"] > 0].reset_index(drop=True)
+        w["segment"] = [f"{d}:{name}" for d, name in zip(w["drift_id"], w["window"], strict=True)]
+        frames.append(w)
+    base = frames[0]
+    if base.empty:
+        msg = "--segment change-aligned: the runs cover no change point of their dataset"
+        raise ComparisonError(msg)
+    out = base[["segment", "order", "n_events", "t_start", "t_end"]].copy()
+    out["order"] = range(len(out))
+    for run_id, frame in zip(run_ids, frames, strict=True):
+        assert list(frame["segment"]) == list(base["segment"])
+        out[run_id] = frame["value"].to_numpy()
     return out
 
 

@@ -275,3 +275,22 @@ def test_some_days_only(con: duckdb.DuckDBPyConnection) -> None:
     for bad, match in (("before:2024-01-01T12:00:00", "a UTC midnight"), ("hourly", "unknown")):
         with pytest.raises(compare.ComparisonError, match=match):
             compare.compare(con, ["base", "weekends"], segment=bad)
+
+
+def test_change_aligned_segments_are_the_windows_around_each_change() -> None:
+    con = store.connect_memory()
+    fabricate_dataset(con, n_events=2800, n_days=28, drifts=[(1000, 1100), (2000, 2000)])
+    fabricate_run(con, "base", policy="reset", seed=1)
+    copy_run(con, "base", "up", policy="continual", ndcg_shift=0.1)
+    c = compare.compare(con, ["base", "up"], segment="change-aligned")
+    labels = list(c.segments["segment"])
+    assert labels[:4] == ["0:pre", "0:transition", "0:early_post", "0:late_post"]
+    assert {x.split(":")[0] for x in labels} == {"0", "1"}
+    (p,) = c.pairs
+    assert p.n_segments == len(labels)
+    assert p.mean_diff == pytest.approx(0.1)
+    fabricate_dataset(con, "plain", n_events=500, n_days=5)
+    fabricate_run(con, "p1", dataset="plain", policy="none", seed=1)
+    fabricate_run(con, "p2", dataset="plain", policy="reset", seed=2)
+    with pytest.raises(compare.ComparisonError, match="cover no change point"):
+        compare.compare(con, ["p1", "p2"], segment="change-aligned")

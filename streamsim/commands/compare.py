@@ -123,8 +123,9 @@ def compare_runs(
     segment: Annotated[
         str,
         typer.Option(
-            help="Unit of the paired differences: day, week or quartile; or per day over some"
-            " days only: weekday, weekend, before:DATE, after:DATE."
+            help="Unit of the paired differences: day, week, quartile or change-aligned (the"
+            " windows around each change); or per day over some days only: weekday, weekend,"
+            " before:DATE, after:DATE."
         ),
     ] = "day",
     block: Annotated[
