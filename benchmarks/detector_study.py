@@ -24,8 +24,9 @@ import math
 from dataclasses import asdict
 from pathlib import Path
 
-from doc_tables import add_doc_option, report
+from doc_tables import add_doc_option, show
 
+from streamsim.calibration import auto_detector
 from streamsim.detector_study import SeedScore, StudyRow, run_seed, summarize
 
 SCENARIOS = ("weekend-shift", "sudden-shift", "gradual-drift", "recurring-shift", "new-items",
@@ -34,13 +35,8 @@ SCENARIOS = ("weekend-shift", "sudden-shift", "gradual-drift", "recurring-shift"
 
 def auto_detectors(target_far: float) -> list[dict[str, object]]:
     """The shipped scenarios' three detectors with their sensitivity calibrated ("auto")."""
-    return [
-        {"name": "adwin", "signal": "rr10", "params": {"delta": "auto"}, "target_far": target_far},
-        {"name": "page_hinkley", "signal": "ndcg10", "params": {"threshold": "auto"},
-         "target_far": target_far},
-        {"name": "ddm", "signal": "miss10", "params": {"drift_threshold": "auto"},
-         "target_far": target_far},
-    ]  # fmt: skip
+    watched = (("adwin", "rr10"), ("page_hinkley", "ndcg10"), ("ddm", "miss10"))
+    return [auto_detector(name, signal, target_far) for name, signal in watched]
 
 
 def read(path: Path) -> list[SeedScore]:
@@ -111,10 +107,7 @@ def main() -> None:
                     for s in scores:
                         fh.write(json.dumps(asdict(s)) + "\n")
                 print(f"{name} seed {seed}: {len(scores)} detectors", flush=True)
-    table = render(read(args.results))
-    print(table)
-    if args.doc is not None:
-        report(args.doc, args.results.stem, table)
+    show(render(read(args.results)), args.results, args.doc)
 
 
 if __name__ == "__main__":

@@ -58,3 +58,11 @@ def report(page: Path, name: str, text: str) -> None:
     """`write_block` and one line saying what happened (for the scripts' `--doc`)."""
     changed = write_block(page, name, text)
     print(f"{page}: table {name} {'updated' if changed else 'unchanged'}")
+
+
+def show(table: str, results: Path, doc: Path | None) -> None:
+    """Print a rendered table and, with ``--doc PAGE``, write it into PAGE between the markers
+    named after the `results` file."""
+    print(table)
+    if doc is not None:
+        report(doc, results.stem, table)

@@ -21,7 +21,7 @@ import math
 from pathlib import Path
 
 import numpy as np
-from doc_tables import add_doc_option, report
+from doc_tables import add_doc_option, show
 from scipy import stats
 
 from streamsim.runs import list_runs
@@ -99,10 +99,7 @@ def main() -> None:
                         fh.write(json.dumps(row) + "\n")
             finally:
                 con.close()
-    table = render(read(args.results))
-    print(table)
-    if args.doc is not None:
-        report(args.doc, args.results.stem, table)
+    show(render(read(args.results)), args.results, args.doc)
 
 
 if __name__ == "__main__":

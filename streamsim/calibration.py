@@ -54,6 +54,12 @@ class Calibration:
     target_far: float  # false alarms per 10k values, at most
 
 
+def auto_detector(name: str, signal: str, target_far: float) -> dict[str, object]:
+    """A ``[[detectors]]`` table whose sensitivity parameter is calibrated ("auto")."""
+    return {"name": name, "signal": signal, "params": {SENSITIVITY[name]: "auto"},
+            "target_far": target_far}  # fmt: skip
+
+
 def signal_series(
     con: duckdb.DuckDBPyConnection, scenario: Scenario, source: Source
 ) -> dict[str, list[float]]:

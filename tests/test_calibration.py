@@ -10,40 +10,32 @@ import numpy as np
 import pytest
 
 from streamsim import scenario
-from streamsim.calibration import calibrate
-from streamsim.drift import GRIDS, DetectorSpec, make_detector
+from streamsim.calibration import BLOCK, auto_detector, calibrate, null_stream
+from streamsim.drift import GRIDS, DetectorSpec, feed, make_detector
 from streamsim.errors import ScenarioError
 from streamsim.pipeline import run_scenario
 from streamsim.runs import run_info
 from streamsim.store import Workspace
 
 TARGET = 5.0  # false alarms per 10k events
-AUTO = [
-    {"name": "adwin", "signal": "rr10", "params": {"delta": "auto"}, "target_far": TARGET},
-    {"name": "page_hinkley", "signal": "ndcg10", "params": {"threshold": "auto"},
-     "target_far": TARGET},
-    {"name": "ddm", "signal": "miss10", "params": {"drift_threshold": "auto"},
-     "target_far": TARGET},
-]  # fmt: skip
+WATCHED = (("adwin", "rr10"), ("page_hinkley", "ndcg10"), ("ddm", "miss10"))
+AUTO = [auto_detector(name, signal, TARGET) for name, signal in WATCHED]
 
 
 def test_calibrate_takes_the_most_sensitive_value_within_the_target() -> None:
     rng = np.random.default_rng(0)
-    quiet = rng.normal(0.5, 0.05, 4000).tolist()
+    quiet = (rng.random(4000) < 0.3).astype(float).tolist()  # a stationary hit@10-like signal
     spec = DetectorSpec(name="page_hinkley", signal="ndcg10", params=(("threshold", "auto"),))
     cal = calibrate(spec, quiet)
     assert (cal.window_values, cal.stream_values) == (4000, 40_000)
     assert cal.alarms <= int(TARGET / 2 * 40_000 / 10_000)
     grid = GRIDS["page_hinkley"]
     k = grid.index(cal.value)
-    if k > 0:  # the next more sensitive value raises too many alarms
-        before = DetectorSpec(
-            name="page_hinkley", signal="ndcg10", params=(("threshold", grid[k - 1]),)
-        )
-        watch = make_detector(before)
-        from streamsim.drift import feed
-
-        assert len(feed(watch, quiet, range(len(quiet)))) > cal.window_alarms
+    assert k > 0  # this stream is noisy enough that the most sensitive value is refused
+    stream = null_stream(quiet, length=40_000, block=BLOCK, seed=0)
+    params = (("threshold", grid[k - 1]),)  # the next more sensitive value: too many alarms
+    watch = make_detector(DetectorSpec(name="page_hinkley", signal="ndcg10", params=params))
+    assert len(feed(watch, stream, range(len(stream)))) > int(TARGET / 2 * 4)
     shifting = [0.0] * 50 + [float(i % 2) for i in range(4000)]  # flips every value
     with pytest.raises(ScenarioError, match="no threshold in"):
         calibrate(
@@ -53,14 +45,10 @@ def test_calibrate_takes_the_most_sensitive_value_within_the_target() -> None:
         )  # fmt: skip
 
 
-def test_auto_is_only_for_the_sensitivity_parameter(tmp_path: Path) -> None:
-    path = tmp_path / "s.toml"
-    path.write_text(
-        '[data]\ndataset = "d"\n[[detectors]]\nname = "adwin"\nsignal = "rr10"\n'
-        '[detectors.params]\nclock = "auto"\n'
-    )
+def test_auto_is_only_for_the_sensitivity_parameter() -> None:
+    table = {"name": "adwin", "signal": "rr10", "params": {"clock": "auto"}}
     with pytest.raises(ScenarioError, match='expected delta = "auto"'):
-        scenario.load(path)
+        DetectorSpec.from_table(table, "[[detectors]][0]")
     with pytest.raises(ScenarioError, match="is calibrated before a replay"):
         make_detector(DetectorSpec(name="adwin", signal="rr10", params=(("delta", "auto"),)))
 

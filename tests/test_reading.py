@@ -24,7 +24,11 @@ def set_policy(con: duckdb.DuckDBPyConnection, run_id: str, policy: dict[str, An
 
 @pytest.fixture
 def con() -> duckdb.DuckDBPyConnection:
-    con = store.connect_memory()
+    """28 days of fabricated events and a frozen run `none` over them."""
+    return with_frozen_run(store.connect_memory())
+
+
+def with_frozen_run(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     fabricate_dataset(con, n_events=2800, n_days=28)
     fabricate_run(con, "none", policy="none", seed=1)
     return con
