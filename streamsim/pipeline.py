@@ -454,10 +454,12 @@ def _with_calibrated_detectors(
     thresholds)."""
     if not any(d.auto for d in scenario.detectors):
         return scenario
-    if scenario.detectors not in prepared.calibrations:
+    # keyed by content: a parameter value may be a list (unhashable)
+    key = (json.dumps([asdict(d) for d in scenario.detectors], sort_keys=True, default=str),)
+    if key not in prepared.calibrations:
         resolved, cals = resolve_detectors(con, scenario, prepared.source)
-        prepared.calibrations[scenario.detectors] = (resolved.detectors, cals)
-    detectors, _ = prepared.calibrations[scenario.detectors]
+        prepared.calibrations[key] = (resolved.detectors, cals)
+    detectors, _ = prepared.calibrations[key]
     return replace(scenario, detectors=detectors)
 
 
