@@ -41,7 +41,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -52,7 +51,7 @@ from streamsim.compare import compare  # noqa: E402
 from streamsim.pipeline import run_scenario  # noqa: E402
 from streamsim.runs import run_info  # noqa: E402
 from streamsim.scenario import load  # noqa: E402
-from streamsim.stats import holm_adjust  # noqa: E402
+from streamsim.stats import holm_adjust, t_interval  # noqa: E402
 from streamsim.store import Workspace  # noqa: E402
 
 # model variants: registry name and config overrides
@@ -177,18 +176,18 @@ def render(path: Path) -> str:
                 ]  # fmt: skip
                 if got:
                     cells.append((rule, got))
-            pvals = [_t(np.array([g["vs_placebo"][0] for g in got]))[2]
+            pvals = [t_interval(np.array([g["vs_placebo"][0] for g in got]))[2]
                      if rule in METHODS else math.nan for rule, got in cells]  # fmt: skip
             holm = holm_adjust(pvals)
             for (rule, got), p_holm in zip(cells, holm):
                 n_seeds = len(got)
                 none_d = np.array([g["vs_none"][0] for g in got])
-                lo_n, hi_n, _ = _t(none_d)
+                lo_n, hi_n, _ = t_interval(none_d)
                 cell_pl, sign = "-", "-"
                 decision = "control" if rule.startswith("placebo") else "diagnostic ceiling"
                 if rule in METHODS:
                     pl = np.array([g["vs_placebo"][0] for g in got])
-                    lo, hi, _ = _t(pl)
+                    lo, hi, _ = t_interval(pl)
                     cell_pl = f"{pl.mean():+.4f} [{lo:+.4f}, {hi:+.4f}]"
                     pos = int((pl > 0).sum())
                     sign = f"{pos}/{n_seeds}"
@@ -209,16 +208,6 @@ def render(path: Path) -> str:
                     f" {pretrained} |"
                 )
     return "\n".join(lines)
-
-
-def _t(values: np.ndarray) -> tuple[float, float, float]:
-    """95% t-interval of the mean and the two-sided one-sample t-test p-value (NaN: < 2)."""
-    if len(values) < 2:
-        return math.nan, math.nan, math.nan
-    mean, se = float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))
-    half = float(stats.t.ppf(0.975, len(values) - 1)) * se
-    p = float(stats.ttest_1samp(values, 0.0).pvalue) if se > 0 else 1.0
-    return mean - half, mean + half, p
 
 
 def main() -> None:

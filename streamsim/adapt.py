@@ -34,6 +34,8 @@ Leaving the block restores a ``reset`` policy's weights (even when scoring raise
 ``continual`` policy's modifiers act at the right moment: ``reset_every`` N restores the
 pretrained test-time parameters and a fresh optimizer after every N-th micro-batch (RDumb's
 periodic reset); ``reset_on_alarm`` does it after an alarm of the named detector (`on_alarms`);
+``reset_random`` R does it after R micro-batches drawn uniformly at random without replacement
+(`random_reset_batches`; the chance baseline a drift-triggered reset must beat at the same count);
 ``anchor`` α pulls the parameters towards θ₀ after every step, θ ← α·θ + (1 − α)·θ₀ (ROID's
 weight ensembling; α = 1 is plain continual); the diagnostic ``reset_at_drifts`` restores θ₀
 before adapting on a micro-batch that holds a ground-truth drift start (an oracle that bounds
@@ -88,13 +90,16 @@ class PolicySpec:
     # modifiers of continual adaptation (see the module docstring)
     reset_every: int | None = None
     reset_on_alarm: str | None = None  # "name:signal" of a [[detectors]] entry
+    # that many resets after micro-batches drawn uniformly at random (a drift-triggered reset's
+    # chance baseline with the same count)
+    reset_random: int | None = None
     anchor: float | None = None
     reset_at_drifts: bool = False  # diagnostic only: needs synthetic ground truth
 
     @property
     def modifiers(self) -> tuple[str, ...]:
         """The continual-adaptation modifiers this policy sets."""
-        keys = ("reset_every", "reset_on_alarm", "anchor")
+        keys = ("reset_every", "reset_on_alarm", "reset_random", "anchor")
         found = tuple(k for k in keys if getattr(self, k) is not None)
         return found + (("reset_at_drifts",) if self.reset_at_drifts else ())
 
@@ -158,6 +163,8 @@ class PolicySpec:
                 raise ScenarioError(msg)
         if self.reset_every is not None:
             config.at_least_zero(self.reset_every, f"{where} key 'reset_every'", strict=True)
+        if self.reset_random is not None:
+            config.at_least_zero(self.reset_random, f"{where} key 'reset_random'")
         if self.anchor is not None and not 0 < self.anchor <= 1:
             msg = f"{where} key 'anchor': expected a weight in (0, 1], got {self.anchor!r}"
             raise ScenarioError(msg)
@@ -225,11 +232,32 @@ def check_model(model: Recommender, policy: PolicySpec) -> None:
         raise ModelError(msg)
 
 
+def random_reset_batches(policy: PolicySpec, *, n_batches: int, seed: int) -> frozenset[int]:
+    """The micro-batch ids after which a ``reset_random`` policy restores θ₀: R of the first
+    ``n_batches - 1`` (a reset after the last batch changes nothing), uniformly without
+    replacement, from a generator owned by the scenario seed and the policy's name (so a resumed
+    replay draws the same ones); empty for any other policy. `ScenarioError` when the replay has
+    fewer batches than resets."""
+    count = policy.reset_random
+    if not count:
+        return frozenset()
+    if count > n_batches - 1:
+        msg = (
+            f"policy {policy.name!r} key 'reset_random': expected at most {n_batches - 1} resets"
+            f" (the replay has {n_batches} micro-batches), got {count}"
+        )
+        raise ScenarioError(msg)
+    key = [seed, *policy.name.encode()]
+    rng = np.random.default_rng(key)
+    return frozenset(int(b) for b in rng.choice(n_batches - 1, size=count, replace=False))
+
+
 class Adapter:
     """Wraps a model with one policy's test-time adaptation; snapshots the pretrained weights.
 
     `drift_starts` are the replay indices of ground-truth drift starts, for the diagnostic
-    ``reset_at_drifts`` policy only.
+    ``reset_at_drifts`` policy only; `reset_batches` the micro-batch ids after which a
+    ``reset_random`` policy restores θ₀ (`random_reset_batches`).
     """
 
     def __init__(
@@ -238,9 +266,11 @@ class Adapter:
         policy: PolicySpec,
         *,
         drift_starts: Sequence[int] = (),
+        reset_batches: frozenset[int] = frozenset(),
         seed: int = 0,
     ) -> None:
         check_model(model, policy)
+        self.reset_batches = reset_batches  # ``reset_random``: restore θ₀ after these batches
         self.seed = seed  # the placebo's random directions: one owned stream per micro-batch
         self._calls = 0  # micro-batches adapted on (the placebo's stream without a batch id)
         self.model = model
@@ -318,7 +348,8 @@ class Adapter:
                 self._load_tta(base)
                 self.tta_opt = self._new_tta_optimizer()
             every = self.policy.reset_every
-            if every is not None and batch_id is not None and (batch_id + 1) % every == 0:
+            periodic = every is not None and batch_id is not None and (batch_id + 1) % every == 0
+            if periodic or (batch_id is not None and batch_id in self.reset_batches):
                 self.restore_pretrained()
                 step.restored = True
 

@@ -34,7 +34,7 @@ import duckdb
 
 from streamsim import health
 from streamsim import scenario as scenario_mod
-from streamsim.adapt import PolicySpec
+from streamsim.adapt import PolicySpec, random_reset_batches
 from streamsim.calibration import Calibration, resolve_detectors
 from streamsim.compare import Comparison, compare
 from streamsim.errors import ScenarioError, StorageError
@@ -300,6 +300,10 @@ def build_engine(
                 " synthetic scenario with [[data.synthetic.drifts]]"
             )
             raise ScenarioError(msg)
+    reset_batches = frozenset[int]()
+    if policy.reset_random:
+        n_batches = count_micro_batches(con, scenario, prepared)
+        reset_batches = random_reset_batches(policy, n_batches=n_batches, seed=scenario.seed)
     return ReplayEngine(
         model,
         policy,
@@ -310,7 +314,24 @@ def build_engine(
         seed=scenario.seed,
         probe=prepared.probes[key],
         drift_starts=drift_starts,
+        reset_batches=reset_batches,
     )
+
+
+def count_micro_batches(
+    con: duckdb.DuckDBPyConnection, scenario: Scenario, prepared: Prepared
+) -> int:
+    """How many micro-batches the replay period makes (a pass over its events in
+    window mode; arithmetic in count mode)."""
+    split = prepared.split
+    stop = replay_end(scenario, split)
+    if scenario.replay.batch_window_s is None:
+        return -(-(stop - split.replay.start) // scenario.replay.batch_events)
+    events = iter_events(
+        con, prepared.info.name, start_idx=split.replay.start, stop_idx=stop,
+        tie_seed=scenario.replay.tie_shuffle_seed,
+    )  # fmt: skip
+    return sum(1 for _ in micro_batches(events, scenario.replay))
 
 
 def replay_policy(

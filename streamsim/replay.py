@@ -170,7 +170,8 @@ class ReplayEngine:
     """The state of one replay (model, adapter, histories, detectors) and its per-batch step.
 
     `drift_starts`: replay indices of ground-truth drift starts, for the diagnostic
-    ``reset_at_drifts`` policy only.
+    ``reset_at_drifts`` policy only; `reset_batches`: the micro-batches after which a
+    ``reset_random`` policy restores θ₀.
     """
 
     def __init__(
@@ -185,13 +186,16 @@ class ReplayEngine:
         seed: int,
         probe: SourceProbe | None = None,
         drift_starts: tuple[int, ...] = (),
+        reset_batches: frozenset[int] = frozenset(),
     ) -> None:
         self.model = model.eval()
         self.policy = policy
         self.spec = spec
         self.seed = seed
         # test-time adaptation (with the policy's sample filter and resets) and online learning
-        self.adapter = Adapter(model, policy, drift_starts=drift_starts, seed=seed)
+        self.adapter = Adapter(
+            model, policy, drift_starts=drift_starts, reset_batches=reset_batches, seed=seed
+        )
         self.learner = (
             OnlineLearner(model, lr=policy.online_lr, steps=policy.online_steps)
             if policy.online

@@ -1,8 +1,9 @@
-"""The statistics of paired comparisons: moving-block bootstrap, Holm, McNemar, Wilcoxon.
+"""The statistics of paired comparisons: moving-block bootstrap, Holm, McNemar, Wilcoxon, and
+the t-interval over seeds.
 
-Pure functions over numpy arrays, used by `streamsim.compare` (runs against a baseline) and the
-dashboards' per-day panel. scipy.stats provides the tests; only the moving-block bootstrap and
-Holm's step-down are written here.
+Pure functions over numpy arrays, used by `streamsim.compare` (runs against a baseline), the
+dashboards' per-day panel and the benchmarks that pool per-seed differences. scipy.stats
+provides the tests; only the moving-block bootstrap and Holm's step-down are written here.
 """
 
 from __future__ import annotations
@@ -80,6 +81,18 @@ def holm_adjust(pvalues: list[float]) -> list[float]:
         running = max(running, min(1.0, (m - i) * p[j]))
         out[j] = running
     return [float(x) for x in out]
+
+
+def t_interval(values: np.ndarray) -> tuple[float, float, float]:
+    """95% t-interval of the mean of per-seed values and the two-sided one-sample t-test p-value
+    against 0: (low, high, p); NaN for fewer than two values, p = 1 when they are all equal."""
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) < 2:
+        return math.nan, math.nan, math.nan
+    mean, se = float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v)))
+    half = float(stats.t.ppf(0.975, len(v) - 1)) * se
+    p = float(stats.ttest_1samp(v, 0.0).pvalue) if se > 0 else 1.0
+    return mean - half, mean + half, p
 
 
 def mcnemar(b: int, c: int) -> tuple[float, float, str]:

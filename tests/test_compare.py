@@ -99,6 +99,17 @@ def test_holm() -> None:
     assert compare.holm_adjust([0.5, float("nan")])[0] == 0.5
 
 
+def test_t_interval_over_seeds() -> None:
+    from streamsim.stats import t_interval
+
+    low, high, p = t_interval(np.array([1.0, 2.0, 3.0]))
+    half = 4.302652729911275 * 1.0 / np.sqrt(3)  # t(0.975, 2) x sd / sqrt(n)
+    assert (low, high) == pytest.approx((2 - half, 2 + half))
+    assert p == pytest.approx(0.0742, abs=1e-4)  # one-sample t = 2 / (1 / sqrt 3), 2 df
+    assert t_interval(np.array([0.5, 0.5]))[2] == 1.0
+    assert all(np.isnan(t_interval(np.array([1.0]))))
+
+
 def test_three_runs_use_holm_and_user_tests(con: duckdb.DuckDBPyConnection) -> None:
     copy_run(con, "base", "up", policy="continual", ndcg_shift=0.05)
     fabricate_run(con, "other", policy="none", seed=9)

@@ -16,7 +16,7 @@ import pytest
 
 from streamsim.adapt import PolicySpec
 from streamsim.errors import ModelError, ScenarioError, StorageError
-from streamsim.pipeline import prepare, replay_policy
+from streamsim.pipeline import count_micro_batches, prepare, replay_policy
 from streamsim.probe import build_probe
 from streamsim.replay import ReplaySpec
 from streamsim.report import summarize
@@ -202,6 +202,32 @@ def test_oracle_reset_needs_ground_truth_drifts(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match="'oracle' resets at ground-truth drifts.*'toy' has no"):
         replay_policy(con, ws, sc, oracle, prepared)  # type: ignore[arg-type]
     assert con.execute("SELECT count(*) FROM runs").fetchall() == [(0,)]
+
+
+@pytest.mark.parametrize(
+    "replay",
+    [ReplaySpec(batch_events=32), ReplaySpec(batch_window_s=3600, max_batch_events=40)],
+    ids=["count", "window"],
+)
+def test_random_resets_are_counted_over_the_replays_micro_batches(
+    tmp_path: Path, replay: ReplaySpec
+) -> None:
+    ws, con = setup(tmp_path / "ws")
+    sc = replace(tiny_scenario(), replay=replay)
+    prepared = prepare(con, ws, sc)  # type: ignore[arg-type]
+    policy = PolicySpec(name="random", tta="continual", tta_lr=0.01, reset_random=3)
+    run_id = replay_policy(con, ws, sc, policy, prepared)  # type: ignore[arg-type]
+    batches = con.execute(
+        "SELECT batch_id, tta_reset FROM run_batches WHERE run_id = ? ORDER BY batch_id", [run_id]
+    ).fetchall()
+    assert count_micro_batches(con, sc, prepared) == len(batches)  # type: ignore[arg-type]
+    resets = [b for b, reset in batches if reset]
+    assert len(resets) == 3
+    assert max(resets) < len(batches) - 1
+    assert summarize(con, run_id).tta_resets == 3
+    too_many = replace(policy, name="too-many", reset_random=len(batches))
+    with pytest.raises(ScenarioError, match=r"'reset_random': expected at most"):
+        replay_policy(con, ws, sc, too_many, prepared)  # type: ignore[arg-type]
 
 
 def test_probe_requests_lie_before_the_replay(tmp_path: Path) -> None:

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from models.base import SeqBatch
-from streamsim.adapt import PolicySpec
+from streamsim.adapt import PolicySpec, random_reset_batches
 from streamsim.drift import DetectorSpec
+from streamsim.errors import ScenarioError
 from streamsim.records import StepResult
 from streamsim.replay import ReplayEngine, ReplaySpec, micro_batches
 from streamsim.store import connect_memory, dataset_info, iter_events, read_events, write_dataset
@@ -283,6 +284,32 @@ def test_periodic_reset_restores_theta0_every_n_batches(con) -> None:  # type: i
     for k in (0, 3, 6):
         assert (results[k].events.rank == reset[k].events.rank).all()
     assert not (results[2].events.rank == reset[2].events.rank).all()  # two carried steps differ
+
+
+def test_random_resets_restore_theta0_after_exactly_the_drawn_batches(con) -> None:  # type: ignore[no-untyped-def]
+    policy = PolicySpec(name="random", tta="continual", tta_lr=0.05, reset_random=4)
+    spec = ReplaySpec(batch_events=16)
+    n_batches = len(list(micro_batches(iter_events(con, "toy", start_idx=START), spec)))
+    drawn = random_reset_batches(policy, n_batches=n_batches, seed=7)
+    assert len(drawn) == 4
+    assert max(drawn) < n_batches - 1  # never after the last batch
+    assert drawn == random_reset_batches(policy, n_batches=n_batches, seed=7)  # owned stream
+    others = {random_reset_batches(policy, n_batches=n_batches, seed=s) for s in range(8)}
+    assert len(others) > 1, "the draw depends on the seed"
+    info = dataset_info(con, "toy")
+    engine = ReplayEngine(
+        make_toy_model(20), policy, spec, (), n_users=info.n_users, n_items=info.n_items,
+        seed=7, reset_batches=drawn,
+    )  # fmt: skip
+    engine.warm_up(iter_events(con, "toy", stop_idx=START))
+    batches = micro_batches(iter_events(con, "toy", start_idx=START), spec)
+    results = [engine.step(eb) for eb in batches]
+    assert {r.batch.batch_id for r in results if r.batch.tta_reset} == drawn
+    for r in results:
+        assert (r.batch.param_distance == 0.0) == (r.batch.batch_id in drawn), r.batch.batch_id
+    with pytest.raises(ScenarioError, match=r"'reset_random': expected at most 3 resets"):
+        random_reset_batches(policy, n_batches=4, seed=7)
+    assert random_reset_batches(CONTINUAL, n_batches=n_batches, seed=7) == frozenset()
 
 
 def test_anchor_pulls_towards_theta0_and_one_is_plain_continual(con) -> None:  # type: ignore[no-untyped-def]

@@ -199,6 +199,14 @@ BAD = [
         r"key 'reset_every': expected a value > 0",
     ),
     (
+        "[[adaptation.policies]]\nname='p'\ntta='reset'\nreset_random=3\n",
+        r"key 'reset_random': modifies continual.*got tta = 'reset'",
+    ),
+    (
+        "[[adaptation.policies]]\nname='p'\ntta='continual'\nreset_random=-1\n",
+        r"key 'reset_random': expected a value >= 0",
+    ),
+    (
         "[[adaptation.policies]]\nname='p'\ntta='continual'\nreset_on_alarm='adwin:rr10'\n"
         "[[detectors]]\nname='adwin'\nsignal='ndcg10'\n",
         r"key 'reset_on_alarm': no detector 'adwin:rr10'; expected 'name:signal'.*"
