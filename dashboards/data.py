@@ -15,6 +15,7 @@ import pandas as pd
 from streamsim import metrics, segments
 from streamsim.runs import labels_of, run_row
 from streamsim.stats import mcnemar
+from streamsim.user_shift import likely_shifted_users, score_user_shift
 
 MAX_POINTS = 2000
 MIX_BUCKETS = 60
@@ -92,11 +93,16 @@ def segment_frame(
     n_boot: int = 1000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Per-segment NDCG@10 with CIs of every run: `kind` = quartile, weekpart, day, week, drift."""
+    """Per-segment NDCG@10 with CIs of every run: `kind` = quartile, weekpart, day, week, drift,
+    or ``weekpart-changes`` (weekday / weekend before and after each of `dataset`'s known changes
+    that fall inside the replayed span: `changes_inside`)."""
     labels = run_labels(con, run_ids)
     frames = []
+    cuts = changes_inside(con, dataset, run_ids) if kind == "weekpart-changes" else []
     for run_id in run_ids:
-        if kind == "drift":
+        if kind == "weekpart-changes":
+            part = segments.weekpart_periods(con, run_id, cuts, n_boot=n_boot, seed=seed)
+        elif kind == "drift":
             assert dataset is not None
             part = segments.drift_windows(
                 con,
@@ -112,6 +118,50 @@ def segment_frame(
         part.insert(0, "run", labels[run_id])
         frames.append(part)
     return pd.concat(frames, ignore_index=True)
+
+
+def changes_inside(
+    con: duckdb.DuckDBPyConnection, dataset: str | None, run_ids: Sequence[str]
+) -> list[int]:
+    """`segments.change_cuts` of `dataset` strictly inside the time span the runs replayed (a
+    change before the first or after the last replayed event splits nothing)."""
+    if dataset is None:
+        return []
+    bounds = [
+        con.execute("SELECT min(ts), max(ts) FROM run_events_of(?)", [r]).fetchall()[0]
+        for r in run_ids
+    ]
+    starts = [b[0] for b in bounds if b[0] is not None]
+    ends = [b[1] for b in bounds if b[1] is not None]
+    if not starts:
+        return []
+    lo, hi = min(starts), max(ends)
+    return [c for c in segments.change_cuts(con, dataset) if lo < c <= hi]
+
+
+SHIFTED_COLUMNS = ["run", "user_id", "flagged", "requests", "last_ts", "auroc"]
+
+
+def shifted_users_frame(
+    con: duckdb.DuckDBPyConnection, run_ids: Sequence[str], *, last: int = 5, top: int = 10
+) -> pd.DataFrame:
+    """Per run, the `top` users most likely to have shifted lately (`streamsim.user_shift`:
+    flagged = how many of their last `last` requests had a top-1 recommendation of another
+    category than the request before), with the signal's AUROC for "just shifted" on this
+    stream where the dataset has a generator's regimes (NaN on a real log)."""
+    labels = run_labels(con, run_ids)
+    frames = []
+    for run_id in run_ids:
+        part = likely_shifted_users(con, run_id, last=last, top=top)
+        score = score_user_shift(con, run_id)
+        part.insert(0, "run", labels[run_id])
+        part["auroc"] = score.auroc if score is not None else float("nan")
+        frames.append(part)
+    return (
+        pd.concat(frames, ignore_index=True)[SHIFTED_COLUMNS]
+        if frames
+        else pd.DataFrame(columns=SHIFTED_COLUMNS)
+    )
 
 
 def has_categories(con: duckdb.DuckDBPyConnection, dataset: str) -> bool:
@@ -200,9 +250,7 @@ def batch_frames(
         ).df()
         part.insert(0, "run", labels[run_id])
         health.append(part)
-        count = con.execute(
-            "SELECT count(*) FROM run_batches_of(?)", [run_id]
-        ).fetchall()[0][0]
+        count = con.execute("SELECT count(*) FROM run_batches_of(?)", [run_id]).fetchall()[0][0]
         step = max(1, int(np.ceil(count / max_deltas)))
         d = con.execute(
             "SELECT delta_next_mean FROM run_batches_of(?) WHERE batch_id % ? = 0"

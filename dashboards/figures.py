@@ -539,6 +539,45 @@ def throughput_figure(frame: pd.DataFrame, *, title: str = "Throughput per stage
     return fig
 
 
+def shifted_figure(
+    frame: pd.DataFrame, *, title: str = "Users most likely to have shifted"
+) -> go.Figure:
+    """One table: per run, the users whose recent recommendations changed category most often.
+
+    `frame` columns: ``run, user_id, flagged, requests, last_ts, auroc``
+    (`data.shifted_users_frame`; ``auroc`` NaN where the stream has no ground truth).
+    """
+
+    def auroc(v: float) -> str:
+        return "no ground truth" if math.isnan(v) else f"{v:.3f} (chance 0.5)"
+
+    when = to_datetime(frame["last_ts"].to_numpy(dtype=np.int64)).strftime(TIME_FMT)
+    cells = [
+        [text(r) for r in frame["run"]],
+        [str(u) for u in frame["user_id"]],
+        [f"{f} of {n}" for f, n in zip(frame["flagged"], frame["requests"], strict=True)],
+        list(when),
+        [auroc(float(v)) for v in frame["auroc"]],
+    ]
+    fig = go.Figure(
+        go.Table(
+            header={
+                "values": [
+                    "run",
+                    "user",
+                    "recent requests flagged",
+                    "last request (UTC)",
+                    "signal AUROC on this stream",
+                ],  # fmt: skip
+                "align": "left",
+            },
+            cells={"values": cells, "align": "left"},
+        )
+    )
+    fig.update_layout(title=text(title), height=max(320, 120 + 24 * len(frame)))
+    return fig
+
+
 def paired_figure(
     frame: pd.DataFrame,
     intervals: pd.DataFrame,

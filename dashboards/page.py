@@ -63,7 +63,12 @@ def _panel_notes() -> dict[str, tuple[str, str]]:
             "Mean NDCG@10 per quarter of the stream (same number of events each); error bars are"
             " 95% bootstrap intervals over chunks of consecutive events.",
         ),
-        "weekpart": ("Weekday vs weekend (UTC)", "Mean NDCG@10 with 95% bootstrap intervals."),
+        "weekpart": (
+            "Weekday vs weekend (UTC)",
+            "Mean NDCG@10 with 95% bootstrap intervals; split before and after each known or"
+            " generated change that falls inside the replay (a recurring regime at its first"
+            " switch).",
+        ),
         "drift": (
             "Drift-aligned windows",
             "Pre, transition, early and late post windows around every ground-truth drift, and"
@@ -73,6 +78,14 @@ def _panel_notes() -> dict[str, tuple[str, str]]:
             "Category mix of targets and of top-1 recommendations",
             "Share of each category among the events' targets, beside each run's top-1"
             " recommended items, per time bucket.",
+        ),
+        "shifted": (
+            "Users most likely to have shifted",
+            "Per run, the users whose top-1 recommendation changed category most often over"
+            " their last 5 requests (a label-free signal: no target is read). Where the stream"
+            " has a generator's regimes, the signal's AUROC for 'this user just shifted' is"
+            " shown beside it: near 0.5 it ranks users no better than chance, and the list is"
+            " then a description of the recommendations, not evidence of a shift.",
         ),
         "tta": (
             "Test-time adaptation health",
@@ -127,10 +140,16 @@ def build_figures(
         "quartiles": figures.segment_figure(
             data.segment_frame(con, run_ids, "quartile"), title="NDCG@10 per replay quartile"
         ),
-        "weekpart": figures.segment_figure(
-            data.segment_frame(con, run_ids, "weekpart"), title="NDCG@10 on weekdays and weekends"
-        ),
     }
+    if data.changes_inside(con, dataset, run_ids):  # the weekpart split at each known change
+        figs["weekpart"] = figures.segment_figure(
+            data.segment_frame(con, run_ids, "weekpart-changes", dataset=dataset),
+            title="NDCG@10 on weekdays and weekends, before and after each change",
+        )
+    else:
+        figs["weekpart"] = figures.segment_figure(
+            data.segment_frame(con, run_ids, "weekpart"), title="NDCG@10 on weekdays and weekends"
+        )
     if len(drifts):
         windows = data.segment_frame(
             con, run_ids, "drift", dataset=dataset, rolling_window=rolling_window
@@ -140,6 +159,7 @@ def build_figures(
     if data.has_categories(con, dataset):
         targets, top1 = data.mix_frames(con, run_ids, dataset)
         figs["mix"] = figures.mix_figure(targets, top1)
+        figs["shifted"] = figures.shifted_figure(data.shifted_users_frame(con, run_ids))
     health, deltas = data.batch_frames(con, run_ids)
     figs["tta"] = figures.tta_figure(health, deltas, data.probe_frame(con, run_ids))
     figs["throughput"] = figures.throughput_figure(data.throughput_frame(con, run_ids))

@@ -6,6 +6,8 @@ Segmentations of the replayed stream::
     quartiles     |     Q1      |     Q2      |     Q3      |     Q4      |   equal event counts
     calendar      | d0 | d1 | d2 | ...                                        UTC day / ISO week
     weekpart      weekday | weekend                                          UTC, Sat + Sun
+    weekpart ×    weekday | weekend, before | between | after known changes  change_cuts
+      changes
     drift windows      [p-W, p) pre | [start, end] transition | (end, end+W] early post
                        | (end+W, end+3W] late post, W = 10% of the gap to the next drift
 
@@ -139,6 +141,53 @@ def weekpart(
     frame = _summarise(con, run_id, metric, key, n_boot=n_boot, seed=seed)
     rank = {"weekday": 0, "weekend": 1}
     frame["order"] = frame["segment"].map(rank)
+    return frame.sort_values("order").reset_index(drop=True)
+
+
+def change_cuts(con: duckdb.DuckDBPyConnection, dataset: str) -> list[int]:
+    """The times (epoch seconds) at which a dataset's global drifts begin, one per change: each
+    sudden, gradual or incremental drift's start, and a recurring regime's first switch only (a
+    weekly regime switches twice a week; splitting at every switch would leave no weekday and
+    weekend in one period). New-item drifts are not interest changes and are left out."""
+    rows = con.execute(
+        "SELECT kind, min(start_ts) AS first_ts, list(start_ts) AS starts FROM global_drifts(?)"
+        " WHERE kind <> 'new_items' GROUP BY kind",
+        [dataset],
+    ).fetchall()
+    cuts: set[int] = set()
+    for kind, first, starts in rows:
+        cuts |= {int(first)} if kind == "recurring" else {int(t) for t in starts}
+    return sorted(cuts)
+
+
+def weekpart_periods(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    cuts: list[int],
+    metric: str = "ndcg10",
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """``weekday`` and ``weekend`` (UTC) within each period between consecutive `cuts` (epoch
+    seconds, `change_cuts`): segments labelled ``weekday, before 2024-03-02``, ``weekend,
+    2024-03-02 to 2024-04-01``, ``weekday, from 2024-04-01``; the plain `weekpart` with no cut."""
+    cuts = sorted({int(c) for c in cuts})
+    if not cuts:
+        return weekpart(con, run_id, metric, n_boot=n_boot, seed=seed)
+    whens = " ".join(f"WHEN ts < {int(c)} THEN {i}" for i, c in enumerate(cuts))
+    period_sql = f"(CASE {whens} ELSE {len(cuts)} END)"
+    key = f"{period_sql} * 2 + CASE WHEN {_WEEKDAY_SQL} >= 5 THEN 1 ELSE 0 END"
+    frame = _summarise(con, run_id, metric, key, n_boot=n_boot, seed=seed)
+    dates = [pd.Timestamp(c, unit="s", tz="UTC").strftime("%Y-%m-%d") for c in cuts]
+    periods = [f"before {dates[0]}"]
+    periods += [f"{a} to {b}" for a, b in zip(dates, dates[1:], strict=False)]
+    periods.append(f"from {dates[-1]}")
+    keys = frame["segment"].astype("int64")
+    frame["order"] = keys.to_numpy()
+    frame["segment"] = [
+        f"{'weekend' if k % 2 else 'weekday'}, {periods[k // 2]}" for k in keys.tolist()
+    ]
     return frame.sort_values("order").reset_index(drop=True)
 
 

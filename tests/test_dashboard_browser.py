@@ -54,7 +54,7 @@ def test_page_renders_without_errors(page: Path) -> None:
     assert result.console_errors == []
     assert result.log_errors == []
     panels = re.findall(r'id="(panel-\w+)"', page.read_text())
-    assert len(panels) == 8
+    assert len(panels) == 9
     for panel in panels:
         # plotly marks a rendered graph div with js-plotly-plot and draws its svg layers
         div = re.search(rf'<div id="{panel}"[^>]*class="([^"]*)"', result.dom)

@@ -270,6 +270,7 @@ def test_page_is_self_contained_and_escaped(evil_con: duckdb.DuckDBPyConnection)
         "weekpart",
         "drift",
         "mix",
+        "shifted",
         "tta",
         "throughput",
     ]
@@ -327,3 +328,43 @@ def test_drift_markers_stay_on_the_replayed_time_span() -> None:
     fabricate_run(con, "late", start_idx=700)
     assert data.drifts_frame(con, "synth")["start_idx"].tolist() == [100, 900]
     assert data.drifts_frame(con, "synth", ["late"])["start_idx"].tolist() == [900]
+
+
+def test_shifted_users_table_says_when_there_is_no_ground_truth() -> None:
+    frame = pd.DataFrame(
+        {
+            "run": ["toy/none", EVIL],
+            "user_id": [7, 3],
+            "flagged": [4, 2],
+            "requests": [5, 5],
+            "last_ts": [T0, T0 + DAY],
+            "auroc": [0.512, float("nan")],
+        }
+    )
+    fig = figures.shifted_figure(frame)
+    (table,) = fig.data
+    cells = table.cells.values
+    assert list(cells[1]) == ["7", "3"]
+    assert list(cells[2]) == ["4 of 5", "2 of 5"]
+    assert list(cells[3]) == ["2023-11-15 00:00", "2023-11-16 00:00"]
+    assert list(cells[4]) == ["0.512 (chance 0.5)", "no ground truth"]
+    assert "<script>" not in cells[0][1]  # escaped like every user string
+
+
+def test_page_splits_weekparts_at_changes_inside_the_replay_and_lists_shifted_users() -> None:
+    from dashboards import data
+    from dashboards.page import build_figures
+
+    con = store.connect_memory()
+    fabricate_dataset(con, n_events=1400, n_days=14, drifts=[(100, 120), (900, 960)])
+    fabricate_run(con, "late", start_idx=700)
+    assert data.changes_inside(con, "synth", ["late"]) == [
+        int(con.execute("SELECT ts FROM events WHERE idx = 900").fetchone()[0])  # type: ignore[index]
+    ]  # the change at idx 100 lies before the replay: it splits nothing
+    figs = build_figures(con, ["late"])
+    names = {trace.x[k] for trace in figs["weekpart"].data for k in range(len(trace.x))}
+    assert any(n.endswith("before 2023-11-24") for n in names), names
+    assert any(n.endswith("from 2023-11-24") for n in names), names
+    shifted = figs["shifted"].data[0].cells.values
+    assert len(shifted[0]) == 10
+    assert set(shifted[4]) == {"no ground truth"}  # fabricated data has no regimes

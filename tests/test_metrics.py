@@ -85,6 +85,35 @@ def test_calendar_day_week_and_weekpart(con: duckdb.DuckDBPyConnection) -> None:
         segments.calendar(con, "A", "month")  # type: ignore[arg-type]
 
 
+def test_weekpart_split_before_between_and_after_each_change(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    ev = _events(con)
+    cuts = segments.change_cuts(con, "synth")
+    assert cuts == [int(ev["ts"][1000]), int(ev["ts"][2000])]  # the fixture's two drifts
+    wp = segments.weekpart_periods(con, "A", cuts)
+    assert wp["n_events"].sum() == 2800
+    weekend = ((ev["ts"] // DAY) + 3) % 7 >= 5
+    period = np.searchsorted(np.array(cuts), ev["ts"], side="right")
+    expected = []
+    for p, when in enumerate(["before 2023-11-25", "2023-11-25 to 2023-12-05", "from 2023-12-05"]):
+        for part, mask in (("weekday", ~weekend), ("weekend", weekend)):
+            sel = (period == p) & mask
+            if sel.any():
+                expected.append((f"{part}, {when}", int(sel.sum()), ev["ndcg10"][sel].mean()))
+    assert list(wp["segment"]) == [e[0] for e in expected]
+    assert list(wp["n_events"]) == [e[1] for e in expected]
+    assert list(wp["value"]) == pytest.approx([e[2] for e in expected])
+    plain = segments.weekpart_periods(con, "A", [])
+    assert list(plain["segment"]) == ["weekday", "weekend"]
+    # a recurring regime splits at its first switch only; new items are no interest change
+    store.add_known_changes(
+        con, "synth", [("recurring", T0 + 3 * DAY, T0 + 3 * DAY), ("recurring", T0 + 5 * DAY,
+                       T0 + 5 * DAY), ("new_items", T0 + 6 * DAY, T0 + 6 * DAY)],
+    )  # fmt: skip
+    assert segments.change_cuts(con, "synth") == sorted([T0 + 3 * DAY, *cuts])
+
+
 def test_drift_windows_bounds_and_recovery() -> None:
     con = store.connect_memory()
     fabricate_dataset(con, n_events=3000, drifts=[(1000, 1099)])
