@@ -20,7 +20,6 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
 from streamsim import records
 from streamsim.errors import StorageError
@@ -198,6 +197,8 @@ def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, *, events_per_s: flo
 def save_state(path: Path, state: dict[str, Any]) -> None:
     """Write the engine state atomically (temp file + rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    import torch  # here, not at the top: commands that read runs never load torch
+
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -207,6 +208,8 @@ def load_state(path: Path) -> dict[str, Any]:
     """The engine state saved by `save_state`, loaded with ``weights_only=True``: tensors,
     numbers and plain containers only, so a crafted file in a shared workspace cannot run code.
     Anything else is refused with a `StorageError` naming the file."""
+    import torch
+
     try:
         state = torch.load(path, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:

@@ -7,6 +7,7 @@ import ast
 import dataclasses
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,35 @@ def test_the_name_rules_catch_what_they_should() -> None:
     assert not _WORK_ITEM.search("tissue 7 days")
     assert _DESIGN_REF.search("see PROTOCOL.md §6.4")
     assert not _DESIGN_REF.search("see docs/protocol.md")
+
+
+# commands that read the store or print help must not pay for torch (seconds of start-up)
+LIGHT_COMMANDS = (["--help"], ["runs", "list"], ["datasets", "list"], ["compare", "--help"])
+
+
+def imports_torch(argv: list[str], store: Path) -> bool:
+    """Whether ``python -m streamsim --store STORE ARGV`` has torch loaded when it ends."""
+    probe = (
+        "import sys, runpy\n"
+        f"sys.argv = ['streamsim', '--store', {str(store)!r}, *{argv!r}]\n"
+        "try:\n"
+        "    runpy.run_module('streamsim', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    last = out.stdout.strip().splitlines()[-1:]
+    assert last in (["TORCH"], ["NO-TORCH"]), out.stderr[-2000:]
+    return last == ["TORCH"]
+
+
+@pytest.mark.parametrize("argv", LIGHT_COMMANDS, ids=" ".join)
+def test_commands_that_run_no_model_import_no_torch(argv: list[str], tmp_path: Path) -> None:
+    assert not imports_torch(argv, tmp_path)
+
+
+def test_the_torch_probe_sees_a_command_that_loads_models(tmp_path: Path) -> None:
+    assert imports_torch(["models", "list"], tmp_path)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Group
@@ -14,7 +14,9 @@ from rich.table import Table
 from rich.text import Text
 
 from streamsim.commands import JsonOption, console, reading, workspace
-from streamsim.compare import Comparison, compare
+
+if TYPE_CHECKING:  # imported when the command runs (a fast `--help`)
+    from streamsim.compare import Comparison
 
 OVERALL_KEYS = (
     "n_events",
@@ -138,6 +140,8 @@ def compare_runs(
     """Paired comparison of runs over the same events (block bootstrap CI, Wilcoxon,
     McNemar, Holm)."""
     with reading(ctx) as con:
+        from streamsim.compare import compare
+
         result = compare(
             con, runs, metric=metric, segment=segment, block=block, n_boot=n_boot, seed=seed
         )

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from streamsim import commands as cli
-from streamsim.compare import Comparison
-from streamsim.detection import DetectorReport
-from streamsim.report import Forgetting, RunSummary
+
+if TYPE_CHECKING:  # the command imports the engine only when it runs (a fast `--help`)
+    from streamsim.compare import Comparison
+    from streamsim.detection import DetectorReport
+    from streamsim.report import Forgetting, RunSummary
 
 
 def register(app: typer.Typer) -> None:
