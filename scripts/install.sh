@@ -29,4 +29,5 @@ else
   echo "streamsim install: no torch and no GPU, installing the CPU build from constraints-cpu.txt"
   cp constraints-cpu.txt "$constraints"
 fi
-"$py" -m pip install --progress-bar off -c "$constraints" -e ".[dev]"
+# dev: the test and lint tools; ray: `streamsim sweep --executor ray` (and its test)
+"$py" -m pip install --progress-bar off -c "$constraints" -e ".[dev,ray]"

@@ -79,11 +79,14 @@ def _register_commands() -> None:
         replay,
         runs,
         scenarios,
+        sweep,
         train,
         tune,
     )
 
-    modules = (datasets, scenarios, models, train, tune, evaluate, replay, runs, compare, detectors)
+    modules = (
+        datasets, scenarios, models, train, tune, evaluate, replay, sweep, runs, compare, detectors,
+    )  # fmt: skip
     for module in modules:
         module.register(app)
 

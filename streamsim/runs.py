@@ -284,3 +284,59 @@ def export_run(con: duckdb.DuckDBPyConnection, run_id: str, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path)
     return path
+
+
+def complete_runs(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> int:
+    """How many of `run_ids` are in the store and complete."""
+    row = fetch_one(
+        con,
+        "SELECT count(*) FROM runs WHERE list_contains(?, run_id) AND status = 'complete'",
+        [run_ids],
+    )
+    return int(row[0]) if row is not None else 0
+
+
+# a run's rows: its `runs` row and its result tables, each keyed by ``run_id``
+EXPORTED_TABLES = ("runs", *RUN_TABLES)
+
+
+def export_runs(con: duckdb.DuckDBPyConnection, run_ids: list[str], directory: Path) -> Path:
+    """Every row of the runs `run_ids` as one Parquet file per table (`EXPORTED_TABLES`) in
+    `directory`: what a sweep's worker hands to the process that owns the store."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for table in EXPORTED_TABLES:
+        data = con.sql(
+            f"SELECT * FROM {table} WHERE list_contains($ids, run_id)", params={"ids": run_ids}
+        ).to_arrow_table()
+        pq.write_table(data, directory / f"{table}.parquet")
+    return directory
+
+
+def import_runs(con: duckdb.DuckDBPyConnection, directory: Path) -> list[str]:
+    """Store the runs `export_runs` wrote into `directory`, in one transaction: rows of a run id
+    already in the store (an earlier, interrupted import) are replaced. Returns the run ids.
+    The store is unchanged when a file is missing or does not match the table."""
+    tables = {}
+    for table in EXPORTED_TABLES:
+        path = directory / f"{table}.parquet"
+        try:
+            tables[table] = pq.read_table(path)
+        except (OSError, pa.ArrowException) as exc:
+            msg = f"{path}: cannot read the exported runs ({exc}); expected export_runs' file"
+            raise StorageError(msg) from None
+    ids = tables["runs"].column("run_id").to_pylist()
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table in reversed(EXPORTED_TABLES):
+            con.execute(f"DELETE FROM {table} WHERE list_contains(?, run_id)", [ids])
+        for table in EXPORTED_TABLES:
+            con.register("imported_rows", tables[table])
+            try:
+                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM imported_rows")
+            finally:
+                con.unregister("imported_rows")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return [str(i) for i in ids]
