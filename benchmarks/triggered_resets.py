@@ -119,7 +119,10 @@ def run_seed(args: argparse.Namespace, seed: int, store: Path) -> list[dict[str,
     none, continual = by_policy["none"], by_policy["continual"]
 
     def diff(a: RunSummary, b: RunSummary) -> list[float]:
-        """a − b: mean per-day NDCG@10 difference and its 95% CI."""
+        """a − b: mean per-day NDCG@10 difference and its 95% CI (0 for a run and itself: a
+        never-fired trigger's baselines are plain continual)."""
+        if a.run_id == b.run_id:
+            return [0.0, 0.0, 0.0]
         pair = compare(con, [b.run_id, a.run_id]).pairs[0]
         return [pair.mean_diff, pair.ci_low, pair.ci_high]
 
