@@ -165,6 +165,20 @@ def run_scenario(
         replay_policy(con, workspace, scenario, policy, prepared, resume=resume, progress=progress)
         for policy in scenario.policies
     )
+    return scenario_result(con, workspace, scenario, prepared, run_ids, dashboard=dashboard)
+
+
+def scenario_result(
+    con: duckdb.DuckDBPyConnection,
+    workspace: Workspace,
+    scenario: Scenario,
+    prepared: Prepared,
+    run_ids: tuple[str, ...],
+    *,
+    dashboard: bool = True,
+) -> ScenarioResult:
+    """Summaries, the comparison with the first run, the contrasts and the dashboard of the
+    stored runs of one scenario."""
     summaries = tuple(summarize(con, run_id) for run_id in run_ids)
     comparison = compare(con, list(run_ids)) if len(run_ids) > 1 else None
     pairs = contrasts(con, summaries)
@@ -364,7 +378,7 @@ def replay_policy(
             progress(ReplayFinished(policy.name, found[0], reused=True))
         return found[0]
     chosen, cell = resolve_auto(con, workspace, scenario, prepared.source, policy)
-    scenario = _with_calibrated_detectors(con, scenario, prepared)
+    scenario = with_calibrated_detectors(con, scenario, prepared)
     engine = build_engine(con, scenario, chosen, prepared)
     tie = scenario.replay.tie_shuffle_seed
     run_id = found[0] if found is not None else None
@@ -376,20 +390,7 @@ def replay_policy(
         if run_id is not None:  # killed before its first chunk: start it again from scratch
             truncate_run(con, run_id, after_batch=-1)
         else:
-            run_id = f"{scenario.name}-{policy.name}-{uuid.uuid4().hex[:8]}"
-            create_run(
-                con,
-                run_id=run_id,
-                dataset=prepared.info.name,
-                scenario=scenario.name,
-                scenario_hash=key,
-                data_fingerprint=prepared.info.fingerprint,
-                model=prepared.checkpoint.model_name,
-                checkpoint_hash=prepared.checkpoint.hash,
-                policy=policy.name,
-                seed=scenario.seed,
-                manifest=_manifest(scenario, chosen, prepared, key=key, tuned=cell),
-            )
+            run_id = new_run(con, scenario, policy, prepared, chosen=chosen, tuned=cell)
         split = prepared.split
         start, stop = split.pretrain.start, split.replay.start  # nothing before pretraining
         name = prepared.info.name
@@ -403,6 +404,36 @@ def replay_policy(
         state_path=_state_path(workspace, run_id),
         progress=progress,
         chunk_batches=chunk_batches,
+    )
+    return run_id
+
+
+def new_run(
+    con: duckdb.DuckDBPyConnection,
+    scenario: Scenario,
+    policy: PolicySpec,
+    prepared: Prepared,
+    *,
+    chosen: PolicySpec,
+    tuned: Cell | None,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """Create the run row of `policy` (as written; `chosen`: with its rate resolved) and return
+    its id; `extra` adds manifest entries."""
+    run_id = f"{scenario.name}-{policy.name}-{uuid.uuid4().hex[:8]}"
+    key = run_key(scenario, policy)
+    create_run(
+        con,
+        run_id=run_id,
+        dataset=prepared.info.name,
+        scenario=scenario.name,
+        scenario_hash=key,
+        data_fingerprint=prepared.info.fingerprint,
+        model=prepared.checkpoint.model_name,
+        checkpoint_hash=prepared.checkpoint.hash,
+        policy=policy.name,
+        seed=scenario.seed,
+        manifest=_manifest(scenario, chosen, prepared, key=key, tuned=tuned) | (extra or {}),
     )
     return run_id
 
@@ -467,7 +498,7 @@ def _write_dashboard(
     return Path(write_dashboard(con, list(run_ids), path))
 
 
-def _with_calibrated_detectors(
+def with_calibrated_detectors(
     con: duckdb.DuckDBPyConnection, scenario: Scenario, prepared: Prepared
 ) -> Scenario:
     """The scenario with its "auto" detector parameters calibrated on the validation window

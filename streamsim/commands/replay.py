@@ -45,10 +45,21 @@ def replay(
     ] = True,
     set_: cli.SetOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    distributed: Annotated[
+        bool,
+        typer.Option(
+            "--distributed",
+            help="Under torchrun: cut none/reset replays into time chunks across the ranks"
+            " (rank 0 writes; other policies run on rank 0).",
+        ),
+    ] = False,
 ) -> None:
     """Replay a scenario: data, pretraining (cached), then one run per adaptation policy."""
+    from contextlib import nullcontext
+
     from streamsim.commands.compare import render_comparison
     from streamsim.commands.progress_view import progress_view
+    from streamsim.errors import StreamsimError
     from streamsim.pipeline import run_scenario
     from streamsim.scenario import load
 
@@ -57,9 +68,25 @@ def replay(
     )
     sc = load(scenario, overrides)
     ws = cli.workspace(ctx)
-    con = ws.connect()
-    with progress_view(cli.console(stderr=as_json)) as progress:
-        result = run_scenario(con, ws, sc, resume=resume, dashboard=dashboard, progress=progress)
+    if distributed:
+        from streamsim.distributed import init, run_scenario_distributed
+
+        if resume:
+            msg = "--distributed: a distributed replay always starts new runs; drop --resume"
+            raise StreamsimError(msg)
+        rank, _ = init()
+        view = progress_view(cli.console(stderr=as_json)) if rank == 0 else nullcontext(None)
+        with view as progress:
+            found = run_scenario_distributed(ws, sc, dashboard=dashboard, progress=progress)
+        if found is None:  # not rank 0: rank 0 reports
+            return
+        result = found
+    else:
+        con = ws.connect()
+        with progress_view(cli.console(stderr=as_json)) as progress:
+            result = run_scenario(
+                con, ws, sc, resume=resume, dashboard=dashboard, progress=progress
+            )
     warning = result.health_warning
     if as_json:
         typer.echo(json.dumps(result.to_json(), default=str, indent=2))
