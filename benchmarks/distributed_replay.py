@@ -3,7 +3,8 @@
     python benchmarks/distributed_replay.py [--scenario weekend-shift] [--policy none]
         [--set KEY=VALUE ...]
 
-Pretrains (and tunes) once in a temporary workspace with a one-process replay, then runs
+Pretrains (and tunes) once with a one-process replay (in a temporary workspace, or reusing
+`--store`'s checkpoint), then runs
 ``torchrun --standalone --nproc-per-node N -m streamsim replay --distributed`` for N = 1 and 2
 with one torch thread per rank. Prints, per N, the events/s of the time-chunked replay (its wall
 time on rank 0: warm-up of each rank's histories, its micro-batches, gathering the rows and
@@ -30,6 +31,7 @@ def main() -> None:
     parser.add_argument("--scenario", default="weekend-shift")
     parser.add_argument("--policy", action="append", default=None)
     parser.add_argument("--set", action="append", default=[])
+    parser.add_argument("--store", default=None, help="a workspace to reuse (default: a new one)")
     args = parser.parse_args()
     policies = args.policy or ["none"]
     common = ["replay", "--scenario", args.scenario, "--no-dashboard", "--json"]
@@ -39,7 +41,7 @@ def main() -> None:
         common += ["--set", pair]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with tempfile.TemporaryDirectory() as tmp:
-        store = ["--store", tmp]
+        store = ["--store", args.store or tmp]
         subprocess.run([sys.executable, "-m", "streamsim", *store, *common], cwd=ROOT, env=env,
                        check=True, capture_output=True)  # fmt: skip
         rates = {}

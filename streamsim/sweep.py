@@ -195,12 +195,16 @@ def run_sweep(
     for cell in todo:
         (followers if keys[cell.index] in seen else leaders).append(cell)
         seen.add(keys[cell.index])
-    execute = _ray_executor(spec) if spec.executor == "ray" else _local_executor(spec)
-    for wave in (leaders, followers):
-        for cell, outcome, seconds in execute([root / f"cell-{c.index}" for c in wave], wave):
-            results[cell.index] = _store(con, root / f"cell-{cell.index}", cell, outcome, seconds)
-            if progress is not None:
-                progress(results[cell.index])
+    execute, shutdown = _ray_executor(spec) if spec.executor == "ray" else _local_executor(spec)
+    try:
+        for wave in (leaders, followers):
+            for cell, outcome, seconds in execute([root / f"cell-{c.index}" for c in wave], wave):
+                cell_dir = root / f"cell-{cell.index}"
+                results[cell.index] = _store(con, cell_dir, cell, outcome, seconds)
+                if progress is not None:
+                    progress(results[cell.index])
+    finally:
+        shutdown()
     return SweepResult(root, [results[c.index] for c in cells])
 
 
@@ -208,7 +212,10 @@ def run_sweep(
 Outcome = list[str] | BaseException
 
 
-def _local_executor(spec: SweepSpec) -> Callable[[list[Path], list[Cell]], Any]:
+Executor = tuple[Callable[[list[Path], list[Cell]], Any], Callable[[], None]]  # run, shut down
+
+
+def _local_executor(spec: SweepSpec) -> Executor:
     def execute(dirs: list[Path], cells: list[Cell]) -> Any:
         with ThreadPoolExecutor(max_workers=spec.workers) as pool:
             started = {}
@@ -222,7 +229,7 @@ def _local_executor(spec: SweepSpec) -> Callable[[list[Path], list[Cell]], Any]:
                     c = pending.pop(fut)
                     yield c, fut.result(), time.perf_counter() - started[c.index]
 
-    return execute
+    return execute, lambda: None
 
 
 def _cell_process(cell_dir: Path) -> Outcome:
@@ -239,7 +246,9 @@ def _cell_process(cell_dir: Path) -> Outcome:
     return list(json.loads((cell_dir / "done.json").read_text())["run_ids"])
 
 
-def _ray_executor(spec: SweepSpec) -> Callable[[list[Path], list[Cell]], Any]:
+def _ray_executor(spec: SweepSpec) -> Executor:
+    """Ray tasks on the cluster at `spec.address`, or on a local Ray instance started here with
+    `spec.workers` CPUs (and shut down when the sweep ends)."""
     try:
         import ray
     except ImportError:
@@ -248,7 +257,8 @@ def _ray_executor(spec: SweepSpec) -> Callable[[list[Path], list[Cell]], Any]:
             " (pip install -e '.[ray]'), or use --executor local"
         )
         raise ScenarioError(msg) from None
-    if not ray.is_initialized():
+    started_here = not ray.is_initialized()
+    if started_here:
         if spec.address is not None:
             ray.init(address=spec.address, log_to_driver=False)
         else:
@@ -268,7 +278,7 @@ def _ray_executor(spec: SweepSpec) -> Callable[[list[Path], list[Cell]], Any]:
                     outcome = exc
                 yield c, outcome, time.perf_counter() - started
 
-    return execute
+    return execute, (ray.shutdown if started_here else lambda: None)
 
 
 # -- the worker side ---------------------------------------------------------------------------
