@@ -11,22 +11,31 @@ drift rows a synthetic stream carries (``drift_type = 'known'``):
 - ``recurring``: a weekly weekend regime from ``START`` (to ``END`` or the last event): one
   change at every switch, Saturday 00:00 and Monday 00:00 UTC, as the synthetic weekend shift
   has.
+
+A change may concern some users only (``--scope``): a CSV of user ids, or a category name (the
+users with an event of that category before the change). It is then stored as a generator's
+per-user switches are: the global row (time-based detector scoring is unchanged) with ``scope``
+= the users' share, plus one row per user, which the per-user shift signal is scored against
+(`streamsim.user_shift`) where a real log has no generator's regimes.
 """
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Literal
 
 import duckdb
 
 from streamsim.errors import ScenarioError, StorageError
 from streamsim.splits import as_epoch_seconds
-from streamsim.store import add_known_changes, dataset_info
+from streamsim.store import add_known_changes, category_users, dataset_info, user_ids
 
 DAY = 86_400
 KINDS = ("sudden", "gradual", "recurring")
+USER_HEADERS = ("user", "user_id", "userId", "userid")  # a users file's optional header
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +87,15 @@ def weekend_switches(start: int, end: int) -> list[int]:
 
 
 def add_changes(
-    con: duckdb.DuckDBPyConnection, dataset: str, dates: list[str], kind: str = "sudden"
+    con: duckdb.DuckDBPyConnection,
+    dataset: str,
+    dates: list[str],
+    kind: str = "sudden",
+    *,
+    scope: str | None = None,
 ) -> list[Change]:
-    """Parse every date (all or nothing) and store the change points; the stored ones."""
+    """Parse every date (all or nothing) and store the change points; the stored ones. With a
+    `scope` (`scope_users`), each change concerns those users only."""
     info = dataset_info(con, dataset)
     changes = []
     for text in dates:
@@ -97,8 +112,52 @@ def add_changes(
             f" ({_iso(info.t_min)} .. {_iso(info.t_max)})"
         )
         raise StorageError(msg)
-    add_known_changes(con, dataset, [(c.kind, c.start_ts, c.end_ts) for c in changes])
+    if scope is None:
+        add_known_changes(con, dataset, [(c.kind, c.start_ts, c.end_ts) for c in changes])
+        return changes
+    scoped = [(c, scope_users(con, dataset, scope, before_ts=c.start_ts)) for c in changes]
+    for change, users in scoped:  # all resolved before the first is stored
+        add_known_changes(con, dataset, [(change.kind, change.start_ts, change.end_ts)],
+                          users=users)  # fmt: skip
     return changes
+
+
+def scope_users(
+    con: duckdb.DuckDBPyConnection, dataset: str, scope: str, *, before_ts: int
+) -> list[int]:
+    """The users a scoped change concerns (dense ids): a CSV file's user ids (one per line, the
+    first field; an optional header ``user``/``user_id``/``userId``), or, for a category name,
+    the users with an event of that category before the change. `StorageError` naming the file
+    and line of a user the dataset does not have."""
+    path = Path(scope).expanduser()
+    if not path.is_file():
+        users = category_users(con, dataset, scope, before_ts=before_ts)
+        if not users:
+            msg = f"--scope {scope!r}: no user has an event of that category before the change"
+            raise StorageError(msg)
+        return users
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            lines = enumerate(csv.reader(fh), 1)
+            rows = [(n, r[0].strip()) for n, r in lines if r and r[0].strip()]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        msg = f"{path}: cannot read the users file ({exc}); expected a CSV of user ids"
+        raise StorageError(msg) from None
+    if rows and rows[0][1] in USER_HEADERS:
+        rows = rows[1:]
+    if not rows:
+        msg = f"{path}: no user ids; expected one user id per line"
+        raise StorageError(msg)
+    found = user_ids(con, dataset, [raw for _, raw in rows])
+    missing = [(n, raw) for n, raw in rows if raw not in found]
+    if missing:
+        n, raw = missing[0]
+        msg = (
+            f"{path} line {n}: user {raw!r} is not in dataset {dataset!r}"
+            f" ({len(missing)} of {len(rows)} ids unknown); expected the dataset's raw user ids"
+        )
+        raise StorageError(msg)
+    return sorted({found[raw] for _, raw in rows})
 
 
 def _iso(ts: int) -> str:
@@ -109,7 +168,7 @@ def list_changes(con: duckdb.DuckDBPyConnection, dataset: str) -> list[dict[str,
     """Every global change of a dataset (a generator's or added), oldest first."""
     dataset_info(con, dataset)
     cur = con.execute(
-        "SELECT drift_id, kind, drift_type, start_ts, end_ts, start_idx, end_idx"
+        "SELECT drift_id, kind, drift_type, start_ts, end_ts, start_idx, end_idx, scope"
         " FROM global_drifts(?) ORDER BY start_ts, drift_id",
         [dataset],
     )

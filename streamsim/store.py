@@ -390,13 +390,20 @@ def delete_dataset(con: duckdb.DuckDBPyConnection, name: str) -> None:
 
 
 def add_known_changes(
-    con: duckdb.DuckDBPyConnection, dataset: str, changes: Sequence[tuple[str, int, int]]
+    con: duckdb.DuckDBPyConnection,
+    dataset: str,
+    changes: Sequence[tuple[str, int, int]],
+    *,
+    users: Sequence[int] = (),
 ) -> int:
     """Store known change points ``(kind, start_ts, end_ts)`` of a dataset as global drifts
-    (``drift_type = 'known'``, every user, magnitude unknown), in one transaction; the number
-    stored. Detector scoring, its baselines and the drift-aligned segments then use them as
-    they use a generator's ground truth."""
-    dataset_info(con, dataset)  # StorageError for an unknown dataset
+    (``drift_type = 'known'``, magnitude unknown), in one transaction; the number stored.
+    Detector scoring, its baselines and the drift-aligned segments then use them as they use a
+    generator's ground truth. With `users` (dense ids), a change concerns those users only: its
+    global row's ``scope`` is their share of the dataset's users, and each of them gets a
+    per-user row (``user_id`` set), as a generator's per-user regime switches have."""
+    info = dataset_info(con, dataset)  # StorageError for an unknown dataset
+    scope = len(users) / max(info.n_users, 1) if users else 1.0
     con.execute("BEGIN TRANSACTION")
     try:
         row = fetch_one(con, "SELECT coalesce(max(drift_id) + 1, 0) FROM drifts WHERE dataset = ?",
@@ -404,11 +411,14 @@ def add_known_changes(
         assert row is not None
         for k, (kind, start_ts, end_ts) in enumerate(changes):
             start_idx, end_idx = (idx_at_time(con, dataset, t) for t in (start_ts, end_ts))
-            con.execute(
-                "INSERT INTO drifts VALUES"
-                " (?, ?, ?, 'known', 1.0, 'NaN'::DOUBLE, NULL, ?, ?, ?, ?)",
-                [dataset, int(row[0]) + k, kind, start_ts, end_ts, start_idx, end_idx],
-            )
+            for user in (None, *users):
+                con.execute(
+                    "INSERT INTO drifts (dataset, drift_id, kind, drift_type, scope, magnitude,"
+                    " user_id, start_ts, end_ts, start_idx, end_idx)"
+                    " VALUES (?, ?, ?, 'known', ?, 'NaN'::DOUBLE, ?, ?, ?, ?, ?)",
+                    [dataset, int(row[0]) + k, kind, scope, user, start_ts, end_ts, start_idx,
+                     end_idx],
+                )  # fmt: skip
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -416,11 +426,63 @@ def add_known_changes(
     return len(changes)
 
 
+def known_user_changes(con: duckdb.DuckDBPyConnection, dataset: str) -> list[tuple[int, int]]:
+    """``(user_id, start_ts)`` of every per-user change a user added (`add_known_changes` with
+    users), oldest first."""
+    return [
+        (int(u), int(t))
+        for u, t in con.execute(
+            "SELECT user_id, start_ts FROM drifts WHERE dataset = ? AND drift_type = 'known'"
+            " AND user_id IS NOT NULL ORDER BY start_ts, user_id",
+            [dataset],
+        ).fetchall()
+    ]
+
+
+def user_ids(con: duckdb.DuckDBPyConnection, dataset: str, raws: Sequence[str]) -> dict[str, int]:
+    """The dense ids of the raw user ids `raws` that the dataset has (absent ones are left out)."""
+    rows = con.execute(
+        "SELECT raw, user_id FROM users WHERE dataset = ? AND list_contains(?, raw)",
+        [dataset, list(raws)],
+    ).fetchall()
+    return {str(r): int(u) for r, u in rows}
+
+
+def category_users(
+    con: duckdb.DuckDBPyConnection, dataset: str, category: str, *, before_ts: int
+) -> list[int]:
+    """The users with an event of category `category` (its raw name) before `before_ts`;
+    `StorageError` naming some categories when the dataset has no such category."""
+    found = fetch_one(
+        con, "SELECT category FROM categories WHERE dataset = ? AND raw = ?", [dataset, category]
+    )
+    if found is None:
+        names = [r[0] for r in con.execute(
+            "SELECT raw FROM categories WHERE dataset = ? ORDER BY category LIMIT 8", [dataset]
+        ).fetchall()]  # fmt: skip
+        msg = (
+            f"--scope {category!r}: dataset {dataset!r} has no such category (nor is it a file);"
+            f" expected a users CSV or a category such as {names}"
+        )
+        raise StorageError(msg)
+    return [
+        int(u)
+        for (u,) in con.execute(
+            "SELECT DISTINCT user_id FROM events WHERE dataset = ? AND category = ? AND ts < ?"
+            " ORDER BY user_id",
+            [dataset, int(found[0]), before_ts],
+        ).fetchall()
+    ]
+
+
 def clear_known_changes(con: duckdb.DuckDBPyConnection, dataset: str) -> int:
     """Remove the change points added to a dataset (a generator's ground truth stays)."""
     dataset_info(con, dataset)
     row = fetch_one(
-        con, "SELECT count(*) FROM drifts WHERE dataset = ? AND drift_type = 'known'", [dataset]
+        con,
+        "SELECT count(*) FROM drifts WHERE dataset = ? AND drift_type = 'known'"
+        " AND user_id IS NULL",
+        [dataset],
     )
     con.execute("DELETE FROM drifts WHERE dataset = ? AND drift_type = 'known'", [dataset])
     return int(row[0]) if row is not None else 0

@@ -1,4 +1,4 @@
-"""Which users just shifted? A label-free per-user signal, scored against the generator's truth.
+"""Which users just shifted? A label-free per-user signal, scored against known user shifts.
 
 The signal of a request is the model's own reaction to the user's history, known before the
 request's target is revealed: whether the category of the model's top-1 recommendation for the
@@ -11,9 +11,12 @@ regime differs from the regime of one of the user's previous `window` events (th
 `window` requests after each of the user's regime switches, in either direction; a recurring
 weekend shift switches twice a week). Reported: AUROC of the signal for "just shifted" (ties
 count half; 0.5 is chance), and the precision and recall of the flagged requests (signal 1).
-Beside it, a baseline that needs no model: the user's last two revealed events belong to
-different categories. Computed from what a run stores (`run_events.top1`, the items' and events'
-categories), on demand: no replay is needed, and no target is read to compute either signal.
+On a real log with per-user changes a user added (`streamsim datasets changes --scope`), a
+request "just shifted" when it is among the user's first `window` requests at or after one of
+the user's change times. Beside it, a baseline that needs no model: the user's last two
+revealed events belong to different categories. Computed from what a run stores
+(`run_events.top1`, the items' and events' categories), on demand: no replay is needed, and no
+target is read to compute either signal.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import pandas as pd
 from scipy import stats
 
 from streamsim.runs import run_info
+from streamsim.store import known_user_changes
 
 WINDOW = 3  # requests after a regime switch that count as "just shifted"
 
@@ -79,16 +83,23 @@ def user_shift_frame(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFram
 
 
 def score_user_shift(con: duckdb.DuckDBPyConnection, run_id: str) -> UserShiftScore | None:
-    """The signal scored against the dataset's regimes; None without them (a real log)."""
+    """The signal scored against the dataset's regimes, or against the per-user changes a user
+    added to a real log (`streamsim.changes`, ``--scope``); None with neither."""
     frame = user_shift_frame(con, run_id)
-    if frame.empty or frame["regime"].isna().all():
+    if frame.empty:
         return None
-    shifted = np.array(
-        [
-            any(p != r for p in prev) if prev is not None else False
-            for r, prev in zip(frame["regime"], frame["prev_regimes"], strict=True)
-        ]  # fmt: skip
-    )
+    if not frame["regime"].isna().all():
+        shifted = np.array(
+            [
+                any(p != r for p in prev) if prev is not None else False
+                for r, prev in zip(frame["regime"], frame["prev_regimes"], strict=True)
+            ]  # fmt: skip
+        )
+    else:
+        known = known_user_changes(con, str(run_info(con, run_id)["dataset"]))
+        if not known:
+            return None
+        shifted = after_known_changes(frame, known)
     signal = frame["signal"].to_numpy(dtype=np.float64)
     auroc, precision, recall = _scores(signal, shifted)
     h_auroc, h_precision, h_recall = _scores(frame["history_signal"].to_numpy(np.float64), shifted)
@@ -96,6 +107,23 @@ def score_user_shift(con: duckdb.DuckDBPyConnection, run_id: str) -> UserShiftSc
         len(frame), int(shifted.sum()), auroc, precision, recall, h_auroc, h_precision,
         h_recall, WINDOW,
     )  # fmt: skip
+
+
+def after_known_changes(frame: pd.DataFrame, changes: list[tuple[int, int]]) -> np.ndarray:
+    """Per request of `frame` (``user_id``, ``ts``, in replay order): whether it is among its
+    user's first `WINDOW` requests at or after one of that user's known change times."""
+    shifted = np.zeros(len(frame), dtype=bool)
+    by_user: dict[int, list[int]] = {}
+    for user, ts in changes:
+        by_user.setdefault(user, []).append(ts)
+    users = frame["user_id"].to_numpy()
+    times = frame["ts"].to_numpy()
+    for user, starts in by_user.items():
+        rows = np.flatnonzero(users == user)  # replay order
+        for start in starts:
+            after = rows[times[rows] >= start][:WINDOW]
+            shifted[after] = True
+    return shifted
 
 
 def _scores(signal: np.ndarray, shifted: np.ndarray) -> tuple[float, float, float]:

@@ -105,3 +105,65 @@ def test_added_changes_travel_with_an_exported_dataset(tmp_path: Path) -> None:
         {k: v for k, v in r.items() if k not in strip} for r in list_changes(con, "toy")
     ]
     assert [r["kind"] for r in list_changes(con, "toy2")] == ["sudden", "gradual"]
+
+
+def test_a_scoped_change_gives_a_real_log_per_user_truth(tmp_path: Path) -> None:
+    import numpy as np
+
+    from devtools.fabricate import fabricate_dataset, fabricate_run
+    from streamsim.changes import add_changes, list_changes
+    from streamsim.store import clear_known_changes, connect_memory, known_user_changes
+    from streamsim.user_shift import WINDOW, score_user_shift, user_shift_frame
+
+    con = connect_memory()
+    fabricate_dataset(con, n_events=1400, n_days=14, n_users=60)
+    fabricate_run(con, "r", start_idx=700)
+    assert score_user_shift(con, "r") is None  # no regimes, no known user changes
+    at = int(con.execute("SELECT ts FROM events WHERE idx = 900").fetchone()[0])  # type: ignore[index]
+    users_csv = tmp_path / "users.csv"
+    users_csv.write_text("user_id\nu1\nu2\n\nu3\n")
+    add_changes(con, "synth", [iso(at)], scope=str(users_csv))
+    (change,) = list_changes(con, "synth")
+    assert change["scope"] == pytest.approx(3 / 60)
+    assert known_user_changes(con, "synth") == [(1, at), (2, at), (3, at)]
+    score = score_user_shift(con, "r")
+    assert score is not None
+    frame = user_shift_frame(con, "r")
+    expected = sum(
+        min(WINDOW, int(((frame["user_id"] == u) & (frame["ts"] >= at)).sum())) for u in (1, 2, 3)
+    )
+    assert score.n_shifted == expected > 0
+    # a category scope: the users with an event of that category before the change
+    later = int(con.execute("SELECT ts FROM events WHERE idx = 1100").fetchone()[0])  # type: ignore[index]
+    add_changes(con, "synth", [iso(later)], scope="cat2")
+    ev = con.execute("SELECT user_id, category, ts FROM events ORDER BY idx").fetchnumpy()
+    cat2 = sorted(set(ev["user_id"][(ev["category"] == 2) & (ev["ts"] < later)].tolist()))
+    assert [u for u, t in known_user_changes(con, "synth") if t == later] == cat2
+    assert list_changes(con, "synth")[1]["scope"] == pytest.approx(len(cat2) / 60)
+    # bad scopes: the file and line, or the category; nothing stored
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user\nu1\nnobody\n")
+    with pytest.raises(StorageError, match=r"bad.csv line 3: user 'nobody' is not in dataset"):
+        add_changes(con, "synth", [iso(at)], scope=str(bad))
+    with pytest.raises(StorageError, match=r"--scope 'catX': dataset 'synth' has no such category"):
+        add_changes(con, "synth", [iso(at)], scope="catX")
+    assert len(list_changes(con, "synth")) == 2
+    assert clear_known_changes(con, "synth") == 2
+    assert known_user_changes(con, "synth") == []
+    assert np.isfinite(score.auroc)
+
+
+def test_the_scope_option_on_the_command_line(tmp_path: Path) -> None:
+    store, _ = toy_store_and_scenario(tmp_path, SCENARIO)
+    con = Workspace.resolve(store).connect()
+    info = dataset_info(con, "toy")
+    con.close()
+    users = tmp_path / "users.csv"
+    users.write_text("u0\nu5\n")
+    mid = iso((info.t_min + info.t_max) // 2)
+    shown = invoke(store, "datasets", "changes", "toy", "--add", mid, "--scope", str(users))
+    assert shown.exit_code == 0, shown.output
+    assert "5.0%" in shown.output  # 2 of the 40 users
+    missing = invoke(store, "datasets", "changes", "toy", "--add", mid, "--scope", "nope")
+    assert missing.exit_code == 1
+    assert "--scope 'nope': dataset 'toy' has no such category" in missing.output

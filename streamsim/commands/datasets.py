@@ -302,13 +302,22 @@ def datasets_changes(
             " from START: a change every Saturday and Monday 00:00 UTC).",
         ),
     ] = "sudden",
+    scope: Annotated[
+        str | None,
+        typer.Option(
+            "--scope",
+            help="Only some users changed: a CSV of their user ids (one per line), or a category"
+            " name (the users with an event of it before the change).",
+        ),
+    ] = None,
     clear: Annotated[
         bool, typer.Option("--clear", help="Remove the changes added before (first).")
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Known change points of a dataset: detector scoring, its baselines and the drift-aligned
-    segments use them as they use a synthetic stream's ground truth. Lists them."""
+    segments use them as they use a synthetic stream's ground truth; a scoped change also
+    scores the per-user shift signal. Lists them."""
     from streamsim.changes import add_changes, list_changes
     from streamsim.store import clear_known_changes
 
@@ -317,7 +326,7 @@ def datasets_changes(
         if clear:
             clear_known_changes(con, name)
         if add:
-            add_changes(con, name, add, kind)
+            add_changes(con, name, add, kind, scope=scope)
         rows = list_changes(con, name)
     finally:
         con.close()
@@ -325,12 +334,12 @@ def datasets_changes(
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
     table = Table(title=f"changes of {name} ({len(rows)})")
-    for col in ("id", "kind", "type", "start (UTC)", "end (UTC)", "start idx"):
+    for col in ("id", "kind", "type", "start (UTC)", "end (UTC)", "start idx", "users"):
         table.add_column(col)
     for r in rows:
         table.add_row(
             str(r["drift_id"]), str(r["kind"]), str(r["drift_type"]), str(r["start"]),
-            str(r["end"]), str(r["start_idx"]),
+            str(r["end"]), str(r["start_idx"]), f"{float(str(r['scope'])):.1%}",
         )  # fmt: skip
     console().print(table)
 
