@@ -422,7 +422,11 @@ class Adapter:
             if not bool(torch.isfinite(loss)):  # a diverged model: never step on NaN / inf
                 skipped += 1
                 continue
-            loss.backward()
+            # gradients of the test-time parameters only: autograd skips the branches that lead
+            # to the others (e.g. the item table's gradient through full-catalogue scores)
+            grads = torch.autograd.grad(loss, self.tta_params, allow_unused=True)
+            for p, g in zip(self.tta_params, grads, strict=True):
+                p.grad = g
             backward += 1
             if not finite_grads(self.tta_params):
                 skipped += 1

@@ -208,3 +208,40 @@ def test_placebo_of_is_refused_on_other_steps(tmp_path) -> None:  # type: ignore
     )
     with pytest.raises(ScenarioError, match="key 'placebo_of': sizes the placebo step"):
         scenario.load(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "rule"),
+    [("ttt4rec", "entropy"), ("ttt4rec", "model"), ("t2arec", "model"), ("sasrec", "selfsup")],
+)
+def test_a_step_on_the_test_time_parameters_only_equals_the_full_backward_step(
+    name: str, rule: str
+) -> None:
+    """The adapter asks autograd for the test-time parameters' gradients only (skipping, e.g.,
+    the item table's gradient through full-catalogue scores); the reference takes the plain
+    `loss.backward()` over every parameter and the same SGD step."""
+    from tests.support.tiny import build_tiny, random_seq_batch
+
+    model = build_tiny(name, n_items=30, max_len=8, seed=1)
+    if not model.has_test_time_loss and rule == "model":
+        pytest.skip(f"{name} has no test-time loss")
+    batch = random_seq_batch(30, 8, (8, 5, 3, 1, 6), seed=2).without_targets()
+    reference = build_tiny(name, n_items=30, max_len=8, seed=1)
+    pol = policy(rule, tta="continual", lr=0.5)
+    adapter = Adapter(model, pol)
+    with adapter.adapted(batch):
+        pass
+    ref = Adapter(reference, pol)  # its loss, its parameters; the step by hand
+    loss = ref._loss(batch, None, None)
+    loss.backward()
+    with torch.no_grad():
+        for p in ref.tta_params:
+            if p.grad is not None:
+                p -= 0.5 * p.grad
+    fast = dict(model.named_parameters())
+    moved = 0
+    for key, p in reference.named_parameters():
+        assert torch.equal(fast[key], p), key
+        moved += int(not torch.equal(p, dict(build_tiny(name, n_items=30, max_len=8, seed=1)
+                                                  .named_parameters())[key]))  # fmt: skip
+    assert moved > 0, "the step moved something"
