@@ -25,7 +25,9 @@ gets one dataset per seed (``<dataset>-seed<N>``): each seed draws its own strea
 never replaces another's data. A cell that raises, returns non-finite metrics or dies is
 recorded as failed with its error and does not stop the grid. The sweep's directory name is a
 hash of its grid: the same command run again skips finished cells (their runs are in the store)
-and resumes unfinished ones from their scratch workspace (`replay --resume` semantics).
+and resumes unfinished ones from their scratch workspace (`replay --resume` semantics). A stored
+cell's scratch workspace and exported rows are deleted (its ``result.json`` stays); a failed
+cell's are kept, for its rerun and for a look at what went wrong.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import itertools
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -337,11 +340,26 @@ def _store(
             result = CellResult(cell, "complete", run_ids, seconds=seconds)
         except StreamsimError as exc:
             result = CellResult(cell, "failed", error=str(exc), seconds=seconds)
+        else:  # stored: the scratch copy of the dataset and the exported rows are not needed
+            _remove_scratch(cell_dir)
     _write_json(cell_dir / "result.json", {
         "status": result.status, "run_ids": result.run_ids, "error": result.error,
         "seconds": result.seconds,
     })  # fmt: skip
     return result
+
+
+def _remove_scratch(cell_dir: Path) -> None:
+    """Delete a stored cell's scratch workspace and exported runs (the links to the workspace's
+    shared directories are unlinked first, so nothing they point to is touched)."""
+    scratch = cell_dir / "workspace"
+    for name in SHARED_DIRS:
+        link = scratch / name
+        if link.is_symlink():
+            link.unlink()
+    for path in (scratch, cell_dir / "runs"):
+        if path.exists():
+            shutil.rmtree(path)
 
 
 def _finished(con: duckdb.DuckDBPyConnection, cell_dir: Path) -> list[str] | None:

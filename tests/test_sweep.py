@@ -109,6 +109,11 @@ def test_a_two_by_two_sweep_stores_what_four_replays_store(
     con.close()
     assert stored(ws) == sequential  # same run keys, seeds, policies and every rank
     assert len(list((ws.root / "checkpoints").iterdir())) == 2  # one pretraining per seed
+    for k in range(4):  # stored cells keep their result, not their scratch copies
+        cell = result.directory / f"cell-{k}"
+        assert (cell / "result.json").exists()
+        assert not (cell / "workspace").exists()
+        assert not (cell / "runs").exists()
     if executor == "ray":
         import ray
 
