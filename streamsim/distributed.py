@@ -52,6 +52,7 @@ from streamsim.pipeline import (
     prepare,
     replay_end,
     replay_policy,
+    run_key,
     scenario_result,
     with_calibrated_detectors,
 )
@@ -171,6 +172,7 @@ def run_scenario_distributed(
     rank, world = dist.get_rank(), dist.get_world_size()
     payload: list[Any] = [None, None, None]
     tuned: dict[str, Cell | None] = {}
+    keys: dict[str, str] = {}
     if rank == 0:
         scenario_mod.check(scenario)  # everything checkable before the first write
         con = workspace.connect()
@@ -180,6 +182,7 @@ def run_scenario_distributed(
             from streamsim.parquet_io import export_dataset
 
             export_dataset(con, prepared.info.name, snapshot)
+        keys = {p.name: run_key(scenario, p) for p in scenario.policies}  # as written
         scenario = with_calibrated_detectors(con, scenario, prepared)
         chosen = [
             resolve_auto(con, workspace, scenario, prepared.source, p) for p in scenario.policies
@@ -216,7 +219,8 @@ def run_scenario_distributed(
             seconds = time.perf_counter() - started
             run_ids.append(
                 _write(con, scenario, policy, spec, prepared, results, world=world,
-                       tuned=tuned[policy.name], seconds=seconds, progress=progress)
+                       key=keys[policy.name], tuned=tuned[policy.name], seconds=seconds,
+                       progress=progress)
             )  # fmt: skip
     dist.barrier()
     if rank != 0:
@@ -234,6 +238,7 @@ def _write(
     results: list[StepResult],
     *,
     world: int,
+    key: str,
     tuned: Cell | None,
     seconds: float,
     progress: Progress | None,
@@ -241,7 +246,9 @@ def _write(
     """Rank 0: one run from the ranks' batches (in batch order, alarms raised), written once;
     its events/s are the replay's wall time across the ranks."""
     extra = {"distributed": {"world_size": world, "mode": "time chunks"}}
-    run_id = new_run(con, scenario, policy, prepared, chosen=chosen, tuned=tuned, extra=extra)
+    run_id = new_run(
+        con, scenario, policy, prepared, key=key, chosen=chosen, tuned=tuned, extra=extra
+    )
     total = sum(len(r) for r in results)
     if progress is not None:
         progress(ReplayStarted(policy.name, run_id, total, 0))

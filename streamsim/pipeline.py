@@ -390,7 +390,7 @@ def replay_policy(
         if run_id is not None:  # killed before its first chunk: start it again from scratch
             truncate_run(con, run_id, after_batch=-1)
         else:
-            run_id = new_run(con, scenario, policy, prepared, chosen=chosen, tuned=cell)
+            run_id = new_run(con, scenario, policy, prepared, key=key, chosen=chosen, tuned=cell)
         split = prepared.split
         start, stop = split.pretrain.start, split.replay.start  # nothing before pretraining
         name = prepared.info.name
@@ -414,14 +414,16 @@ def new_run(
     policy: PolicySpec,
     prepared: Prepared,
     *,
+    key: str,
     chosen: PolicySpec,
     tuned: Cell | None,
     extra: dict[str, Any] | None = None,
 ) -> str:
     """Create the run row of `policy` (as written; `chosen`: with its rate resolved) and return
-    its id; `extra` adds manifest entries."""
+    its id. `key` is `run_key` of the scenario as written (before its "auto" detector
+    parameters were calibrated), which a resumed replay looks its runs up by; `extra` adds
+    manifest entries."""
     run_id = f"{scenario.name}-{policy.name}-{uuid.uuid4().hex[:8]}"
-    key = run_key(scenario, policy)
     create_run(
         con,
         run_id=run_id,

@@ -85,3 +85,18 @@ def test_auto_thresholds_hold_their_false_alarm_rate_on_a_held_out_seed(tmp_path
     (summary,) = held_out.summaries
     for report in summary.detectors:
         assert report.alarms / summary.n_events * 10_000 <= TARGET, report
+
+
+def test_a_replay_with_auto_detectors_is_found_again_on_resume(tmp_path: Path) -> None:
+    """The run key is that of the scenario as written ("auto"), not of the calibrated values:
+    `--resume` finds the run and replays nothing."""
+    from streamsim.pipeline import run_key
+
+    ws = Workspace.resolve(tmp_path / "ws")
+    con = ws.connect()
+    scenario = _no_drift(0, AUTO)
+    first = run_scenario(con, ws, scenario, dashboard=False)
+    again = run_scenario(con, ws, scenario, dashboard=False, resume=True)
+    assert again.run_ids == first.run_ids
+    stored = run_info(con, first.run_ids[0])["scenario_hash"]
+    assert stored == run_key(scenario, scenario.policies[0])
