@@ -23,7 +23,7 @@ from dashboards import data, figures
 from streamsim.compare import Comparison, compare
 from streamsim.errors import StreamsimError
 from streamsim.report import contrasts, reading, summarize
-from streamsim.runs import run_row
+from streamsim.runs import data_warning, run_row
 
 PLOT_CONFIG = {"responsive": True, "displaylogo": False, "scrollZoom": False}
 CSS = """
@@ -204,6 +204,7 @@ def build_dashboard(
             f'<h2>{html.escape(heading)}</h2><p class="note">{html.escape(note)}</p>'
             f"{div}</section>"
         )
+    warnings = [w for w in (data_warning(con, r) for r in run_ids) if w is not None]
     labels = data.run_labels(con, run_ids)
     title = f"streamsim · {rows[0]['scenario']} · {', '.join(labels[r] for r in run_ids)}"
     return (
@@ -212,7 +213,8 @@ def build_dashboard(
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<style>{CSS}</style>"
         f'<script type="text/javascript">{get_plotlyjs()}</script>'
-        f"</head><body>{_header(rows, verdict, title_info)}{_reading(lines)}{''.join(panels)}"
+        f"</head><body>{_header(rows, verdict, title_info, warnings)}{_reading(lines)}"
+        f"{''.join(panels)}"
         "</body></html>\n"
     )
 
@@ -261,7 +263,10 @@ def _reading(lines: Sequence[str]) -> str:
 
 
 def _header(
-    rows: list[dict[str, object]], verdict: str, title_info: Mapping[str, str] | None
+    rows: list[dict[str, object]],
+    verdict: str,
+    title_info: Mapping[str, str] | None,
+    warnings: Sequence[str] = (),
 ) -> str:
     first = rows[0]
     fields: list[tuple[str, str]] = [
@@ -295,6 +300,8 @@ def _header(
     fields.append(("policies", " | ".join(policies)))
     if any(r["data_fingerprint"] != first["data_fingerprint"] for r in rows):
         fields.append(("warning", "the runs were made on data with different fingerprints"))
+    for warning in warnings:
+        fields.append(("warning", warning))
     for key, value in (title_info or {}).items():
         fields.append((str(key), str(value)))
     meta = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in fields)

@@ -286,6 +286,31 @@ def export_run(con: duckdb.DuckDBPyConnection, run_id: str, path: Path) -> Path:
     return path
 
 
+def data_warning(con: duckdb.DuckDBPyConnection, run_id: str) -> str | None:
+    """A plain-words warning when the dataset a run replayed has been replaced since (a
+    synthetic scenario regenerated with another seed under the same name, a re-ingest): its
+    per-event metrics are its own, but whatever joins the dataset's current events (drift
+    windows, categories, the dashboard's change markers) describes other data. None if it is
+    unchanged."""
+    row = fetch_one(
+        con,
+        "SELECT r.dataset, r.data_fingerprint, d.fingerprint FROM runs r"
+        " LEFT JOIN datasets d ON d.name = r.dataset WHERE r.run_id = ?",
+        [run_id],
+    )
+    if row is None or row[1] == row[2]:
+        return None
+    dataset, then, now = row
+    if now is None:
+        return f"run {run_id} replayed dataset {dataset!r}, which is no longer in the store"
+    return (
+        f"run {run_id} replayed an earlier version of dataset {dataset!r} (fingerprint"
+        f" {str(then)[:12]}; the store now holds {str(now)[:12]}, e.g. regenerated with another"
+        " seed): its own metrics stand, but drift windows, categories and change markers are"
+        " those of the current data"
+    )
+
+
 def complete_runs(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> int:
     """How many of `run_ids` are in the store and complete."""
     row = fetch_one(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -368,3 +369,25 @@ def test_page_splits_weekparts_at_changes_inside_the_replay_and_lists_shifted_us
     shifted = figs["shifted"].data[0].cells.values
     assert len(shifted[0]) == 10
     assert set(shifted[4]) == {"no ground truth"}  # fabricated data has no regimes
+
+
+def test_a_run_on_data_replaced_since_is_flagged(workspace: store.Workspace) -> None:
+    from dashboards.page import build_dashboard
+    from streamsim.runs import data_warning
+
+    con = workspace.connect()
+    fabricate_dataset(con, n_events=700, n_days=7, seed=0)
+    fabricate_run(con, "old")
+    assert data_warning(con, "old") is None
+    store.delete_dataset(con, "synth")  # e.g. regenerated with another seed under one name
+    fabricate_dataset(con, n_events=700, n_days=7, seed=1)
+    warning = data_warning(con, "old")
+    assert warning is not None
+    assert "earlier version of dataset 'synth'" in warning
+    assert "earlier version of dataset" in build_dashboard(con, ["old"])
+    con.close()
+    shown = CliRunner().invoke(app, ["runs", "show", "old", "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert "earlier version" in json.loads(shown.stdout)["data_warning"]
+    text = CliRunner().invoke(app, ["runs", "show", "old"])
+    assert text.output.startswith("warning: run old replayed an earlier version")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -49,18 +49,24 @@ def runs_show(
     """Show a run: its manifest, overall metrics, quartiles and detectors."""
     from streamsim.commands.replay import detector_line, forgetting_cell, skipped_line
     from streamsim.report import summarize
-    from streamsim.runs import run_info
+    from streamsim.runs import data_warning, run_info
     from streamsim.user_shift import score_user_shift
 
     con = workspace(ctx).connect()
     info = run_info(con, run_id)
     summary = summarize(con, run_id)
     shift = score_user_shift(con, run_id)
+    warning = data_warning(con, run_id)
     if as_json:
-        extra = {"user_shift": shift.to_json() if shift is not None else None}
+        extra: dict[str, Any] = {
+            "user_shift": shift.to_json() if shift is not None else None,
+            "data_warning": warning,
+        }
         typer.echo(json.dumps({**info, **summary.to_json(), **extra}, default=str, indent=2))
         return
     out = console()
+    if warning is not None:
+        out.print(f"warning: {warning}", style="bold yellow")
     for key in (
         "run_id", "scenario", "dataset", "model", "policy", "seed", "status", "n_events",
         "events_per_s", "started", "finished",
