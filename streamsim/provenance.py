@@ -15,7 +15,9 @@ from streamsim import __version__
 
 
 def versions() -> dict[str, str]:
-    """Versions of streamsim and the packages that determine its numbers."""
+    """Versions of streamsim and the packages that determine its numbers, and torch's thread
+    count (floating-point reductions, and so trained weights, can differ between thread counts;
+    a checkpoint is reused whatever the count, so its manifest says which one trained it)."""
     import duckdb
     import numpy as np
     import river
@@ -28,6 +30,7 @@ def versions() -> dict[str, str]:
         "duckdb": duckdb.__version__,
         "river": river.__version__,
         "python": platform.python_version(),
+        "torch_threads": str(torch.get_num_threads()),
     }
 
 

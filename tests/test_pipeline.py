@@ -93,6 +93,9 @@ def test_checkpoints_are_cached_by_content(tmp_path: Path) -> None:
     assert manifest["data_fingerprint"]
     assert manifest["seed"] == 3
     assert "valid.ndcg@10" in manifest["best"]
+    import torch
+
+    assert manifest["versions"]["torch_threads"] == str(torch.get_num_threads())  # who trained it
 
 
 def test_missing_dataset_names_the_hint(tmp_path: Path) -> None:
