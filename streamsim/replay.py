@@ -58,6 +58,7 @@ from streamsim.online import OnlineLearner
 from streamsim.probe import ProbeScore, SourceProbe
 from streamsim.ranking import gini, marginal_entropy, rank_metrics, target_ranks, topk_entropy
 from streamsim.records import Alarm, BatchResult, EventRecords, StepResult
+from streamsim.recurrent_state import RecurrentStateCache
 from streamsim.rng import batch_seed
 
 
@@ -83,6 +84,9 @@ class ReplaySpec:
     # the current weights every `probe_every` (fraction of the replayed events); 0 disables it
     probe_events: int = 1000
     probe_every: float = 0.1
+    # score a frozen recurrent model (policy none) from each user's cached state in O(1) instead
+    # of re-running their history (`streamsim.recurrent_state`); other policies recompute
+    recurrent_state: bool = False
 
     @classmethod
     def from_table(cls, table: Any, where: str) -> ReplaySpec:
@@ -202,6 +206,11 @@ class ReplayEngine:
             else None
         )
         self.history = HistoryBuffer(n_users=n_users, n_items=n_items, max_len=model.max_len)
+        # frozen weights only: a cached state is θ₀'s (`streamsim.recurrent_state`)
+        frozen = policy.tta == "none" and not policy.online
+        self.cache = (
+            RecurrentStateCache(model, n_users=n_users) if spec.recurrent_state and frozen else None
+        )
         self.watches: list[Watch] = [make_detector(d, seed=seed) for d in detectors]
         self.next_idx = 0  # first replay index not processed yet
         self.next_batch_id = 0
@@ -228,6 +237,8 @@ class ReplayEngine:
                     self.history.extend(users[lo:hi], items[lo:hi], ts[lo:hi])
             else:
                 self.history.extend(users, items, ts)
+                if self.cache is not None:
+                    self.cache.reveal(users, items, ts)
             self.next_idx = int(idx[-1]) + 1
 
     # -- one micro-batch: the stages, in order ----------------------------------------------------
@@ -288,7 +299,7 @@ class ReplayEngine:
         # 4. reveal: the last wave's histories, the catalogue, count models, online update
         t0 = time.perf_counter()
         last_rows = wave_inputs[-1][0]
-        self.history.extend(users[last_rows], eb.items[last_rows], eb.ts[last_rows])
+        self._reveal(users[last_rows], eb.items[last_rows], eb.ts[last_rows])
         revealed = _with_targets(_in_batch_order(wave_inputs, len(eb)), eb.items)
         self.model.observe(revealed)
         backward = adapt.backward_passes
@@ -385,7 +396,10 @@ class ReplayEngine:
                 for u, i in zip(users[rows].tolist(), eb.items[rows].tolist())
             ]
             with torch.no_grad():
-                part = self.model.score(batch).clone()  # (rows, V)
+                if self.cache is not None:  # from each user's cached state
+                    part = self.cache.score(users[rows], batch)
+                else:
+                    part = self.model.score(batch).clone()  # (rows, V)
             if self.spec.exclude_seen:
                 for r, user in enumerate(users[rows].tolist()):
                     part[r, self.history.seen_items(user)] = float("-inf")
@@ -398,9 +412,15 @@ class ReplayEngine:
             seconds["score"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             if wave < last_wave:  # histories only; learning waits for the whole batch
-                self.history.extend(users[rows], eb.items[rows], eb.ts[rows])
+                self._reveal(users[rows], eb.items[rows], eb.ts[rows])
             seconds["reveal"] += time.perf_counter() - t0
         return scores, is_repeat, wave_inputs
+
+    def _reveal(self, users: np.ndarray, items: np.ndarray, ts: np.ndarray) -> None:
+        """Scored events join the histories (and the cached recurrent states)."""
+        self.history.extend(users, items, ts)
+        if self.cache is not None:
+            self.cache.reveal(users, items, ts)
 
     def _label_free_signals(self, inputs: SeqBatch, adapt: AdaptStats) -> dict[str, float | None]:
         """The test-time loss before adaptation and the mean Δ_{n+1}, if the model has them.
@@ -453,6 +473,7 @@ class ReplayEngine:
             "learner": self.learner.state() if self.learner is not None else None,
             "counts": None if self.model.trainable else self.model.state_dict(),
             "history": self.history.state(),
+            "recurrent_state": None if self.cache is None else self.cache.state(),
             "detectors": [torch.tensor(w.fed, dtype=torch.float64) for w in self.watches],
             "next_idx": self.next_idx,
             "next_batch_id": self.next_batch_id,
@@ -468,6 +489,8 @@ class ReplayEngine:
             if self.learner is not None and state.get("learner") is not None:
                 self.learner.load_state(state["learner"])
         self.history.load_state(state["history"])
+        if self.cache is not None:
+            self.cache.load_state(state["recurrent_state"])
         self.watches = [
             w.rebuilt(values.tolist()) for w, values in zip(self.watches, state["detectors"])
         ]

@@ -189,6 +189,15 @@ def check(scenario: Scenario, *, where: str | None = None) -> None:
                 f" one of {watched}"
             )
             raise ScenarioError(msg)
+    if scenario.replay.recurrent_state:
+        from streamsim.recurrent_state import STREAMING_MODELS
+
+        if scenario.model.name not in STREAMING_MODELS:
+            msg = (
+                f"{f}: [replay] key 'recurrent_state': expected a recurrent model with a step"
+                f" ({list(STREAMING_MODELS)}), got [model] name = {scenario.model.name!r}"
+            )
+            raise ScenarioError(msg)
     _check_model(scenario, f)
 
 
