@@ -30,6 +30,7 @@ from torch import Tensor
 
 from models.base import Recommender, SeqBatch
 from streamsim.errors import ScenarioError
+from streamsim.history import HistoryBuffer
 
 STREAMING_MODELS = ("t2arec", "mamba4rec")  # recurrent, batch-first states, default `score`
 
@@ -105,6 +106,24 @@ class RecurrentStateCache:
                 _map(lambda t, n, i=idx: t.index_copy_(0, i, n.to(t.dtype)), self.states, new)
                 self.reps.index_copy_(0, idx, rep.to(self.reps.dtype))
         np.add.at(self.counts, users, 1)
+
+    def count(self, users: np.ndarray) -> None:
+        """Count revealed events without stepping (a warm-up, before `rebuild`)."""
+        np.add.at(self.counts, users, 1)
+
+    def rebuild(self, history: HistoryBuffer, *, chunk: int = 1024) -> None:
+        """Every user's state and o_n from one batched `forward` over their current window:
+        exact for users whose whole history fits in it (the others are recomputed when
+        scored). Used after a warm-up, where stepping event by event would take as many
+        batched steps as the most active user has events."""
+        with torch.no_grad():
+            for lo in range(0, len(self.counts), chunk):
+                users = np.arange(lo, min(lo + chunk, len(self.counts)))
+                batch = history.batch(users, np.zeros(len(users), dtype=np.int64))
+                rep, state = self.model(batch)
+                idx = torch.from_numpy(users)
+                _map(lambda t, n, i=idx: t.index_copy_(0, i, n.to(t.dtype)), self.states, state)
+                self.reps.index_copy_(0, idx, rep.to(self.reps.dtype))
 
     def score(self, users: np.ndarray, batch: SeqBatch) -> Tensor:
         """(B, V) scores of the requests of `users` (their histories in `batch`): from the cached

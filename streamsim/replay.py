@@ -238,8 +238,10 @@ class ReplayEngine:
             else:
                 self.history.extend(users, items, ts)
                 if self.cache is not None:
-                    self.cache.reveal(users, items, ts)
+                    self.cache.count(users)
             self.next_idx = int(idx[-1]) + 1
+        if self.cache is not None:  # the states after the warm-up, in one pass
+            self.cache.rebuild(self.history)
 
     # -- one micro-batch: the stages, in order ----------------------------------------------------
     def step(self, eb: EventBatch) -> StepResult:
