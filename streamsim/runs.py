@@ -241,12 +241,34 @@ def run_row(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
 
 def labels_of(rows: list[dict[str, Any]]) -> tuple[str, ...]:
     """Display labels of runs (their ``runs`` rows): the policy when every run has the same
-    model, else ``model/policy``; with `` (run id)`` appended when labels would repeat."""
+    model, else ``model/policy``; when labels would repeat, the sweep cell a run came from
+    (``none [train.lr=0.001]``, `tag_sweep_cell`) or else its run id is appended."""
     same_model = len({r["model"] for r in rows}) <= 1
     labels = [str(r["policy"]) if same_model else f"{r['model']}/{r['policy']}" for r in rows]
     if len(set(labels)) == len(labels):
         return tuple(labels)
+    cells = [_sweep_cell(r) for r in rows]
+    with_cells = [f"{label} [{cell}]" for label, cell in zip(labels, cells, strict=True)]
+    if all(cells) and len(set(with_cells)) == len(with_cells):
+        return tuple(with_cells)
     return tuple(f"{label} ({r['run_id']})" for label, r in zip(labels, rows, strict=True))
+
+
+def _sweep_cell(row: dict[str, Any]) -> str | None:
+    """The sweep-cell label stored in a run's manifest (None for a run not made by a sweep)."""
+    try:
+        cell = json.loads(str(row.get("manifest") or "{}")).get("sweep_cell")
+    except ValueError:
+        return None
+    return str(cell) if cell else None
+
+
+def tag_sweep_cell(con: duckdb.DuckDBPyConnection, run_ids: list[str], label: str) -> None:
+    """Record in the runs' manifests which sweep cell they came from (labels, dashboards)."""
+    for run_id in run_ids:
+        manifest = dict(run_info(con, run_id)["manifest"])
+        manifest["sweep_cell"] = label
+        con.execute("UPDATE runs SET manifest = ? WHERE run_id = ?", [json.dumps(manifest), run_id])
 
 
 def list_runs(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:

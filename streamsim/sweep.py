@@ -51,7 +51,7 @@ import duckdb
 
 from streamsim import scenario as scenario_mod
 from streamsim.errors import ScenarioError, StreamsimError
-from streamsim.runs import complete_runs, import_runs
+from streamsim.runs import complete_runs, import_runs, tag_sweep_cell
 from streamsim.store import Workspace
 
 SHARED_DIRS = ("checkpoints", "tuning")  # what every cell reads from the workspace itself
@@ -337,6 +337,7 @@ def _store(
     else:
         try:
             run_ids = import_runs(con, cell_dir / "runs")
+            tag_sweep_cell(con, run_ids, cell.label)
             result = CellResult(cell, "complete", run_ids, seconds=seconds)
         except StreamsimError as exc:
             result = CellResult(cell, "failed", error=str(exc), seconds=seconds)
@@ -421,12 +422,37 @@ def cell_summaries(con: duckdb.DuckDBPyConnection, result: SweepResult) -> list[
     return rows
 
 
+def write_dashboards(con: duckdb.DuckDBPyConnection, result: SweepResult) -> list[Path]:
+    """One dashboard per group of stored cells that replayed the same events (one dataset: a
+    grid over settings shares it, each seed of a synthetic scenario has its own), in the sweep's
+    directory; runs are labelled by their cell where policies repeat."""
+    from dashboards.page import write_dashboard
+    from streamsim.runs import run_row
+
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for c in result.cells:
+        for run_id in c.run_ids:
+            row = run_row(con, run_id)
+            key = (row["dataset"], row["data_fingerprint"], row["n_events"])
+            groups.setdefault(key, []).append(run_id)
+    paths = []
+    for (dataset, fingerprint, _), run_ids in groups.items():
+        path = result.directory / f"dashboard-{dataset}-{str(fingerprint)[:8]}.html"
+        paths.append(Path(write_dashboard(con, run_ids, path)))
+    return paths
+
+
 def to_json(result: SweepResult) -> dict[str, Any]:
     return {
         "directory": str(result.directory),
         "cells": [
-            {**asdict(c.cell), "status": c.status, "run_ids": c.run_ids, "error": c.error,
-             "seconds": c.seconds}  # fmt: skip
+            {
+                **asdict(c.cell),
+                "status": c.status,
+                "run_ids": c.run_ids,
+                "error": c.error,
+                "seconds": c.seconds,
+            }  # fmt: skip
             for c in result.cells
         ],
     }

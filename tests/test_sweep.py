@@ -21,7 +21,7 @@ from streamsim.errors import StreamsimError
 from streamsim.pipeline import run_scenario
 from streamsim.scenario import load
 from streamsim.store import Workspace
-from streamsim.sweep import SweepSpec, expand, run_sweep
+from streamsim.sweep import SweepSpec, expand, run_sweep, write_dashboards
 from tests.test_golden_replay import ranks_digest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,6 +114,14 @@ def test_a_two_by_two_sweep_stores_what_four_replays_store(
         assert (cell / "result.json").exists()
         assert not (cell / "workspace").exists()
         assert not (cell / "runs").exists()
+    if executor == "local":  # one dashboard per seed's stream, runs labelled by their cell
+        con = ws.connect()
+        pages = write_dashboards(con, result)
+        con.close()
+        assert len(pages) == 2
+        page = pages[0].read_text()
+        assert "none [seed=0 replay.batch_events=64]" in page
+        assert "reset-entropy [seed=0 replay.batch_events=128]" in page
     if executor == "ray":
         import ray
 

@@ -79,9 +79,7 @@ def sweep(
     ] = None,
     executor: Annotated[
         str,
-        typer.Option(
-            "--executor", help="local: worker processes on this machine; ray: Ray tasks."
-        ),
+        typer.Option("--executor", help="local: worker processes on this machine; ray: Ray tasks."),
     ] = "local",
     address: Annotated[
         str | None,
@@ -92,12 +90,19 @@ def sweep(
         int | None,
         typer.Option("--threads", min=1, help="Torch threads per cell (default cores/workers)."),
     ] = None,
+    dashboard: Annotated[
+        bool,
+        typer.Option(
+            "--dashboard",
+            help="Also write one dashboard per group of cells that replayed the same events.",
+        ),
+    ] = False,
     as_json: cli.JsonOption = False,
 ) -> None:
     """Run a grid of seeds x settings of one scenario, each cell an independent replay stored
     as `streamsim replay` stores it; a rerun skips finished cells and resumes the rest."""
     from streamsim.errors import StreamsimError
-    from streamsim.sweep import SweepSpec, cell_summaries, run_sweep, to_json
+    from streamsim.sweep import SweepSpec, cell_summaries, run_sweep, to_json, write_dashboards
 
     if executor not in ("local", "ray"):
         msg = f"--executor {executor!r}: expected 'local' or 'ray'"
@@ -127,8 +132,12 @@ def sweep(
 
     result = run_sweep(con, ws, spec, progress=progress)
     rows = cell_summaries(con, result)
+    pages = write_dashboards(con, result) if dashboard else []
+    for page in pages:
+        err.print(f"dashboard: {page}", highlight=False)
     if as_json:
-        typer.echo(json.dumps({**to_json(result), "summary": rows}, indent=2, default=str))
+        out_json = {**to_json(result), "summary": rows, "dashboards": [str(p) for p in pages]}
+        typer.echo(json.dumps(out_json, indent=2, default=str))
     else:
         out = cli.console()
         out.print(summary_table(rows, len(result.cells)))
