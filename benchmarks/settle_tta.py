@@ -40,12 +40,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from doc_tables import add_doc_option, report  # noqa: E402
+from doc_tables import add_doc_option, show  # noqa: E402
+from per_seed import append, done_keys, seeds_of  # noqa: E402
 
 from streamsim.compare import compare  # noqa: E402
 from streamsim.pipeline import run_scenario  # noqa: E402
@@ -74,11 +74,6 @@ RULES = (*METHODS, "oracle", *(f"placebo-{m}" for m in METHODS))
 SCHEDULES = ("reset", "continual")
 
 
-def seeds_of(text: str) -> list[int]:
-    lo, _, hi = text.partition("-")
-    return list(range(int(lo), int(hi or lo) + 1))
-
-
 def policies() -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = [{"name": "none"}]
     for schedule in SCHEDULES:
@@ -101,7 +96,6 @@ def run_one(args: argparse.Namespace, variant: str, seed: int, store: Path) -> l
     ws = Workspace.resolve(store)
     con = ws.connect()
     scenario = load(args.scenario, {**overrides, "adaptation.policies": policies()})
-    started = time.perf_counter()
     result = run_scenario(con, ws, scenario, dashboard=False)
     by_policy = {s.policy: s for s in result.summaries}
     vs_none = {p.label: p for p in result.comparison.pairs} if result.comparison else {}
@@ -143,16 +137,7 @@ def run_one(args: argparse.Namespace, variant: str, seed: int, store: Path) -> l
                     ),
                 }  # fmt: skip
             )
-    for row in rows:
-        row["seconds"] = time.perf_counter() - started
-        row["threads"] = torch.get_num_threads()
     return rows
-
-
-def done_keys(path: Path) -> set[tuple[str, int]]:
-    if not path.exists():
-        return set()
-    return {(r["variant"], r["seed"]) for r in map(json.loads, path.read_text().splitlines())}
 
 
 def render(path: Path) -> str:
@@ -222,20 +207,16 @@ def main() -> None:
     add_doc_option(parser)
     args = parser.parse_args()
     if not args.render:
-        done = done_keys(args.results)
+        done = done_keys(args.results, "variant", "seed")
         for seed in seeds_of(args.seeds):  # seed-major: every variant once before the next seed
             for variant in args.variants.split(","):
                 if (variant, seed) in done:
                     continue
+                started = time.perf_counter()
                 rows = run_one(args, variant, seed, args.store / f"{args.scenario}-seed{seed}")
-                with args.results.open("a") as fh:
-                    for row in rows:
-                        fh.write(json.dumps(row) + "\n")
+                append(args.results, rows, started=started)
                 print(f"{args.scenario} {variant} seed {seed}: {len(rows)} rows", flush=True)
-    table = render(args.results)
-    print(table)
-    if args.doc is not None:
-        report(args.doc, args.results.stem, table)
+    show(render(args.results), args.results, args.doc)
 
 
 if __name__ == "__main__":

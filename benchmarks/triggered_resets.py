@@ -45,12 +45,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from doc_tables import add_doc_option, report  # noqa: E402
+from doc_tables import add_doc_option, show  # noqa: E402
+from per_seed import append, done_keys, seeds_of  # noqa: E402
 
 from streamsim.compare import compare  # noqa: E402
 from streamsim.pipeline import run_scenario  # noqa: E402
@@ -60,11 +60,6 @@ from streamsim.stats import holm_adjust, t_interval  # noqa: E402
 from streamsim.store import Workspace  # noqa: E402
 
 BASELINES = ("periodic", "random")
-
-
-def seeds_of(text: str) -> list[int]:
-    lo, _, hi = text.partition("-")
-    return list(range(int(lo), int(hi or lo) + 1))
 
 
 def period_for(n_batches: int, resets: int) -> int:
@@ -94,7 +89,6 @@ def run_seed(args: argparse.Namespace, seed: int, store: Path) -> list[dict[str,
     triggers = args.triggers.split(",") if args.triggers else [d.key for d in scenario.detectors]
     first = [{"name": "none"}, base]
     first += [{**base, "name": f"triggered-{tag(t)}", "reset_on_alarm": t} for t in triggers]
-    started = time.perf_counter()
     result = run_scenario(
         con, ws, load(args.scenario, {**overrides, "adaptation.policies": first}),
         dashboard=False, resume=True,
@@ -107,7 +101,8 @@ def run_seed(args: argparse.Namespace, seed: int, store: Path) -> list[dict[str,
     )
     second = []
     for t in triggers:  # a trigger that never fired is matched by plain continual itself
-        if resets := by_policy[f"triggered-{tag(t)}"].tta_resets:
+        # a reset after the last micro-batch changes nothing: matched counts leave it out
+        if resets := min(by_policy[f"triggered-{tag(t)}"].tta_resets, n_batches - 1):
             every = period_for(n_batches, resets)
             second.append({**base, "name": f"periodic-{tag(t)}", "reset_every": every})
             second.append({**base, "name": f"random-{tag(t)}", "reset_random": resets})
@@ -154,16 +149,7 @@ def run_seed(args: argparse.Namespace, seed: int, store: Path) -> list[dict[str,
             row["vs_continual"][b] = diff(other, continual)
             row["triggered_vs"][b] = diff(trig, other)
         rows.append(row)
-    for row in rows:
-        row["seconds"] = time.perf_counter() - started
-        row["threads"] = torch.get_num_threads()
     return rows
-
-
-def done_keys(path: Path) -> set[tuple[str, int]]:
-    if not path.exists():
-        return set()
-    return {(r["scenario"], r["seed"]) for r in map(json.loads, path.read_text().splitlines())}
 
 
 def render(path: Path) -> str:
@@ -241,19 +227,15 @@ def main() -> None:
     add_doc_option(parser)
     args = parser.parse_args()
     if not args.render:
-        done = done_keys(args.results)
+        done = done_keys(args.results, "scenario", "seed")
         for seed in seeds_of(args.seeds):
             if (args.scenario, seed) in done:
                 continue
+            started = time.perf_counter()
             rows = run_seed(args, seed, args.store / f"{args.scenario}-seed{seed}")
-            with args.results.open("a") as fh:
-                for row in rows:
-                    fh.write(json.dumps(row) + "\n")
+            append(args.results, rows, started=started)
             print(f"{args.scenario} seed {seed}: {len(rows)} triggers", flush=True)
-    table = render(args.results)
-    print(table)
-    if args.doc is not None:
-        report(args.doc, args.results.stem, table)
+    show(render(args.results), args.results, args.doc)
 
 
 if __name__ == "__main__":

@@ -21,11 +21,16 @@ from tests.support.toy import make_toy_model, store_toy, toy_events, waves
 START = 150  # replay starts at this index
 
 
-def run(con, model, policy: PolicySpec, spec: ReplaySpec, name: str = "toy", detectors=()):  # type: ignore[no-untyped-def]
+def run(  # type: ignore[no-untyped-def]
+    con, model, policy: PolicySpec, spec: ReplaySpec, name: str = "toy", detectors=(), seed=0, **kw
+):
+    """The engine and every micro-batch's result of replaying `name` from START (`kw`: the
+    engine's optional arguments, e.g. drift starts or the random resets)."""
     info = dataset_info(con, name)
     engine = ReplayEngine(
-        model, policy, spec, detectors, n_users=info.n_users, n_items=info.n_items, seed=0
-    )
+        model, policy, spec, detectors, n_users=info.n_users, n_items=info.n_items, seed=seed,
+        **kw,
+    )  # fmt: skip
     engine.warm_up(iter_events(con, name, stop_idx=START))
     batches = micro_batches(iter_events(con, name, start_idx=START), spec)
     return engine, [engine.step(eb) for eb in batches]
@@ -296,14 +301,7 @@ def test_random_resets_restore_theta0_after_exactly_the_drawn_batches(con) -> No
     assert drawn == random_reset_batches(policy, n_batches=n_batches, seed=7)  # owned stream
     others = {random_reset_batches(policy, n_batches=n_batches, seed=s) for s in range(8)}
     assert len(others) > 1, "the draw depends on the seed"
-    info = dataset_info(con, "toy")
-    engine = ReplayEngine(
-        make_toy_model(20), policy, spec, (), n_users=info.n_users, n_items=info.n_items,
-        seed=7, reset_batches=drawn,
-    )  # fmt: skip
-    engine.warm_up(iter_events(con, "toy", stop_idx=START))
-    batches = micro_batches(iter_events(con, "toy", start_idx=START), spec)
-    results = [engine.step(eb) for eb in batches]
+    _, results = run(con, make_toy_model(20), policy, spec, seed=7, reset_batches=drawn)
     assert {r.batch.batch_id for r in results if r.batch.tta_reset} == drawn
     for r in results:
         assert (r.batch.param_distance == 0.0) == (r.batch.batch_id in drawn), r.batch.batch_id

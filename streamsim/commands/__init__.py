@@ -29,6 +29,10 @@ ScenarioOption = Annotated[
 ModelOption = Annotated[str | None, typer.Option("--model", help="Override the model.")]
 SeedOption = Annotated[int | None, typer.Option("--seed", help="Override the seed.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+PolicyOption = Annotated[
+    list[str] | None,
+    typer.Option("--policy", "-p", help="Replay only these policies (repeatable)."),
+]
 # `--set KEY=VALUE` of the commands that load a scenario (`parse_pairs` reads it)
 SetOption = Annotated[
     list[str] | None,

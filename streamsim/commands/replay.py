@@ -23,10 +23,7 @@ def register(app: typer.Typer) -> None:
 def replay(
     ctx: typer.Context,
     scenario: cli.ScenarioOption,
-    policy: Annotated[
-        list[str] | None,
-        typer.Option("--policy", "-p", help="Replay only these policies (repeatable)."),
-    ] = None,
+    policy: cli.PolicyOption = None,
     model: cli.ModelOption = None,
     seed: cli.SeedOption = None,
     max_events: Annotated[

@@ -64,10 +64,7 @@ def sweep(
         str | None,
         typer.Option("--seeds", help="Seeds to sweep: a range 0-4 or a list 0,2,7."),
     ] = None,
-    policy: Annotated[
-        list[str] | None,
-        typer.Option("--policy", "-p", help="Replay only these policies (repeatable)."),
-    ] = None,
+    policy: cli.PolicyOption = None,
     model: cli.ModelOption = None,
     set_: Annotated[
         list[str] | None,
