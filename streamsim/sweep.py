@@ -167,7 +167,7 @@ def run_sweep(
     for sc, cell in zip(scenarios, cells, strict=True):  # data in the store; one export each
         info = ensure_data(con, sc)
         data_dir = root / "data" / info.name
-        if not (data_dir / "meta.json").exists():
+        if _exported_fingerprint(data_dir) != info.fingerprint:  # none yet, or stale
             export_dataset(con, info.name, data_dir)
         split = resolve_split(con, info.name, sc.split)
         key, _ = checkpoint_key(info.fingerprint, split, sc.model, sc.train, sc.seed)
@@ -348,6 +348,12 @@ def _store(
         "seconds": result.seconds,
     })  # fmt: skip
     return result
+
+
+def _exported_fingerprint(data_dir: Path) -> str | None:
+    """The fingerprint of the dataset exported into `data_dir` (None: no export there)."""
+    meta = data_dir / "meta.json"
+    return str(json.loads(meta.read_text()).get("fingerprint")) if meta.exists() else None
 
 
 def _remove_scratch(cell_dir: Path) -> None:
