@@ -170,6 +170,7 @@ def run_scenario_distributed(
     """Replay every policy of `scenario` across the process group; rank 0 returns what
     `run_scenario` returns, the other ranks None."""
     rank, world = dist.get_rank(), dist.get_world_size()
+    written = scenario  # as written: what run keys hash (before "auto" detectors are resolved)
     payload: list[Any] = [None, None, None]
     tuned: dict[str, Cell | None] = {}
     keys: dict[str, str] = {}
@@ -203,7 +204,7 @@ def run_scenario_distributed(
         if not chunkable(spec, scenario):  # sequential: rank 0 alone, the others wait
             if rank == 0:
                 run_ids.append(
-                    replay_policy(con, workspace, scenario, policy, prepared, progress=progress)
+                    replay_policy(con, workspace, written, policy, prepared, progress=progress)
                 )
             dist.barrier()
             continue

@@ -66,11 +66,13 @@ def test_two_ranks_give_the_one_process_ranks_bit_for_bit(tmp_path: Path) -> Non
         "SELECT run_id, policy, manifest FROM runs WHERE run_id NOT IN (SELECT unnest(?))",
         [list(single.run_ids)],
     ).fetchall()
+    keys = dict(con.execute("SELECT run_id, scenario_hash FROM runs").fetchall())
     distributed = {policy: run_id for run_id, policy, _ in rows}
     assert sorted(distributed) == sorted(POLICIES)
     fired: set[str] = set()
     for s in single.summaries:
         assert ranks_digest(con, distributed[s.policy]) == ranks_digest(con, s.run_id), s.policy
+        assert keys[distributed[s.policy]] == keys[s.run_id]  # the same run key
         alarms = "SELECT detector, signal, idx FROM run_alarms WHERE run_id = ? ORDER BY ALL"
         expected = con.execute(alarms, [s.run_id]).fetchall()
         fired |= {signal for _, signal, _ in expected}
