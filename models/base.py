@@ -67,6 +67,9 @@ class Recommender(nn.Module):
     name: ClassVar[str] = ""
     has_test_time_loss: ClassVar[bool] = False
     trainable: ClassVar[bool] = True  # False for count-based baselines (no gradient training)
+    # whether `observe` reads the revealed events' histories (False: only targets and times, so
+    # a warm-up may reveal many events of one user in a single call)
+    observes_histories: ClassVar[bool] = True
 
     def __init__(self, n_items: int, max_len: int) -> None:
         super().__init__()

@@ -114,6 +114,7 @@ def window_counts(
 @register("popularity", PopularityConfig, "recent popularity: item counts in the last window_s")
 class Popularity(Recommender):
     trainable = False
+    observes_histories = False  # targets at their times only
 
     def __init__(self, *, n_items: int, config: PopularityConfig) -> None:
         super().__init__(n_items, config.max_len)

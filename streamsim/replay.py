@@ -227,7 +227,11 @@ class ReplayEngine:
             items = record.column("item_id").to_numpy().astype(np.int64)
             ts = record.column("ts").to_numpy().astype(np.int64)
             idx = record.column("idx").to_numpy()
-            if not self.model.trainable:
+            if not self.model.trainable and not self.model.observes_histories:
+                keep = idx >= observe_from  # one call: no history to keep in step with
+                self.model.observe(_targets_only(items[keep], ts[keep]))
+                self.history.extend(users, items, ts)
+            elif not self.model.trainable:
                 for lo, hi in _runs_without_repeats(users):
                     if idx[hi - 1] >= observe_from:
                         keep = idx[lo:hi] >= observe_from
@@ -588,6 +592,16 @@ def _with_targets(batch: SeqBatch, items: np.ndarray) -> SeqBatch:
         request_times=batch.request_times,
         targets=torch.from_numpy(np.asarray(items, dtype=np.int64)),
     )
+
+
+def _targets_only(items: np.ndarray, ts: np.ndarray) -> SeqBatch:
+    """Revealed events as a batch without histories (for models that do not read them)."""
+    n = len(items)
+    empty = torch.zeros(n, 1, dtype=torch.int64)
+    return SeqBatch(
+        empty, empty.clone(), torch.zeros(n, dtype=torch.int64), torch.from_numpy(ts.copy()),
+        torch.from_numpy(items.astype(np.int64)),
+    )  # fmt: skip
 
 
 def _runs_without_repeats(users: np.ndarray) -> Iterator[tuple[int, int]]:

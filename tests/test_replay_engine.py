@@ -449,3 +449,23 @@ def test_continual_modifiers_resume_identically(con, policy: PolicySpec) -> None
     assert (ranks_of(resumed) == ranks_of(straight[5:])).all()
     distances = [r.batch.param_distance for r in straight[5:]]
     assert [r.batch.param_distance for r in resumed] == distances
+
+
+@pytest.mark.parametrize("name", ["popularity", "transition"])
+def test_a_count_model_warmed_up_in_one_call_ranks_as_event_by_event(con, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Popularity reads no history, so its warm-up reveals a whole record batch at once; the
+    reference reveals run by run (as a model that reads histories must). Same ranks."""
+    import models
+
+    spec = ReplaySpec(batch_events=16, probe_events=0)
+
+    def build() -> object:
+        return models.create(name, n_items=20, config={"max_len": 8})
+
+    fast = build()
+    _, got = run(con, fast, NONE, spec)
+    slow = build()
+    slow.observes_histories = True  # type: ignore[attr-defined]
+    _, expected = run(con, slow, NONE, spec)
+    assert (ranks_of(got) == ranks_of(expected)).all()
+    assert type(fast).observes_histories == (name == "transition")  # type: ignore[attr-defined]
