@@ -45,6 +45,10 @@ class HistoryBuffer:
         self.lengths = np.zeros(n_users, dtype=np.int64)  # (U,)
         self.known = np.zeros(n_items + 1, dtype=bool)  # (V,) items seen anywhere so far
         self._seen: list[set[int]] = [set() for _ in range(n_users)]
+        # the same (user, item) pairs in first-seen order, so that saving the state is one
+        # array conversion, not a walk over every set (which made long replays' saves slow)
+        self._pair_users: list[int] = []
+        self._pair_items: list[int] = []
 
     def append(self, user: int, item: int, ts: int) -> None:
         """Reveal one event: it joins the user's window, the catalogue and the user's item set."""
@@ -59,7 +63,11 @@ class HistoryBuffer:
             self.items[user, -1] = item
             self.times[user, -1] = ts
         self.known[item] = True
-        self._seen[user].add(item)
+        seen = self._seen[user]
+        if item not in seen:
+            seen.add(item)
+            self._pair_users.append(user)
+            self._pair_items.append(item)
 
     def extend(self, users: np.ndarray, items: np.ndarray, times: np.ndarray) -> None:
         """Reveal events in order (a Python loop: histories of one user must stay sequential)."""
@@ -84,8 +92,8 @@ class HistoryBuffer:
     def state(self) -> dict[str, Tensor]:
         """Everything needed to resume, as tensors (safe to load: no pickled objects); the
         consumed items as two parallel columns (user, item)."""
-        users = np.repeat(np.arange(len(self._seen)), [len(s) for s in self._seen])
-        items = np.fromiter((i for s in self._seen for i in s), dtype=np.int64, count=len(users))
+        users = np.asarray(self._pair_users, dtype=np.int64)
+        items = np.asarray(self._pair_items, dtype=np.int64)
         arrays = {
             "items": self.items, "times": self.times, "lengths": self.lengths,
             "known": self.known, "seen_users": users, "seen_items": items,
@@ -98,5 +106,7 @@ class HistoryBuffer:
         self.lengths = state["lengths"].numpy().copy()
         self.known = state["known"].numpy().copy()
         self._seen = [set() for _ in range(len(self._seen))]
-        for user, item in zip(state["seen_users"].tolist(), state["seen_items"].tolist()):
+        self._pair_users = state["seen_users"].tolist()
+        self._pair_items = state["seen_items"].tolist()
+        for user, item in zip(self._pair_users, self._pair_items, strict=True):
             self._seen[user].add(item)
