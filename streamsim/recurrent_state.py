@@ -16,7 +16,8 @@ the cache (`recomputed` counts them). With adapting weights the cached states wo
 
 The states live in one batch-first structure for all users (the model's own state type, its
 tensors indexed by user): T2ARec keeps, per user, its conv window, h_n (heads × head dim × state
-size) and x_n; memory is n_users × that, e.g. about 9 KB per user for the default T2ARec.
+size) and x_n; memory is n_users × that plus o_n: about 10 KB per user for the default T2ARec
+(d_model 64), 18 KB for the default Mamba4Rec.
 """
 
 from __future__ import annotations
