@@ -103,12 +103,22 @@ def window_counts(
     for row in np.lexsort((lo, hi)):
         a, b = int(lo[row]), int(hi[row])
         if b > cur_hi:
-            np.add.at(counts, items[cur_hi:b], 1.0)
+            _add(counts, items[cur_hi:b], 1.0)
         if a > cur_lo:
-            np.add.at(counts, items[cur_lo:a], -1.0)
+            _add(counts, items[cur_lo:a], -1.0)
         cur_lo, cur_hi = max(a, cur_lo), max(b, cur_hi)
         out[row] = counts
     return out
+
+
+def _add(counts: np.ndarray, items: np.ndarray, sign: float) -> None:
+    """counts[items] += sign, repeats counted: `np.add.at` for a few items, one `np.bincount`
+    for many (the first row of an all-time window adds the whole log; `np.add.at` is about ten
+    times slower per element). Counts are integers in float64, so both give the same values."""
+    if len(items) > 64:
+        counts += sign * np.bincount(items, minlength=len(counts))[: len(counts)]
+    else:
+        np.add.at(counts, items, sign)
 
 
 @register("popularity", PopularityConfig, "recent popularity: item counts in the last window_s")

@@ -471,6 +471,20 @@ def test_window_counts_match_brute_force_with_out_of_order_observes() -> None:
     np.testing.assert_array_equal(direct, scores)
 
 
+def test_window_counts_over_long_spans_match_brute_force() -> None:
+    """Long windows (and the all-time window of the tie-break) add many events at once, which
+    takes the `np.bincount` path; short steps between requests take `np.add.at`."""
+    rng = np.random.default_rng(1)
+    ts = np.sort(rng.integers(0, 100_000, 5_000))
+    items = rng.integers(1, 40, 5_000)
+    req = np.sort(rng.integers(0, 110_000, 300))
+    for lo in (req - 20_000, np.full_like(req, -(2**40)), req - 50):
+        got = window_counts(ts, items, lo, req, 40)
+        for row in range(0, 300, 7):
+            inside = (ts >= lo[row]) & (ts < req[row])
+            assert got[row].tolist() == np.bincount(items[inside], minlength=40).tolist()
+
+
 def test_popularity_rejects_bad_config_and_items() -> None:
     with pytest.raises(ModelError, match="window_s >= 0"):
         models.make_config("popularity", {"window_s": -1})
