@@ -96,9 +96,13 @@ class RecurrentStateCache:
         starts = np.r_[0, np.flatnonzero(sorted_users[1:] != sorted_users[:-1]) + 1]
         rank = np.empty(len(users), dtype=np.int64)
         rank[order] = np.arange(len(users)) - np.repeat(starts, np.diff(np.r_[starts, len(users)]))
+        # a user whose history outgrows the window is recomputed from then on: no step for them
+        inside = self.counts[users] + rank < self.max_len
         with torch.no_grad():
             for wave in range(int(rank.max()) + 1):
-                rows = np.flatnonzero(rank == wave)  # each user at most once, in event order
+                rows = np.flatnonzero((rank == wave) & inside)  # each user at most once, in order
+                if len(rows) == 0:
+                    continue
                 idx = torch.from_numpy(users[rows])
                 state = _map(lambda t, i=idx: t[i], self.states)
                 rep, new = self.model.step(  # type: ignore[operator]
